@@ -1,0 +1,122 @@
+"""The EI-style command line: every parameters.json param is a ``--<param>`` flag of the same spelling.
+
+EI adds ``--in-directory``/``--in-file``, ``--out-directory``, ``--hmac-key``, ``--metadata``,
+``--upload-category`` and ``--upload-label``; unknown extra arguments are tolerated (and named in the log).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from augment import __version__
+from augment.codec import OUTPUT_FORMATS
+from augment.config import FILL_CHOICES, LAYOUTS
+from augment.presets import DEFAULT_PRESET, PRESETS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="transform.py",
+        description="Augment a labelled image dataset per class folder (Edge Impulse transformation block).",
+        epilog="Exit codes: 0 done (failures within --max-failures), 1 run failed, 2 invalid parameters.",
+    )
+    io = p.add_argument_group("input and output (EI passes these)")
+    io.add_argument(
+        "--in-directory",
+        help="folder of images: class sub-folders, or flat <label>.<uid>.<ext> files",
+    )
+    io.add_argument(
+        "--in-file",
+        help="a single image (EI file mode); label from a <label>. name prefix, else its folder",
+    )
+    io.add_argument(
+        "--out-directory",
+        default="output",
+        help="where outputs go (default: %(default)s)",
+    )
+
+    rec = p.add_argument_group("what to make")
+    rec.add_argument(
+        "--preset",
+        default=DEFAULT_PRESET,
+        choices=[*PRESETS, "custom"],
+        help="built-in recipe (default: %(default)s); 'custom' = use --recipe",
+    )
+    rec.add_argument(
+        "--recipe",
+        help="a JSON recipe (text or a path to a .json file); replaces --preset",
+    )
+    rec.add_argument(
+        "--copies",
+        help="augmented copies per original for random presets (default: the preset's, 4)",
+    )
+    rec.add_argument(
+        "--seed",
+        default="42",
+        help="run seed; same inputs + seed = byte-identical outputs",
+    )
+    rec.add_argument(
+        "--include-originals",
+        nargs="?",
+        const="1",
+        default="1",
+        help="copy each original through too (1/0)",
+    )
+    rec.add_argument(
+        "--fill",
+        default="recipe",
+        help=f"border fill for geometric ops: {'|'.join(FILL_CHOICES)} (default: recipe)",
+    )
+
+    out = p.add_argument_group("output format")
+    out.add_argument(
+        "--output-layout",
+        default="folders",
+        help=f"{'|'.join(LAYOUTS)}: <label>/ sub-folders, or flat",
+    )
+    out.add_argument(
+        "--image-format",
+        default="same",
+        help=f"{'|'.join(OUTPUT_FORMATS)}: output encoding (default: same as input)",
+    )
+    out.add_argument(
+        "--jpeg-quality",
+        default="90",
+        help="JPEG/WebP quality 1-100 (default: %(default)s)",
+    )
+    out.add_argument(
+        "--png-compression",
+        default="6",
+        help="PNG zlib level 0-9 (default: %(default)s)",
+    )
+
+    run = p.add_argument_group("running")
+    run.add_argument("--workers", default="0", help="worker processes (default 0 = one per CPU)")
+    run.add_argument(
+        "--max-failures",
+        default="0.01",
+        help="bad inputs tolerated before exiting 1: a fraction of samples (<1) or a count (>=1); default %(default)s",
+    )
+    run.add_argument(
+        "--overwrite",
+        nargs="?",
+        const="1",
+        default="0",
+        help="regenerate outputs that already exist (1/0)",
+    )
+
+    ei = p.add_argument_group("passed by Edge Impulse")
+    ei.add_argument("--hmac-key", help="project HMAC key ('0' if none); accepted, not used")
+    ei.add_argument("--metadata", help="the data item's metadata as JSON; recorded in the report")
+    ei.add_argument(
+        "--upload-category",
+        help="split|training|testing, when EI imports the output into a project",
+    )
+    ei.add_argument("--upload-label", help="label for every output (overrides folder/name labels)")
+    p.add_argument("--version", action="version", version=f"edge-augment {__version__}")
+    return p
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Parse known arguments; return them and the unknown extras (EI may pass more than we declare)."""
+    return build_parser().parse_known_args(argv)

@@ -1,0 +1,137 @@
+"""Decoding source bytes into a Frame and encoding an augmented Frame back to bytes.
+
+Decoding applies EXIF orientation, takes the first frame of animations and keeps Pillow's
+decompression-bomb guard on (over the limit is an error, not a warning). Encoding restores the source's
+mode where the output format can hold it, and is deterministic: same frame and options, same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from augment.frame import Frame, ModeInfo, UnsupportedImageError, from_frame, to_frame
+
+# Extensions read as images (anything else in an input folder is reported and skipped).
+IMAGE_EXTENSIONS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".bmp": "BMP",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".gif": "GIF",
+}
+OUTPUT_FORMATS = ("same", "png", "jpeg")
+_FORMAT_ALIASES = {"MPO": "JPEG"}  # phone JPEGs with extra frames decode as MPO
+# Modes each writer takes as they are; anything else is converted (see _writable).
+_WRITABLE = {
+    "JPEG": {"L", "RGB", "CMYK"},
+    "PNG": {"1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I"},
+    "BMP": {"1", "L", "P", "RGB", "RGBA"},
+    "WEBP": {"L", "LA", "RGB", "RGBA"},
+    "GIF": {"L", "P"},
+    "TIFF": {"1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "YCbCr", "LAB"},
+}
+_EXIF_ORIENTATION = 0x0112
+
+
+class DecodeError(ValueError):
+    """The bytes are not an image we can augment; the message says why."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    frame: Frame
+    mode: ModeInfo
+    format: str  # Pillow format name of the source (PNG, JPEG, ...)
+    oriented: bool  # EXIF orientation was applied, so the pixels differ from the stored ones
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    image_format: str = "same"  # same | png | jpeg
+    jpeg_quality: int = 90
+    png_compression: int = 6
+
+
+def decode(data: bytes) -> Decoded:
+    """Decode image bytes; raise DecodeError with a one-line cause for anything unusable."""
+    if not data:
+        raise DecodeError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            fmt = _FORMAT_ALIASES.get(image.format or "", image.format or "")
+            image.seek(0)
+            image.load()
+    except UnidentifiedImageError:
+        raise DecodeError("not an image (Pillow cannot identify the data)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DecodeError(f"image too large (decompression-bomb guard): {e}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise DecodeError(f"corrupt or truncated image data ({e})") from None
+    orientation = _orientation(image)
+    if orientation not in (None, 1):
+        image = ImageOps.exif_transpose(image)
+    try:
+        frame, mode = to_frame(image)
+    except UnsupportedImageError as e:
+        raise DecodeError(str(e)) from None
+    return Decoded(frame, mode, fmt, orientation not in (None, 1))
+
+
+def output_format(options: EncodeOptions, source_suffix: str) -> tuple[str, str]:
+    """(Pillow format, file extension) for outputs of a source file with this suffix.
+
+    Decided from the name alone, so output names are known before decoding (a rerun can skip them).
+    """
+    if options.image_format == "png":
+        return "PNG", ".png"
+    if options.image_format == "jpeg":
+        return "JPEG", ".jpg"
+    suffix = source_suffix.lower()
+    return IMAGE_EXTENSIONS.get(suffix, "PNG"), suffix if suffix in IMAGE_EXTENSIONS else ".png"
+
+
+def encode(frame: Frame, mode: ModeInfo, fmt: str, options: EncodeOptions) -> bytes:
+    """Encode a frame in the source's mode (converted only where ``fmt`` cannot hold it)."""
+    image = _writable(from_frame(frame, mode), fmt)
+    out = io.BytesIO()
+    if fmt == "PNG":
+        image.save(out, "PNG", compress_level=options.png_compression)
+    elif fmt == "JPEG":
+        image.save(out, "JPEG", quality=options.jpeg_quality)
+    elif fmt == "WEBP":
+        image.save(out, "WEBP", quality=options.jpeg_quality, method=4)
+    else:
+        image.save(out, fmt)
+    return out.getvalue()
+
+
+def _writable(image: Image.Image, fmt: str) -> Image.Image:
+    if image.mode in _WRITABLE[fmt]:
+        return image
+    has_alpha = image.mode in ("LA", "RGBA", "PA") or "transparency" in image.info
+    if has_alpha and "RGBA" in _WRITABLE[fmt]:
+        return image.convert("RGBA")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        values = np.asarray(image).astype(np.float64) / 257.0
+        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+    if image.mode in ("1", "L", "LA"):
+        return image.convert("L")
+    rgb = image.convert("RGB")
+    return rgb if "RGB" in _WRITABLE[fmt] else rgb.convert("P", palette=Image.Palette.ADAPTIVE)
+
+
+def _orientation(image: Image.Image) -> int | None:
+    try:
+        return image.getexif().get(_EXIF_ORIENTATION)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not lose the image
+        return None

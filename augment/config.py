@@ -1,0 +1,188 @@
+"""RunConfig: everything a run needs, validated, built from EI-style arguments and environment."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from augment.codec import OUTPUT_FORMATS, EncodeOptions
+from augment.ops.pixels import FILL_MODES
+from augment.presets import get_preset
+from augment.recipe import MAX_COPIES, Recipe, load_recipe
+
+LAYOUTS = ("folders", "flat")
+FILL_CHOICES = ("recipe", *FILL_MODES)
+
+
+class ConfigError(ValueError):
+    """A parameter is invalid; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class EiEnvironment:
+    """What EI passes to a transformation block as environment variables (all optional locally)."""
+
+    api_endpoint: str | None = None
+    organization_id: str | None = None
+    ingestion_host: str | None = None
+    last_successful_run: str | None = None
+    project_id: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    project_api_key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> EiEnvironment:
+        return cls(
+            api_endpoint=env.get("EI_API_ENDPOINT"),
+            organization_id=env.get("EI_ORGANIZATION_ID"),
+            ingestion_host=env.get("EI_INGESTION_HOST"),
+            last_successful_run=env.get("EI_LAST_SUCCESSFUL_RUN"),
+            project_id=env.get("EI_PROJECT_ID"),
+            api_key=env.get("EI_API_KEY") or None,
+            project_api_key=env.get("EI_PROJECT_API_KEY") or None,
+        )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    out_directory: Path
+    recipe: Recipe
+    in_directory: Path | None = None
+    in_file: Path | None = None
+    copies: int | None = None
+    seed: int = 42
+    workers: int = 1
+    include_originals: bool = True
+    layout: str = "folders"
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
+    max_failures: float = 0.01
+    overwrite: bool = False
+    label: str | None = None
+    upload_category: str | None = None
+    metadata: dict[str, Any] | None = None
+    ei: EiEnvironment = field(default_factory=EiEnvironment)
+    notes: tuple[str, ...] = ()  # non-fatal remarks made while parsing, printed at start
+
+    def failure_budget(self, samples: int) -> int:
+        """How many samples may fail before the run exits non-zero."""
+        if self.max_failures >= 1:
+            return int(self.max_failures)
+        return int(self.max_failures * samples)
+
+
+def parse_bool(value: str | bool | None, name: str) -> bool:
+    """EI passes booleans as 1/0; people type true/false/yes/no."""
+    if isinstance(value, bool):
+        return value
+    text = (value or "").strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"--{name}: expected 1/0 (or true/false), got {value!r}")
+
+
+def build_config(args: Any, env: dict[str, str]) -> RunConfig:
+    """Validate parsed CLI arguments (an argparse Namespace) into a RunConfig; raises ConfigError."""
+    notes: list[str] = []
+    if args.in_directory and args.in_file:
+        raise ConfigError("give --in-directory or --in-file, not both")
+    if not args.in_directory and not args.in_file:
+        raise ConfigError("no input: pass --in-directory <folder> or --in-file <image>")
+    in_dir = Path(args.in_directory).absolute() if args.in_directory else None
+    in_file = Path(args.in_file).absolute() if args.in_file else None
+    out_dir = Path(args.out_directory).absolute()
+    if in_dir is not None and out_dir.resolve() == in_dir.resolve():
+        raise ConfigError(f"--out-directory {out_dir} is the input folder; choose a separate (or sub-) folder")
+
+    recipe = _recipe(args, notes)
+    copies = _int(args.copies, "copies", 0, MAX_COPIES) if args.copies not in (None, "") else None
+    if copies is not None and recipe.is_fixed:
+        notes.append(f"--copies {copies} ignored: preset/recipe {recipe.name!r} makes a fixed list of variants")
+        copies = None
+    if args.fill not in FILL_CHOICES:
+        raise ConfigError(f"--fill: {args.fill!r} is not one of {', '.join(FILL_CHOICES)}")
+    if args.fill != "recipe":
+        recipe = recipe.with_fill(args.fill)
+    if args.image_format not in OUTPUT_FORMATS:
+        raise ConfigError(f"--image-format: {args.image_format!r} is not one of {', '.join(OUTPUT_FORMATS)}")
+    if args.output_layout not in LAYOUTS:
+        raise ConfigError(f"--output-layout: {args.output_layout!r} is not one of {', '.join(LAYOUTS)}")
+    encode = EncodeOptions(
+        args.image_format,
+        _int(args.jpeg_quality, "jpeg-quality", 1, 100),
+        _int(args.png_compression, "png-compression", 0, 9),
+    )
+    workers = _int(args.workers, "workers", 0, 256) or len(os.sched_getaffinity(0))
+    max_failures = _float(args.max_failures, "max-failures", 0.0, 1e12)
+    label = (args.upload_label or "").strip() or None
+    if (label is not None and any(c in label for c in "/\\\n\r\t")) or label in (".", ".."):
+        raise ConfigError(f"--upload-label: {label!r} cannot be used as a label (no slashes or control characters)")
+
+    return RunConfig(
+        out_directory=out_dir,
+        recipe=recipe,
+        in_directory=in_dir,
+        in_file=in_file,
+        copies=copies,
+        seed=_int(args.seed, "seed", 0, 2**63 - 1),
+        workers=workers,
+        include_originals=parse_bool(args.include_originals, "include-originals"),
+        layout=args.output_layout,
+        encode=encode,
+        max_failures=max_failures,
+        overwrite=parse_bool(args.overwrite, "overwrite"),
+        label=label,
+        upload_category=args.upload_category or None,
+        metadata=_metadata(args.metadata, notes),
+        ei=EiEnvironment.from_env(env),
+        notes=tuple(notes),
+    )
+
+
+def _recipe(args: Any, notes: list[str]) -> Recipe:
+    text = (args.recipe or "").replace("\\n", "\n").strip()  # EI may pass multiline strings with literal \n
+    if text:
+        if args.preset not in ("custom", None, ""):
+            notes.append(f"--recipe given: it replaces --preset {args.preset}")
+        return load_recipe(text)
+    if args.preset == "custom":
+        raise ConfigError("--preset custom needs --recipe (JSON text or a path to a .json file)")
+    return get_preset(args.preset)
+
+
+def _metadata(raw: str | None, notes: list[str]) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as e:
+        notes.append(f"--metadata ignored: not valid JSON ({e.msg} at column {e.colno})")
+        return None
+    if not isinstance(value, dict):
+        notes.append("--metadata ignored: expected a JSON object")
+        return None
+    return value
+
+
+def _int(raw: Any, name: str, lo: int, hi: int) -> int:
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ConfigError(f"--{name}: expected a whole number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"--{name}: {value} is outside {lo}..{hi}")
+    return value
+
+
+def _float(raw: Any, name: str, lo: float, hi: float) -> float:
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise ConfigError(f"--{name}: expected a number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"--{name}: {value:g} is outside {lo:g}..{hi:g}")
+    return value

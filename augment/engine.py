@@ -1,0 +1,73 @@
+"""Apply a recipe to one decoded sample: each output gets its own rng, its op chain and its bytes.
+
+No I/O here: bytes in, bytes out. Each output's rng is seeded from (run seed, the sample's stable key,
+the copy index), so an output does not depend on file order, worker count or which subset runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from augment.codec import Decoded, EncodeOptions, decode, encode
+from augment.frame import Frame
+from augment.ops import get_op
+from augment.plan import OutputSpec
+from augment.recipe import sample_chain
+from augment.samples import stable_hash
+
+
+@dataclass(frozen=True)
+class Rendered:
+    spec: OutputSpec
+    data: bytes
+    ops: list[dict[str, Any]]  # the applied chain, each {"op": name, **params}
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def output_rng(seed: int, key: str, index: int) -> np.random.Generator:
+    """The generator for copy ``index`` of the sample at ``key``."""
+    return np.random.default_rng([seed, stable_hash(key), index])
+
+
+def apply_chain(frame: Frame, chain: list[tuple[str, dict[str, Any]]]) -> Frame:
+    """Run concrete (already sampled) ops over a frame; replaying a manifest's ops gives the same frame."""
+    for name, params in chain:
+        frame = get_op(name).apply(frame, params)
+    return frame
+
+
+def render(
+    key: str,
+    data: bytes,
+    outputs: tuple[OutputSpec, ...],
+    seed: int,
+    options: EncodeOptions,
+) -> list[Rendered]:
+    """Decode ``data`` once and produce every requested output (raises codec.DecodeError)."""
+    decoded = decode(data)
+    return [render_one(key, data, decoded, spec, seed, options) for spec in outputs]
+
+
+def render_one(
+    key: str,
+    data: bytes,
+    decoded: Decoded,
+    spec: OutputSpec,
+    seed: int,
+    options: EncodeOptions,
+) -> Rendered:
+    if spec.pipeline is None:
+        if spec.image_format == decoded.format and not decoded.oriented:
+            return Rendered(spec, data, [])  # the original, byte for byte
+        return Rendered(spec, encode(decoded.frame, decoded.mode, spec.image_format, options), [])
+    chain = sample_chain(spec.pipeline, output_rng(seed, key, spec.index), decoded.frame.size)
+    frame = apply_chain(decoded.frame, chain)
+    data_out = encode(frame, decoded.mode, spec.image_format, options)
+    return Rendered(spec, data_out, [{"op": name, **params} for name, params in chain])

@@ -1,0 +1,118 @@
+"""The in-memory image the ops work on, and the mapping to and from Pillow modes.
+
+A Frame holds the colour planes (mode ``L``, ``RGB`` or ``I;16``) and, separately, an optional 8-bit
+alpha plane. Geometric ops move both; photometric and noise ops touch only the colour planes, so alpha
+never gets noise. ``to_frame``/``from_frame`` convert any supported Pillow mode to a Frame and back, so an
+output keeps its input's mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+COLOR_MODES = ("L", "RGB", "I;16")
+
+
+class UnsupportedImageError(ValueError):
+    """The image cannot be augmented (unsupported mode, unreadable data)."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Colour planes plus optional alpha; both the same size."""
+
+    color: Image.Image
+    alpha: Image.Image | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.color.size
+
+    @property
+    def max_value(self) -> int:
+        return 65535 if self.color.mode == "I;16" else 255
+
+    def replace(self, color: Image.Image | None = None, alpha: Image.Image | None = None) -> Frame:
+        return Frame(
+            color if color is not None else self.color,
+            alpha if alpha is not None else self.alpha,
+        )
+
+
+@dataclass(frozen=True)
+class ModeInfo:
+    """What is needed to restore the source's mode after augmenting."""
+
+    mode: str
+    palette: Image.Image | None = None  # a P image carrying the source palette
+    transparency: int | None = None  # palette index that is transparent
+
+
+def to_frame(image: Image.Image) -> tuple[Frame, ModeInfo]:
+    """Split a decoded Pillow image into a Frame and the info needed to restore its mode."""
+    mode = image.mode
+    if mode in ("L", "RGB", "I;16"):
+        return Frame(image), ModeInfo(mode)
+    if mode in ("LA", "RGBA"):
+        *bands, alpha = image.split()
+        color = bands[0] if mode == "LA" else Image.merge("RGB", bands)
+        return Frame(color, alpha), ModeInfo(mode)
+    if mode == "P":
+        transparency = image.info.get("transparency")
+        palette = image.copy()
+        if isinstance(transparency, int):
+            rgba = image.convert("RGBA")
+            frame, _ = to_frame(rgba)
+            return frame, ModeInfo("P", palette, transparency)
+        return Frame(image.convert("RGB")), ModeInfo("P", palette, None)
+    if mode in ("PA",):
+        frame, _ = to_frame(image.convert("RGBA"))
+        return frame, ModeInfo("RGBA")
+    if mode in ("I;16B", "I;16L", "I;16N"):
+        return Frame(image.convert("I;16")), ModeInfo(mode)
+    if mode == "I":
+        values = np.asarray(image)
+        if values.min() < 0 or values.max() > 65535:
+            raise UnsupportedImageError("32-bit integer image with values outside 0..65535")
+        return Frame(Image.fromarray(values.astype(np.uint16), "I;16")), ModeInfo("I")
+    if mode == "1":
+        return Frame(image.convert("L")), ModeInfo("1")
+    if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        return Frame(image.convert("RGB")), ModeInfo(mode)
+    raise UnsupportedImageError(f"unsupported image mode {mode!r}")
+
+
+def from_frame(frame: Frame, info: ModeInfo) -> Image.Image:
+    """Rebuild a Pillow image in the source's mode from an augmented Frame."""
+    mode = info.mode
+    color, alpha = frame.color, frame.alpha
+    if mode in ("L", "RGB", "I;16"):
+        return color
+    if mode in ("LA", "RGBA"):
+        bands = (color,) if color.mode == "L" else color.split()
+        return Image.merge(mode, (*bands, alpha if alpha is not None else _opaque(color)))
+    if mode == "P":
+        assert info.palette is not None
+        quantized = color.convert("RGB").quantize(palette=info.palette, dither=Image.Dither.NONE)
+        if info.transparency is not None and alpha is not None:
+            indices = np.array(quantized)
+            indices[np.asarray(alpha) < 128] = info.transparency
+            restored = Image.fromarray(indices, "P")
+            restored.putpalette(info.palette.getpalette() or [])
+            restored.info["transparency"] = info.transparency
+            return restored
+        return quantized
+    if mode in ("I;16B", "I;16L", "I;16N"):
+        return color.convert(mode) if mode != "I;16N" else color
+    if mode == "I":
+        return Image.fromarray(np.asarray(color).astype(np.int32), "I")
+    if mode == "1":
+        return color.convert("1", dither=Image.Dither.NONE)
+    return color.convert(mode)
+
+
+def _opaque(color: Image.Image) -> Image.Image:
+    return Image.new("L", color.size, 255)

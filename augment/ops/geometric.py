@@ -1,0 +1,162 @@
+"""Geometric ops: each maps pixel coordinates through an affine matrix (which boxes can follow too)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from augment.frame import Frame
+from augment.ops import pixels
+from augment.ops.base import Choice, Number, NumberList, Op, Range, uniform
+
+FILL = Choice(
+    "edge",
+    pixels.FILL_MODES,
+    "border fill: edge (repeat edge pixels), reflect, or constant",
+)
+FILL_VALUE = Number(0.0, (0.0, 1.0), "constant fill level, as a fraction of full scale")
+
+
+class _Flip(Op):
+    kind = "geometric"
+    method: Image.Transpose
+
+    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        return {}
+
+    def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
+        alpha = frame.alpha.transpose(self.method) if frame.alpha is not None else None
+        return Frame(frame.color.transpose(self.method), alpha)
+
+
+class HFlip(_Flip):
+    name = "hflip"
+    summary = "mirror left-right"
+    method = Image.Transpose.FLIP_LEFT_RIGHT
+
+    def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
+        return np.array([[-1.0, 0.0, size[0]], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+class VFlip(_Flip):
+    name = "vflip"
+    summary = "mirror top-bottom"
+    method = Image.Transpose.FLIP_TOP_BOTTOM
+
+    def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
+        return np.array([[1.0, 0.0, 0.0], [0.0, -1.0, size[1]], [0.0, 0.0, 1.0]])
+
+
+class _Warp(Op):
+    """A geometric op applied by resampling through its matrix with a border fill."""
+
+    kind = "geometric"
+
+    def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
+        return pixels.warp(frame, self.matrix(params, frame.size), params["fill"], params["fill_value"])
+
+    def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class Rotate(_Warp):
+    name = "rotate"
+    summary = "rotate about the centre, canvas size kept (counter-clockwise degrees)"
+    spec = {
+        "degrees": Range((-15.0, 15.0), (-360.0, 360.0), "random angle range"),
+        "angles": NumberList((-360.0, 360.0), "pick one of these fixed angles instead of the range"),
+        "fill": FILL,
+        "fill_value": FILL_VALUE,
+    }
+
+    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        if spec["angles"]:
+            angles = spec["angles"]
+            degrees = angles[0] if len(angles) == 1 else angles[int(rng.integers(len(angles)))]
+        else:
+            degrees = uniform(rng, spec["degrees"])
+        return {
+            "degrees": degrees,
+            "fill": spec["fill"],
+            "fill_value": spec["fill_value"],
+        }
+
+    def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
+        return pixels.rotation(params["degrees"], size)
+
+
+class Zoom(_Warp):
+    name = "zoom"
+    summary = "zoom in: crop a window 1/scale of the size at a random position, resize it back"
+    spec = {"scale": Range((1.0, 1.2), (1.0, 10.0), "zoom factor range (1 = none)")}
+
+    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        scale = uniform(rng, spec["scale"])
+        # Window position as a fraction of the free margin, so the params do not depend on image size.
+        return {"scale": scale, "x": float(rng.random()), "y": float(rng.random())}
+
+    def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
+        return pixels.warp(frame, self.matrix(params, frame.size), "edge", 0.0)
+
+    def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
+        s = params["scale"]
+        w, h = size
+        x0 = params["x"] * (w - w / s)
+        y0 = params["y"] * (h - h / s)
+        return np.array([[s, 0.0, -x0 * s], [0.0, s, -y0 * s], [0.0, 0.0, 1.0]])
+
+
+class Translate(_Warp):
+    name = "translate"
+    summary = "shift by a fraction of the width/height (rounded to whole pixels)"
+    spec = {
+        "x": Range((-0.1, 0.1), (-1.0, 1.0), "horizontal shift range, fraction of width"),
+        "y": Range((-0.1, 0.1), (-1.0, 1.0), "vertical shift range, fraction of height"),
+        "fill": FILL,
+        "fill_value": FILL_VALUE,
+    }
+
+    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        dx = round(uniform(rng, spec["x"]) * size[0])
+        dy = round(uniform(rng, spec["y"]) * size[1])
+        return {
+            "dx": dx,
+            "dy": dy,
+            "fill": spec["fill"],
+            "fill_value": spec["fill_value"],
+        }
+
+    def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
+        return pixels.translation(params["dx"], params["dy"])
+
+
+class Shear(_Warp):
+    name = "shear"
+    summary = "shear about the centre (degrees along x and y)"
+    spec = {
+        "x": Range((-10.0, 10.0), (-60.0, 60.0), "horizontal shear angle range"),
+        "y": Range((0.0, 0.0), (-60.0, 60.0), "vertical shear angle range"),
+        "fill": FILL,
+        "fill_value": FILL_VALUE,
+    }
+
+    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        return {
+            "x": uniform(rng, spec["x"]),
+            "y": uniform(rng, spec["y"]),
+            "fill": spec["fill"],
+            "fill_value": spec["fill_value"],
+        }
+
+    def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
+        kx, ky = (
+            math.tan(math.radians(params["x"])),
+            math.tan(math.radians(params["y"])),
+        )
+        return pixels.about_center(np.array([[1.0, kx], [ky, 1.0]]), size)
+
+
+OPS: tuple[Op, ...] = (HFlip(), VFlip(), Rotate(), Zoom(), Translate(), Shear())

@@ -1,0 +1,122 @@
+"""Photometric ops: lighting, focus and colour. They change colour planes only, never geometry or alpha."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from augment.frame import Frame
+from augment.ops import pixels
+from augment.ops.base import Op, Range, uniform
+
+
+class _Photometric(Op):
+    kind = "photometric"
+
+
+class Brightness(_Photometric):
+    name = "brightness"
+    summary = "multiply intensities (1 = unchanged)"
+    spec = {"factor": Range((0.75, 1.25), (0.0, 4.0), "brightness factor range")}
+
+    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        return {"factor": uniform(rng, spec["factor"])}
+
+    def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
+        f = params["factor"]
+        return frame.replace(color=pixels.point(frame.color, lambda x: x * f))
+
+
+class Contrast(_Photometric):
+    name = "contrast"
+    summary = "scale distances from the image's mean grey (1 = unchanged)"
+    spec = {"factor": Range((0.75, 1.25), (0.0, 4.0), "contrast factor range")}
+
+    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        return {"factor": uniform(rng, spec["factor"])}
+
+    def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
+        f = params["factor"]
+        mean = float(np.asarray(frame.color, dtype=np.float32).mean()) / frame.max_value
+        return frame.replace(color=pixels.point(frame.color, lambda x: (x - mean) * f + mean))
+
+
+class Gamma(_Photometric):
+    name = "gamma"
+    summary = "power curve on normalised intensities (<1 brightens shadows, >1 darkens)"
+    spec = {"gamma": Range((0.8, 1.25), (0.05, 10.0), "gamma range")}
+
+    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        return {"gamma": uniform(rng, spec["gamma"])}
+
+    def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
+        g = params["gamma"]
+        return frame.replace(color=pixels.point(frame.color, lambda x: np.power(np.clip(x, 0, 1), g)))
+
+
+class Blur(_Photometric):
+    name = "blur"
+    summary = "gaussian blur (defocus); sigma in pixels"
+    spec = {"sigma": Range((0.3, 1.0), (0.0, 50.0), "standard deviation range, pixels")}
+
+    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        return {"sigma": uniform(rng, spec["sigma"])}
+
+    def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
+        return frame.replace(color=pixels.gaussian_blur(frame.color, params["sigma"]))
+
+
+class Sharpen(_Photometric):
+    name = "sharpen"
+    summary = "unsharp mask (radius 2 px); amount 1 = +100% edge contrast"
+    spec = {"amount": Range((0.3, 1.0), (0.0, 5.0), "sharpening amount range")}
+
+    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        return {"amount": uniform(rng, spec["amount"])}
+
+    def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
+        amount = params["amount"]
+        color = frame.color
+        if color.mode != "I;16":
+            return frame.replace(color=color.filter(ImageFilter.UnsharpMask(2, round(amount * 100), 0)))
+        values = np.asarray(color).astype(np.float32)
+        blurred = pixels.blur_array(values, 2.0)
+        return frame.replace(color=pixels.to_image(values + amount * (values - blurred), "I;16"))
+
+
+class HueSaturation(_Photometric):
+    name = "hue_saturation"
+    summary = "rotate hue (fraction of the colour wheel) and scale saturation; RGB only, no-op on grey"
+    spec = {
+        "hue": Range((-0.03, 0.03), (-0.5, 0.5), "hue shift range, fraction of a full turn"),
+        "saturation": Range((0.8, 1.2), (0.0, 4.0), "saturation factor range"),
+    }
+
+    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        return {
+            "hue": uniform(rng, spec["hue"]),
+            "saturation": uniform(rng, spec["saturation"]),
+        }
+
+    def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
+        if frame.color.mode != "RGB":
+            return frame
+        hsv = np.asarray(frame.color.convert("HSV")).astype(np.int16)
+        shift = round(params["hue"] * 256)
+        h = ((hsv[..., 0] + shift) % 256).astype(np.uint8)
+        s = np.clip(np.rint(hsv[..., 1] * params["saturation"]), 0, 255).astype(np.uint8)
+        v = hsv[..., 2].astype(np.uint8)
+        out = Image.fromarray(np.stack([h, s, v], axis=-1), "HSV").convert("RGB")
+        return frame.replace(color=out)
+
+
+OPS: tuple[Op, ...] = (
+    Brightness(),
+    Contrast(),
+    Gamma(),
+    Blur(),
+    Sharpen(),
+    HueSaturation(),
+)

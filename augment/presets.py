@@ -1,0 +1,201 @@
+"""Built-in recipes, as the same JSON a user could pass with ``--recipe``.
+
+``workshop`` reproduces EI's Image Data Augmentation Workshop notebook (14 fixed variants, without its
+duplicated flips). ``light``/``medium``/``heavy`` are random compound chains that cover capture conditions
+(pose, framing, lighting, focus, sensor noise); ``medium`` is the default (see README, "Presets").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from augment.ops.base import RecipeError
+from augment.recipe import Recipe, parse_recipe
+
+_EDGE = {"fill": "edge"}
+_SHIFT = {"op": "translate", "x": [-0.25, 0.25], "y": [-0.25, 0.25], **_EDGE}
+
+WORKSHOP: dict[str, Any] = {
+    "name": "workshop",
+    "description": "EI workshop notebook: 3 flips, rotations 45/90/135, 2 zoom crops at 1.3x, 3 shifts, 3 noises",
+    "variants": [
+        {"name": "flip_h", "pipeline": [{"op": "hflip"}]},
+        {"name": "flip_v", "pipeline": [{"op": "vflip"}]},
+        {"name": "flip_hv", "pipeline": [{"op": "hflip"}, {"op": "vflip"}]},
+        {"name": "rot45", "pipeline": [{"op": "rotate", "angles": [45], **_EDGE}]},
+        {"name": "rot90", "pipeline": [{"op": "rotate", "angles": [90], **_EDGE}]},
+        {"name": "rot135", "pipeline": [{"op": "rotate", "angles": [135], **_EDGE}]},
+        {"name": "zoom1", "pipeline": [{"op": "zoom", "scale": 1.3}]},
+        {"name": "zoom2", "pipeline": [{"op": "zoom", "scale": 1.3}]},
+        {"name": "shift1", "pipeline": [_SHIFT]},
+        {"name": "shift2", "pipeline": [_SHIFT]},
+        {"name": "shift3", "pipeline": [_SHIFT]},
+        {"name": "gaussian", "pipeline": [{"op": "gaussian_noise", "sigma": 0.1}]},
+        {"name": "poisson", "pipeline": [{"op": "poisson_noise", "peak": 0}]},
+        {"name": "saltpepper", "pipeline": [{"op": "salt_pepper", "amount": 0.05}]},
+    ],
+}
+
+
+def _chain(
+    geo: dict[str, Any],
+    light: dict[str, Any],
+    focus: float,
+    noise: float,
+    flips: list,
+    last: list,
+) -> list:
+    """A capture-conditions chain: pose/framing, lighting, focus, sensor noise, in that order."""
+    return [
+        {"op": "hflip", "p": 0.5},
+        *flips,
+        {"some_of": geo["ops"], "k": geo["k"]},
+        {"some_of": light["ops"], "k": light["k"]},
+        {
+            "one_of": [
+                {"op": "blur", "sigma": light["blur"]},
+                {"op": "sharpen", "amount": light["sharpen"]},
+            ],
+            "p": focus,
+        },
+        {"one_of": light["noise"], "p": noise},
+        *last,
+    ]
+
+
+LIGHT = {
+    "name": "light",
+    "description": "small pose and lighting changes; safe for fine-grained classes",
+    "copies": 4,
+    "pipeline": _chain(
+        {
+            "k": [1, 2],
+            "ops": [
+                {"op": "rotate", "degrees": [-8, 8], "fill": "reflect"},
+                {
+                    "op": "translate",
+                    "x": [-0.05, 0.05],
+                    "y": [-0.05, 0.05],
+                    "fill": "reflect",
+                },
+                {"op": "zoom", "scale": [1.0, 1.1]},
+            ],
+        },
+        {
+            "k": [1, 2],
+            "ops": [
+                {"op": "brightness", "factor": [0.85, 1.15]},
+                {"op": "contrast", "factor": [0.85, 1.15]},
+            ],
+            "blur": [0.2, 0.6],
+            "sharpen": [0.2, 0.6],
+            "noise": [{"op": "gaussian_noise", "sigma": [0.005, 0.02]}],
+        },
+        focus=0.2,
+        noise=0.2,
+        flips=[],
+        last=[],
+    ),
+}
+
+MEDIUM = {
+    "name": "medium",
+    "description": "moderate pose, framing, lighting, focus and sensor-noise changes (the default)",
+    "copies": 4,
+    "pipeline": _chain(
+        {
+            "k": [1, 2],
+            "ops": [
+                {"op": "rotate", "degrees": [-15, 15], "fill": "reflect"},
+                {"op": "zoom", "scale": [1.0, 1.2]},
+                {
+                    "op": "translate",
+                    "x": [-0.1, 0.1],
+                    "y": [-0.1, 0.1],
+                    "fill": "reflect",
+                },
+                {"op": "shear", "x": [-8, 8], "fill": "reflect"},
+            ],
+        },
+        {
+            "k": [1, 3],
+            "ops": [
+                {"op": "brightness", "factor": [0.7, 1.3]},
+                {"op": "contrast", "factor": [0.7, 1.3]},
+                {"op": "gamma", "gamma": [0.7, 1.4]},
+                {
+                    "op": "hue_saturation",
+                    "hue": [-0.03, 0.03],
+                    "saturation": [0.8, 1.2],
+                },
+            ],
+            "blur": [0.3, 1.2],
+            "sharpen": [0.3, 1.0],
+            "noise": [
+                {"op": "gaussian_noise", "sigma": [0.01, 0.04]},
+                {"op": "poisson_noise", "peak": 0},
+                {"op": "salt_pepper", "amount": [0.002, 0.01]},
+            ],
+        },
+        focus=0.4,
+        noise=0.3,
+        flips=[],
+        last=[],
+    ),
+}
+
+HEAVY = {
+    "name": "heavy",
+    "description": "wide geometric and lighting changes plus cutout; for small datasets or robust models",
+    "copies": 8,
+    "pipeline": _chain(
+        {
+            "k": [2, 3],
+            "ops": [
+                {"op": "rotate", "degrees": [-30, 30], "fill": "reflect"},
+                {"op": "zoom", "scale": [1.0, 1.4]},
+                {
+                    "op": "translate",
+                    "x": [-0.2, 0.2],
+                    "y": [-0.2, 0.2],
+                    "fill": "reflect",
+                },
+                {"op": "shear", "x": [-15, 15], "y": [-5, 5], "fill": "reflect"},
+            ],
+        },
+        {
+            "k": [2, 3],
+            "ops": [
+                {"op": "brightness", "factor": [0.5, 1.5]},
+                {"op": "contrast", "factor": [0.5, 1.5]},
+                {"op": "gamma", "gamma": [0.5, 2.0]},
+                {
+                    "op": "hue_saturation",
+                    "hue": [-0.08, 0.08],
+                    "saturation": [0.6, 1.4],
+                },
+            ],
+            "blur": [0.5, 2.0],
+            "sharpen": [0.5, 2.0],
+            "noise": [
+                {"op": "gaussian_noise", "sigma": [0.02, 0.08]},
+                {"op": "poisson_noise", "peak": 0},
+                {"op": "salt_pepper", "amount": [0.005, 0.03]},
+            ],
+        },
+        focus=0.6,
+        noise=0.6,
+        flips=[{"op": "vflip", "p": 0.2}],
+        last=[{"op": "cutout", "p": 0.3, "count": [1, 2], "size": [0.1, 0.3]}],
+    ),
+}
+
+PRESETS: dict[str, dict[str, Any]] = {r["name"]: r for r in (LIGHT, MEDIUM, HEAVY, WORKSHOP)}
+DEFAULT_PRESET = "medium"
+
+
+def get_preset(name: str) -> Recipe:
+    """The built-in recipe called ``name``."""
+    if name not in PRESETS:
+        raise RecipeError(f"--preset: unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return parse_recipe({k: v for k, v in PRESETS[name].items() if k != "description"})

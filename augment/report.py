@@ -1,0 +1,162 @@
+"""Progress lines, the manifest (one JSON line per output) and the end-of-run summary and report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from augment import __version__
+from augment.sinks import Sink
+
+MANIFEST = "manifest.jsonl"
+REPORT = "report.json"
+Log = Callable[[str], None]
+
+
+class ManifestMismatchError(RuntimeError):
+    """The out-directory holds outputs made with another recipe, seed or encoding."""
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    name: str
+    variant: str
+    status: str  # written | existing
+    line: str  # the manifest JSON line
+
+
+@dataclass
+class TaskResult:
+    key: str
+    label: str
+    records: list[OutputRecord] = field(default_factory=list)
+    error: str | None = None
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Manifest:
+    """``manifest.jsonl``: a ``run`` header line, then one line per output, in plan order.
+
+    Loaded at start so a rerun can skip outputs already recorded; rewritten whole (atomically) at the end
+    and at checkpoints, so it is never half-written.
+    """
+
+    def __init__(self, sink: Sink, header: dict[str, Any], overwrite: bool) -> None:
+        self.sink = sink
+        self.header = {"type": "run", **header}
+        self.previous: dict[str, str] = {}
+        self.lines: dict[str, str] = {}
+        text = sink.read_text(MANIFEST)
+        if text is None or overwrite:
+            return
+        lines = text.splitlines()
+        old = _json(lines[0]) if lines else None
+        if old and old.get("fingerprint") != header["fingerprint"]:
+            raise ManifestMismatchError(
+                f"{sink.describe()} holds outputs of another recipe, seed or format (see its {MANIFEST}); "
+                "use an empty --out-directory, or --overwrite 1 to regenerate"
+            )
+        for line in lines[1:]:
+            entry = _json(line)
+            if entry and "output" in entry:
+                self.previous[entry["output"]] = line
+
+    def add(self, name: str, line: str) -> None:
+        self.lines[name] = line
+
+    def save(self, order: list[str]) -> None:
+        """Write the manifest with the given output order (names without a line are left out)."""
+        body = [json.dumps(self.header, sort_keys=True)]
+        body += [self.lines[n] for n in order if n in self.lines]
+        self.sink.write_text(MANIFEST, "\n".join(body) + "\n")
+
+
+def _json(line: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@dataclass
+class ClassCounts:
+    originals: int = 0
+    written: int = 0
+    existing: int = 0
+    failed: int = 0
+
+
+class Progress:
+    """Counts per class, a log line every ``every`` samples, and the final summary."""
+
+    def __init__(self, total: int, log: Log, every: int | None = None) -> None:
+        self.total = total
+        self.log = log
+        self.every = every or max(1, min(500, total // 10))
+        self.done = 0
+        self.start = time.monotonic()
+        self.classes: dict[str, ClassCounts] = defaultdict(ClassCounts)
+        self.variants: Counter[str] = Counter()
+        self.errors: list[tuple[str, str]] = []
+
+    def update(self, result: TaskResult) -> None:
+        counts = self.classes[result.label]
+        counts.originals += 1
+        self.done += 1
+        if result.error:
+            counts.failed += 1
+            self.errors.append((result.key, result.error))
+            self.log(f"ERROR {result.key}: {result.error} (skipped)")
+        for record in result.records:
+            if record.status == "written":
+                counts.written += 1
+            else:
+                counts.existing += 1
+        if self.done % self.every == 0 or self.done == self.total:
+            elapsed = time.monotonic() - self.start
+            outputs = sum(c.written for c in self.classes.values())
+            self.log(
+                f"[{self.done}/{self.total}] samples, {outputs} outputs written, "
+                f"{outputs / elapsed if elapsed else 0:.1f} outputs/s"
+            )
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def summary_lines(self) -> list[str]:
+        header = f"{'class':<24} {'originals':>9} {'written':>8} {'existing':>8} {'failed':>7}"
+        lines = [header, "-" * len(header)]
+        total = ClassCounts()
+        for label in sorted(self.classes):
+            c = self.classes[label]
+            lines.append(f"{label[:24]:<24} {c.originals:>9} {c.written:>8} {c.existing:>8} {c.failed:>7}")
+            for f in ("originals", "written", "existing", "failed"):
+                setattr(total, f, getattr(total, f) + getattr(c, f))
+        lines.append("-" * len(header))
+        lines.append(f"{'total':<24} {total.originals:>9} {total.written:>8} {total.existing:>8} {total.failed:>7}")
+        rate = total.written / self.elapsed if self.elapsed else 0.0
+        lines.append(f"time {self.elapsed:.1f} s, {rate:.1f} images/s written")
+        return lines
+
+    def report(self, extra: dict[str, Any]) -> dict[str, Any]:
+        classes = {k: vars(v) for k, v in sorted(self.classes.items())}
+        written = sum(c.written for c in self.classes.values())
+        return {
+            "version": __version__,
+            "classes": classes,
+            "totals": {k: sum(c[k] for c in classes.values()) for k in ("originals", "written", "existing", "failed")},
+            "errors": [{"source": k, "error": e} for k, e in self.errors],
+            "seconds": round(self.elapsed, 3),
+            "images_per_second": round(written / self.elapsed, 2) if self.elapsed else None,
+            **extra,
+        }

@@ -1,0 +1,259 @@
+"""One run, end to end: source -> plan -> augment (in a process pool) -> sink, with progress and report.
+
+The main process lists, plans, and keeps the books; workers read a sample, render all its outputs in
+memory and only then write them, so a bad image never leaves some of its outputs behind.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+from augment import __version__
+from augment.codec import IMAGE_EXTENSIONS, DecodeError, EncodeOptions
+from augment.config import RunConfig
+from augment.engine import render
+from augment.plan import PlanSettings, Task, make_plan
+from augment.report import (
+    REPORT,
+    Log,
+    Manifest,
+    OutputRecord,
+    Progress,
+    TaskResult,
+    fingerprint,
+)
+from augment.sinks import Sink, SinkError
+from augment.sinks.local import LocalSink
+from augment.sources import Source
+from augment.sources.local import LocalSource
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_CHUNK = 8  # samples per worker round-trip: amortises IPC for small images
+_IN_FLIGHT_PER_WORKER = 4  # chunks queued per worker: bounds memory whatever the dataset size
+
+
+class Interrupted(Exception):
+    """SIGTERM/SIGINT arrived; the run stops after the work in progress."""
+
+
+@dataclass(frozen=True)
+class WorkContext:
+    source: Source
+    sink: Sink
+    seed: int
+    encode: EncodeOptions
+    overwrite: bool
+
+
+def run(config: RunConfig, log: Log = print) -> int:
+    """Run the block; return the process exit code."""
+    source, sink = _source(config), LocalSink(config.out_directory)
+    for note in config.notes:
+        log(f"note: {note}")
+    listing = source.list()
+    for key, reason in listing.skipped:
+        log(f"skipped {key}: {reason}")
+    for folder in listing.empty_folders:
+        log(f"warning: folder {folder!r} has no images")
+    if not listing.samples:
+        log(f"ERROR: no images found in {source.describe()} (looked for {_extensions()})")
+        return EXIT_FAILED
+
+    settings = PlanSettings(
+        config.recipe,
+        config.copies,
+        config.include_originals,
+        config.layout,
+        config.encode,
+    )
+    tasks = make_plan(listing.samples, settings)
+    header = _run_header(config)
+    manifest = Manifest(sink, header, config.overwrite)
+    outputs = sum(len(t.outputs) for t in tasks)
+    log(
+        f"edge-augment {__version__}: {len(tasks)} images in {len(_labels(tasks))} classes from {source.describe()}"
+        f" -> {outputs} outputs in {sink.describe()} (recipe {config.recipe.name}, seed {config.seed},"
+        f" {config.workers} worker{'s' if config.workers != 1 else ''})"
+    )
+
+    progress = Progress(len(tasks), log)
+    context = WorkContext(source, sink, config.seed, config.encode, config.overwrite)
+    interrupted = None
+    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        for result in _execute(tasks, manifest, context, config.workers):
+            for record in result.records:
+                manifest.add(record.name, record.line or manifest.previous[record.name])
+            progress.update(result)
+    except (KeyboardInterrupt, Interrupted) as e:
+        interrupted = "SIGTERM" if isinstance(e, Interrupted) else "SIGINT"
+        log(f"interrupted ({interrupted}): stopping; finished outputs are kept and a rerun resumes")
+    except (SinkError, BrokenProcessPool) as e:
+        log(f"ERROR: {e}")
+        manifest.save([o.name for t in tasks for o in t.outputs])
+        return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+
+    manifest.save([o.name for t in tasks for o in t.outputs])
+    budget = config.failure_budget(len(tasks))
+    failed = len(progress.errors)
+    report = progress.report(
+        {
+            "run": header,
+            "copies": config.copies,
+            "include_originals": config.include_originals,
+            "workers": config.workers,
+            "skipped_files": [{"source": k, "reason": r} for k, r in listing.skipped],
+            "empty_folders": listing.empty_folders,
+            "metadata": config.metadata,
+            "interrupted": interrupted,
+            "failure_budget": budget,
+        }
+    )
+    sink.write_text(REPORT, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    for line in progress.summary_lines():
+        log(line)
+    if interrupted:
+        return 130 if interrupted == "SIGINT" else 143
+    if failed > budget:
+        log(
+            f"FAILED: {failed} of {len(tasks)} images could not be augmented "
+            f"(allowed: {budget}, from --max-failures {config.max_failures:g})"
+        )
+        return EXIT_FAILED
+    if failed:
+        log(f"done with {failed} bad input(s) skipped (allowed: {budget}); see the ERROR lines above")
+    return EXIT_OK
+
+
+def _source(config: RunConfig) -> Source:
+    if config.in_file is not None:
+        return LocalSource.from_file(config.in_file, config.label)
+    assert config.in_directory is not None
+    out, root = config.out_directory.resolve(), config.in_directory.resolve()
+    return LocalSource(root, None, config.label, out if out.is_relative_to(root) else None)
+
+
+def _run_header(config: RunConfig) -> dict[str, Any]:
+    recipe = {k: v for k, v in config.recipe.to_dict().items() if k != "copies"}
+    settings = {
+        "recipe": recipe,
+        "seed": config.seed,
+        "image_format": config.encode.image_format,
+        "jpeg_quality": config.encode.jpeg_quality,
+        "png_compression": config.encode.png_compression,
+        "layout": config.layout,
+        "label": config.label,
+    }
+    return {"fingerprint": fingerprint(settings), "version": __version__, **settings}
+
+
+def _execute(tasks: list[Task], manifest: Manifest, context: WorkContext, workers: int) -> Iterator[TaskResult]:
+    """Results in task order; at most ``workers * _IN_FLIGHT_PER_WORKER`` chunks in flight."""
+    chunks = (tasks[i : i + _CHUNK] for i in range(0, len(tasks), _CHUNK))
+    jobs = ((chunk, _recorded(chunk, manifest)) for chunk in chunks)
+    if workers <= 1:
+        for chunk, recorded in jobs:
+            yield from _process_chunk(context, chunk, recorded)
+        return
+    pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(context,))
+    window: deque = deque()
+    try:
+        for chunk, recorded in jobs:
+            window.append(pool.submit(_process_in_worker, chunk, recorded))
+            if len(window) >= workers * _IN_FLIGHT_PER_WORKER:
+                yield from window.popleft().result()
+        while window:
+            yield from window.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _recorded(chunk: list[Task], manifest: Manifest) -> frozenset[str]:
+    return frozenset(o.name for t in chunk for o in t.outputs if o.name in manifest.previous)
+
+
+_WORKER_CONTEXT: WorkContext | None = None
+
+
+def _init_worker(context: WorkContext) -> None:
+    global _WORKER_CONTEXT
+    _WORKER_CONTEXT = context
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides how to stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _process_in_worker(chunk: list[Task], recorded: frozenset[str]) -> list[TaskResult]:
+    assert _WORKER_CONTEXT is not None
+    return _process_chunk(_WORKER_CONTEXT, chunk, recorded)
+
+
+def _process_chunk(context: WorkContext, chunk: list[Task], recorded: frozenset[str]) -> list[TaskResult]:
+    return [process_task(context, task, recorded) for task in chunk]
+
+
+def process_task(context: WorkContext, task: Task, recorded: frozenset[str]) -> TaskResult:
+    """Render and write every output of one sample not already done; a bad input becomes ``error``."""
+    sample = task.sample
+    result = TaskResult(sample.key, sample.label)
+    todo = []
+    for spec in task.outputs:
+        if not context.overwrite and spec.name in recorded and context.sink.exists(spec.name):
+            result.records.append(OutputRecord(spec.name, spec.variant, "existing", ""))
+        else:
+            todo.append(spec)
+    if not todo:
+        return result
+    try:
+        data = context.source.read(sample)
+        rendered = render(sample.key, data, tuple(todo), context.seed, context.encode)
+    except DecodeError as e:
+        result.error = str(e)
+        return result
+    except OSError as e:
+        result.error = f"cannot read: {e.strerror or e}"
+        return result
+    except (ValueError, TypeError, ArithmeticError, MemoryError) as e:
+        result.error = f"augmentation failed: {type(e).__name__}: {e}"
+        return result
+    for out in rendered:
+        context.sink.write(out.spec.name, out.data)
+        line = {
+            "output": out.spec.name,
+            "source": sample.key,
+            "label": sample.label,
+            "variant": out.spec.variant,
+            "seed": context.seed,
+            "ops": out.ops,
+            "sha256": out.sha256,
+            "bytes": len(out.data),
+        }
+        result.records.append(
+            OutputRecord(
+                out.spec.name,
+                out.spec.variant,
+                "written",
+                json.dumps(line, sort_keys=True),
+            )
+        )
+    return result
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted()
+
+
+def _labels(tasks: list[Task]) -> set[str]:
+    return {t.sample.label for t in tasks}
+
+
+def _extensions() -> str:
+    return " ".join(sorted(IMAGE_EXTENSIONS))

@@ -1,0 +1,34 @@
+"""Edge Impulse transformation block entrypoint: EI-style arguments in, exit code out."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from augment.cli import parse
+from augment.config import ConfigError, build_config
+from augment.ops.base import RecipeError
+from augment.plan import PlanError
+from augment.report import ManifestMismatchError
+from augment.runner import EXIT_FAILED, EXIT_USAGE, run
+from augment.sources import SourceError
+
+
+def main(argv: list[str]) -> int:
+    args, unknown = parse(argv)
+    if unknown:
+        print(f"note: ignoring arguments this block does not use: {' '.join(a for a in unknown if a.startswith('-'))}")
+    try:
+        config = build_config(args, dict(os.environ))
+    except (ConfigError, RecipeError) as e:
+        print(f"ERROR: {e}")
+        return EXIT_USAGE
+    try:
+        return run(config)
+    except (SourceError, PlanError, ManifestMismatchError) as e:
+        print(f"ERROR: {e}")
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,25 @@
+# edge-augment: Edge Impulse transformation block (image augmentation).
+# BASE_IMAGE is overridable so CI can build with a locally made stand-in (no registry access there).
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+
+WORKDIR /app
+
+COPY requirements.txt ./
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt \
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin augment
+
+ENV PATH=/opt/venv/bin:$PATH
+
+COPY transform.py parameters.json ./
+COPY augment ./augment
+RUN python3 -m compileall -q transform.py augment
+
+USER 10001
+
+ENTRYPOINT ["python3", "-u", "transform.py"]

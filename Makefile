@@ -1,0 +1,36 @@
+# edge-augment developer commands. `make demo` and `make test` work on a fresh machine (Python 3.11 + make).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+
+.PHONY: demo test lint format bench container clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*; touch $@
+
+## Run the block on the built-in sample set: demo/input -> demo/output (no Docker, no credentials).
+demo: $(STAMP)
+	$(BIN)/python -m augment.demo demo/input
+	$(BIN)/python -u transform.py --in-directory demo/input --out-directory demo/output --copies 4 --seed 42
+
+## Lint and the whole test suite (the container tests run when podman is installed; .ci/run installs it).
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/hadolint --failure-threshold warning Dockerfile
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,65 @@
+"""Runs the block the way users do, as a subprocess: from a fresh venv checkout ("venv") or as the built
+container image ("podman"). Chosen by EDGE_AUGMENT_RUNNER (default venv); both take the same arguments.
+
+Paths in arguments are host paths under the test's temp dir; the container runner mounts that dir at the
+same path, so tests are written once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNNER = os.environ.get("EDGE_AUGMENT_RUNNER", "venv")
+
+
+@dataclass
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def ei_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment like EI's: only PATH/HOME/LANG plus the EI_* variables (dummy values)."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "LANG": "C.UTF-8",
+        "EI_API_ENDPOINT": "https://studio.example.invalid/v1",
+        "EI_API_KEY": "ei_test_org_key_not_real",
+        "EI_INGESTION_HOST": "example.invalid",
+        "EI_LAST_SUCCESSFUL_RUN": "1970-01-01T00:00:00.000Z",
+        "EI_ORGANIZATION_ID": "1",
+    }
+    env.update(extra or {})
+    return env
+
+
+def run_block(
+    args: list[str], *, workdir: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> Completed:
+    """Run ``transform.py args`` with the selected runner; ``workdir`` is an empty scratch folder."""
+    env = ei_env() if env is None else env
+    if RUNNER == "podman":
+        from tests.podman import run_in_container  # provided by the container test support
+
+        return run_in_container(args, workdir=workdir, env=env, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-u", str(ROOT / "transform.py"), *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return Completed(proc.returncode, proc.stdout, proc.stderr)

@@ -123,7 +123,7 @@ def _writable(image: Image.Image, fmt: str) -> Image.Image:
         return image.convert("RGBA")
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         values = np.asarray(image).astype(np.float64) / 257.0
-        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
     if image.mode in ("1", "L", "LA"):
         return image.convert("L")
     rgb = image.convert("RGB")

@@ -77,7 +77,7 @@ def to_frame(image: Image.Image) -> tuple[Frame, ModeInfo]:
         values = np.asarray(image)
         if values.min() < 0 or values.max() > 65535:
             raise UnsupportedImageError("32-bit integer image with values outside 0..65535")
-        return Frame(Image.fromarray(values.astype(np.uint16), "I;16")), ModeInfo("I")
+        return Frame(Image.fromarray(values.astype(np.uint16))), ModeInfo("I")
     if mode == "1":
         return Frame(image.convert("L")), ModeInfo("1")
     if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
@@ -96,22 +96,41 @@ def from_frame(frame: Frame, info: ModeInfo) -> Image.Image:
         return Image.merge(mode, (*bands, alpha if alpha is not None else _opaque(color)))
     if mode == "P":
         assert info.palette is not None
-        quantized = color.convert("RGB").quantize(palette=info.palette, dither=Image.Dither.NONE)
+        palette = info.palette.getpalette() or [0, 0, 0]
+        indices = nearest_palette_index(np.asarray(color.convert("RGB")), palette, info.transparency)
         if info.transparency is not None and alpha is not None:
-            indices = np.array(quantized)
             indices[np.asarray(alpha) < 128] = info.transparency
-            restored = Image.fromarray(indices, "P")
-            restored.putpalette(info.palette.getpalette() or [])
+        restored = Image.frombytes("P", color.size, indices.tobytes())
+        restored.putpalette(palette)
+        if info.transparency is not None:
             restored.info["transparency"] = info.transparency
-            return restored
-        return quantized
+        return restored
     if mode in ("I;16B", "I;16L", "I;16N"):
         return color.convert(mode) if mode != "I;16N" else color
     if mode == "I":
-        return Image.fromarray(np.asarray(color).astype(np.int32), "I")
+        return Image.fromarray(np.asarray(color).astype(np.int32))
     if mode == "1":
         return color.convert("1", dither=Image.Dither.NONE)
     return color.convert(mode)
+
+
+def nearest_palette_index(rgb: np.ndarray, palette: list[int], skip: int | None = None) -> np.ndarray:
+    """Index of the nearest palette colour for every pixel (exact colours map exactly).
+
+    Pillow's own RGB->P mapping approximates colours through a coarse cache, which would change pixels
+    that were never augmented; this does an exact search over the distinct colours instead.
+    """
+    entries = np.array(palette, dtype=np.int64).reshape(-1, 3)
+    candidates = np.array([i for i in range(len(entries)) if i != skip], dtype=np.int64)
+    packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    colours, inverse = np.unique(packed.ravel(), return_inverse=True)
+    channels = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=1)
+    best = np.empty(len(colours), dtype=np.uint8)
+    for start in range(0, len(colours), 4096):  # bounded memory for images with many colours
+        chunk = channels[start : start + 4096]
+        distance = ((chunk[:, None, :] - entries[candidates][None, :, :]) ** 2).sum(axis=2)
+        best[start : start + 4096] = candidates[distance.argmin(axis=1)]
+    return best[inverse].reshape(packed.shape)
 
 
 def _opaque(color: Image.Image) -> Image.Image:

@@ -44,9 +44,7 @@ def ei_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_block(
-    args: list[str], *, workdir: Path, env: dict[str, str] | None = None, timeout: float = 300
-) -> Completed:
+def run_block(args: list[str], *, workdir: Path, env: dict[str, str] | None = None, timeout: float = 300) -> Completed:
     """Run ``transform.py args`` with the selected runner; ``workdir`` is an empty scratch folder."""
     env = ei_env() if env is None else env
     if RUNNER == "podman":

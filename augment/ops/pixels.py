@@ -84,7 +84,7 @@ def _pad(image: Image.Image, pad: tuple[int, int, int, int], fill: str) -> Image
     arr = np.asarray(image)
     widths = [(top, bottom), (left, right)] + [(0, 0)] * (arr.ndim - 2)
     np_mode = "edge" if fill == "edge" else "reflect"
-    return Image.fromarray(np.pad(arr, widths, mode=np_mode), image.mode)
+    return array_image(np.pad(arr, widths, mode=np_mode), image.mode)
 
 
 def _fill_color(mode: str, fraction: float) -> int | tuple[int, ...]:
@@ -125,7 +125,15 @@ def to_image(values: np.ndarray, mode: str) -> Image.Image:
     """Round and clip float pixel values into an image of ``mode`` (L, RGB or I;16)."""
     top = 65535 if mode == "I;16" else 255
     dtype = np.uint16 if mode == "I;16" else np.uint8
-    return Image.fromarray(np.clip(np.rint(values), 0, top).astype(dtype), mode)
+    return array_image(np.clip(np.rint(values), 0, top).astype(dtype), mode)
+
+
+def array_image(values: np.ndarray, mode: str) -> Image.Image:
+    """An image from an array whose dtype and shape already imply ``mode`` (checked, not converted)."""
+    image = Image.fromarray(values)
+    if image.mode != mode:
+        raise ValueError(f"array of {values.dtype} {values.shape} gives mode {image.mode}, not {mode}")
+    return image
 
 
 def gaussian_blur(color: Image.Image, sigma: float) -> Image.Image:

@@ -1,0 +1,206 @@
+"""Op kernels against hand-computed pixels, sampler ranges, purity, and every op on every mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from augment.frame import Frame, from_frame, to_frame
+from augment.ops import REGISTRY, get_op
+from augment.ops.base import RecipeError
+from tests.conftest import gradient
+
+
+def L(rows: list[list[int]]) -> Frame:
+    return Frame(Image.fromarray(np.array(rows, dtype=np.uint8), "L"))
+
+
+def px(frame: Frame) -> list[list[int]]:
+    return np.asarray(frame.color).tolist()
+
+
+def apply(name: str, frame: Frame, **params) -> Frame:
+    return get_op(name).apply(frame, params)
+
+
+GEO = {"fill": "edge", "fill_value": 0.0}
+
+
+def test_flips_move_pixels_exactly():
+    f = L([[1, 2, 3], [4, 5, 6]])
+    assert px(apply("hflip", f)) == [[3, 2, 1], [6, 5, 4]]
+    assert px(apply("vflip", f)) == [[4, 5, 6], [1, 2, 3]]
+
+
+def test_rotate_90_is_exact_and_counter_clockwise():
+    f = L([[1, 2, 3], [4, 5, 6], [7, 8, 9]])
+    assert px(apply("rotate", f, degrees=90.0, **GEO)) == [[3, 6, 9], [2, 5, 8], [1, 4, 7]]
+    assert px(apply("rotate", f, degrees=0.0, **GEO)) == px(f)
+
+
+@pytest.mark.parametrize(
+    ("fill", "expected"),
+    [("edge", [[10, 10, 20, 30]]), ("reflect", [[20, 10, 20, 30]]), ("constant", [[0, 10, 20, 30]])],
+)
+def test_translate_fills_uncovered_pixels(fill, expected):
+    f = L([[10, 20, 30, 40]])
+    assert px(apply("translate", f, dx=1, dy=0, fill=fill, fill_value=0.0)) == expected
+
+
+def test_translate_constant_fill_value_is_a_fraction_of_full_scale():
+    f = L([[10, 20, 30, 40]])
+    assert px(apply("translate", f, dx=-2, dy=0, fill="constant", fill_value=1.0)) == [[30, 40, 255, 255]]
+
+
+def test_brightness_gamma_contrast_by_hand():
+    f = L([[10, 100, 200, 128]])
+    assert px(apply("brightness", f, factor=2.0)) == [[20, 200, 255, 255]]
+    assert px(apply("gamma", f, gamma=2.0))[0][3] == round((128 / 255) ** 2 * 255)  # 64
+    flat = apply("contrast", f, factor=0.0)
+    mean = round(np.mean([10, 100, 200, 128]))
+    assert px(flat) == [[mean] * 4]
+    assert px(apply("contrast", f, factor=1.0)) == px(f)
+
+
+def test_cutout_blanks_exactly_its_rectangles():
+    f = L([[5, 5, 5], [5, 5, 5]])
+    out = apply("cutout", f, rects=[[1, 0, 2, 1]], fill="constant", fill_value=0.0, seed=1)
+    assert px(out) == [[5, 0, 0], [5, 5, 5]]
+    mean = apply("cutout", L([[0, 10], [20, 30]]), rects=[[0, 0, 1, 1]], fill="mean", fill_value=0.0, seed=1)
+    assert px(mean) == [[15, 10], [20, 30]]
+
+
+def test_salt_pepper_extremes():
+    f = L([[100] * 50] * 50)
+    assert np.all(np.asarray(apply("salt_pepper", f, amount=1.0, salt_ratio=1.0, seed=3).color) == 255)
+    assert np.all(np.asarray(apply("salt_pepper", f, amount=1.0, salt_ratio=0.0, seed=3).color) == 0)
+    assert px(apply("salt_pepper", f, amount=0.0, salt_ratio=0.5, seed=3)) == px(f)
+    some = np.asarray(apply("salt_pepper", f, amount=0.1, salt_ratio=0.5, seed=3).color)
+    assert 0.05 < np.mean(some != 100) < 0.15
+
+
+def test_gaussian_noise_statistics_match_sigma():
+    f = L([[128] * 200] * 200)
+    out = np.asarray(apply("gaussian_noise", f, sigma=0.1, seed=5).color).astype(float)
+    assert abs(out.std() - 25.5) < 1.0
+    assert abs(out.mean() - 128) < 0.5  # rounded, not floored (the notebook's -0.5 bias)
+    assert px(apply("gaussian_noise", f, sigma=0.0, seed=5)) == px(f)
+
+
+def test_poisson_noise_scales_with_peak():
+    f = L([[128] * 100] * 100)
+    strong = np.asarray(apply("poisson_noise", f, peak=16.0, seed=1).color).astype(float)
+    weak = np.asarray(apply("poisson_noise", f, peak=1e5, seed=1).color).astype(float)
+    assert strong.std() > 20 > 1 > weak.std()
+    auto = np.asarray(apply("poisson_noise", f, peak=0.0, seed=1).color)
+    assert auto.std() > 0  # one distinct value -> peak 2: very noisy, as skimage
+
+
+def test_noise_never_touches_alpha_but_geometry_moves_it():
+    frame, _ = to_frame(gradient("RGBA"))
+    for name, params in [
+        ("gaussian_noise", {"sigma": 0.3, "seed": 1}),
+        ("salt_pepper", {"amount": 0.5, "salt_ratio": 0.5, "seed": 1}),
+        ("brightness", {"factor": 2.0}),
+        ("cutout", {"rects": [[0, 0, 10, 10]], "fill": "noise", "fill_value": 0.0, "seed": 1}),
+    ]:
+        out = apply(name, frame, **params)
+        assert out.alpha.tobytes() == frame.alpha.tobytes(), name
+    flipped = apply("hflip", frame)
+    assert flipped.alpha.tobytes() == frame.alpha.transpose(Image.Transpose.FLIP_LEFT_RIGHT).tobytes()
+    turned = apply("rotate", frame, degrees=180.0, **GEO)
+    assert np.array_equal(np.asarray(turned.alpha), np.asarray(frame.alpha)[::-1, ::-1])
+
+
+def test_zoom_scale_one_is_identity_and_zoom_crops_a_corner():
+    f = L([[0] * 4 + [100] * 4] * 4 + [[200] * 4 + [50] * 4] * 4)
+    assert px(apply("zoom", f, scale=1.0, x=0.5, y=0.5)) == px(f)
+    # The top-left quarter blown up 2x; the last row/column blends with the neighbour quarter (bilinear).
+    top_left = np.asarray(apply("zoom", f, scale=2.0, x=0.0, y=0.0).color)
+    assert np.all(top_left[:7, :7] == 0) and top_left[0, 7] == 25
+    bottom_right = np.asarray(apply("zoom", f, scale=2.0, x=1.0, y=1.0).color)
+    assert np.all(bottom_right[1:, 1:] == 50)
+
+
+def test_hue_saturation_only_changes_rgb():
+    grey = L([[1, 2, 3]])
+    assert px(apply("hue_saturation", grey, hue=0.3, saturation=0.0)) == px(grey)
+    rgb = Frame(Image.new("RGB", (4, 4), (200, 30, 30)))
+    desaturated = np.asarray(apply("hue_saturation", rgb, hue=0.0, saturation=0.0).color)
+    assert np.all(desaturated[..., 0] == desaturated[..., 1])
+    shifted = np.asarray(apply("hue_saturation", rgb, hue=1 / 3, saturation=1.0).color)[0, 0]
+    assert shifted[1] > shifted[0] and shifted[1] > shifted[2]  # red turned green
+
+
+def test_blur_and_sharpen_keep_flat_images_and_work_on_16_bit():
+    for mode in ("L", "RGB", "I;16"):
+        flat = Frame(Image.new(mode, (16, 16), 1000 if mode == "I;16" else (90 if mode == "L" else (90, 90, 90))))
+        for name, params in [("blur", {"sigma": 1.5}), ("sharpen", {"amount": 2.0})]:
+            assert apply(name, flat, **params).color.tobytes() == flat.color.tobytes(), (mode, name)
+    edge = Frame(Image.fromarray(np.tile(np.repeat(np.array([0, 60000], np.uint16), 8), (16, 1))))
+    blurred = np.asarray(apply("blur", edge, sigma=2.0).color)
+    assert blurred.dtype == np.uint16 and 0 < blurred[0, 7] < 60000
+
+
+ALL_MODES = ["L", "LA", "RGB", "RGBA", "P", "I;16", "1", "CMYK"]
+
+
+@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_op_on_every_mode_keeps_mode_and_size(name, mode):
+    image = gradient(mode)
+    frame, info = to_frame(image)
+    op = get_op(name)
+    params = op.sample(op.validate("t", {}), np.random.default_rng(0), frame.size)
+    out = from_frame(op.apply(frame, params), info)
+    assert out.mode == image.mode and out.size == image.size
+    again = from_frame(op.apply(frame, params), info)
+    assert again.tobytes() == out.tobytes(), "kernel must be pure"
+
+
+@pytest.mark.parametrize("mode", ALL_MODES)
+def test_mode_round_trip_without_ops_is_lossless(mode):
+    image = gradient(mode)
+    frame, info = to_frame(image)
+    assert from_frame(frame, info).tobytes() == image.tobytes()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32), w=st.integers(1, 300), h=st.integers(1, 300))
+def test_samplers_stay_in_range(seed, w, h):
+    rng = np.random.default_rng(seed)
+    rot = get_op("rotate").sample(get_op("rotate").validate("t", {"degrees": [-20, 30]}), rng, (w, h))
+    assert -20 <= rot["degrees"] <= 30
+    assert get_op("rotate").sample(get_op("rotate").validate("t", {"angles": [45, 90]}), rng, (w, h))["degrees"] in (
+        45,
+        90,
+    )
+    zoom = get_op("zoom").sample(get_op("zoom").validate("t", {"scale": [1.1, 1.5]}), rng, (w, h))
+    assert 1.1 <= zoom["scale"] <= 1.5 and 0 <= zoom["x"] <= 1 and 0 <= zoom["y"] <= 1
+    shift = get_op("translate").sample(get_op("translate").validate("t", {"x": 0.25, "y": [-0.25, 0.25]}), rng, (w, h))
+    assert shift["dx"] == round(0.25 * w) and abs(shift["dy"]) <= round(0.25 * h)
+    cut = get_op("cutout").sample(get_op("cutout").validate("t", {"count": [1, 3], "size": [0.1, 0.9]}), rng, (w, h))
+    assert 1 <= len(cut["rects"]) <= 3
+    for x, y, rw, rh in cut["rects"]:
+        assert 0 <= x and x + rw <= w and 0 <= y and y + rh <= h and rw >= 1 and rh >= 1
+    bright = get_op("brightness").sample(get_op("brightness").validate("t", {"factor": [0.5, 0.6]}), rng, (w, h))
+    assert 0.5 <= bright["factor"] <= 0.6
+
+
+@pytest.mark.parametrize(
+    ("op", "settings_", "message"),
+    [
+        ("rotate", {"degrees": [10, -10]}, "low 10 is above high -10"),
+        ("zoom", {"scale": 0.5}, "outside the allowed"),
+        ("rotate", {"angle": 5}, "unknown setting"),
+        ("rotate", {"fill": "wrap"}, "is not one of"),
+        ("gaussian_noise", {"sigma": "big"}, "expected a number or [low, high]"),
+        ("cutout", {"count": [1.5, 2]}, "whole numbers"),
+    ],
+)
+def test_invalid_settings_are_named(op, settings_, message):
+    with pytest.raises(RecipeError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        get_op(op).validate("recipe.pipeline[0]", settings_)

@@ -71,9 +71,7 @@ def make_plan(samples: Iterable[Sample], settings: PlanSettings) -> list[Task]:
         for out in outputs:
             other = owner.setdefault(out.name.casefold(), sample.key)
             if other != sample.key:
-                raise PlanError(
-                    f"{sample.key!r} and {other!r} would both write {out.name!r}; "
-                    "rename one, or use --output-layout folders"
-                )
+                hint = " or use --output-layout folders" if settings.layout == "flat" else ""
+                raise PlanError(f"{sample.key!r} and {other!r} would both write {out.name!r}; rename one{hint}")
         tasks.append(Task(sample, tuple(outputs)))
     return tasks

@@ -185,7 +185,7 @@ def test_samplers_stay_in_range(seed, w, h):
     cut = get_op("cutout").sample(get_op("cutout").validate("t", {"count": [1, 3], "size": [0.1, 0.9]}), rng, (w, h))
     assert 1 <= len(cut["rects"]) <= 3
     for x, y, rw, rh in cut["rects"]:
-        assert 0 <= x and x + rw <= w and 0 <= y and y + rh <= h and rw >= 1 and rh >= 1
+        assert x >= 0 and x + rw <= w and y >= 0 and y + rh <= h and rw >= 1 and rh >= 1
     bright = get_op("brightness").sample(get_op("brightness").validate("t", {"factor": [0.5, 0.6]}), rng, (w, h))
     assert 0.5 <= bright["factor"] <= 0.6
 

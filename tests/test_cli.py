@@ -1,0 +1,179 @@
+"""The block as EI runs it: a subprocess from an empty working dir, EI's env and argument shapes."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.blockrun import ei_env, run_block
+from tests.conftest import gradient
+
+
+def outputs(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_directory_mode_with_everything_ei_passes(sample_dir, tmp_path):
+    out = tmp_path / "out"
+    args = [
+        "--in-directory", str(sample_dir), "--out-directory", str(out),
+        "--hmac-key", "0", "--metadata", '{"site": "lab 3"}',
+        "--upload-category", "training", "--some-future-flag", "7",
+        "--preset", "medium", "--copies", "2", "--seed", "42", "--include-originals", "1",
+        "--fill", "recipe", "--output-layout", "folders", "--image-format", "same",
+        "--jpeg-quality", "90", "--png-compression", "6", "--workers", "0", "--max-failures", "0.01", "--overwrite", "0",
+    ]  # fmt: skip
+    result = run_block(args, workdir=tmp_path)
+    assert result.returncode == 0, result.output
+    assert "--some-future-flag" in result.stdout  # named as ignored
+    files = outputs(out)
+    assert len([f for f in files if f.endswith(".png")]) == 24 * 3
+    assert {f.split("/")[0] for f in files if "/" in f} == {"circle", "square", "triangle"}
+    assert all(Path(f).name.startswith(f.split("/")[0] + ".") for f in files if "/" in f)
+    report = json.loads((out / "report.json").read_text())
+    assert report["metadata"] == {"site": "lab 3"} and report["totals"]["written"] == 72
+    assert "total" in result.stdout and "images/s" in result.stdout
+    assert "ei_test_org_key_not_real" not in result.output + (out / "report.json").read_text()
+
+
+def test_file_mode_one_container_per_file(sample_dir, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "led.abc123.png").write_bytes((sample_dir / "circle" / "00.png").read_bytes())
+    result = run_block(
+        ["--in-file", str(data / "led.abc123.png"), "--out-directory", str(data / "out"), "--hmac-key", "0"],
+        workdir=tmp_path,
+    )
+    assert result.returncode == 0, result.output
+    assert outputs(data / "out")[:2] == ["led/led.abc123.aug00.png", "led/led.abc123.aug01.png"]
+
+
+def test_out_directory_inside_in_directory_like_eis_runner(sample_dir, tmp_path):
+    result = run_block(["--in-directory", str(sample_dir), "--out-directory", str(sample_dir / "out")], workdir=tmp_path)
+    assert result.returncode == 0, result.output
+    result = run_block(["--in-directory", str(sample_dir), "--out-directory", str(sample_dir / "out")], workdir=tmp_path)
+    assert result.returncode == 0 and "24 images" in result.stdout  # the outputs were not read as inputs
+
+
+def test_flat_workshop_layout_and_label_override(tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for label in ("capacitor", "diode"):
+        for uid in ("00bff939", "1a2b3c4d"):
+            gradient("L", (24, 24)).save(flat / f"{label}.{uid}.png")
+    out = tmp_path / "out"
+    result = run_block(
+        ["--in-directory", str(flat), "--out-directory", str(out), "--output-layout", "flat", "--preset", "workshop"],
+        workdir=tmp_path,
+    )
+    assert result.returncode == 0, result.output
+    names = [f for f in outputs(out) if f.endswith(".png")]
+    assert len(names) == 4 * 15 and "capacitor.00bff939.rot45.png" in names
+    relabelled = run_block(
+        ["--in-directory", str(flat), "--out-directory", str(tmp_path / "o2"), "--upload-label", "part"],
+        workdir=tmp_path,
+    )
+    assert relabelled.returncode == 0
+    assert {f.split("/")[0] for f in outputs(tmp_path / "o2") if "/" in f} == {"part"}
+
+
+def test_every_input_format_and_mode(tmp_path):
+    src = tmp_path / "in" / "thing"
+    src.mkdir(parents=True)
+    cases = {
+        "l.png": ("L", "PNG"), "la.png": ("LA", "PNG"), "rgba.png": ("RGBA", "PNG"), "p.png": ("P", "PNG"),
+        "i16.png": ("I;16", "PNG"), "jpg.jpg": ("RGB", "JPEG"), "bmp.bmp": ("RGB", "BMP"),
+        "webp.webp": ("RGBA", "WEBP"), "tiff.tiff": ("RGB", "TIFF"), "gif.gif": ("P", "GIF"),
+    }  # fmt: skip
+    for name, (mode, fmt) in cases.items():
+        gradient(mode, (40, 30)).save(src / name, fmt)
+    out = tmp_path / "out"
+    result = run_block(["--in-directory", str(tmp_path / "in"), "--out-directory", str(out)], workdir=tmp_path)
+    assert result.returncode == 0, result.output
+    for name, (mode, fmt) in cases.items():
+        stem, ext = name.rsplit(".", 1)
+        produced = Image.open(out / "thing" / f"thing.{stem}.aug02.{ext}")
+        assert produced.size == (40, 30) and produced.format == fmt, name
+        if fmt != "GIF":  # GIF stores every mode as a palette; Pillow may read a grey one back as L
+            assert produced.mode == Image.open(src / name).mode, name
+    jpeg = run_block(
+        ["--in-directory", str(tmp_path / "in"), "--out-directory", str(tmp_path / "j"), "--image-format", "jpeg"],
+        workdir=tmp_path,
+    )
+    assert jpeg.returncode == 0 and len(list((tmp_path / "j" / "thing").glob("*.jpg"))) == 50
+
+
+def test_bad_inputs_are_named_skipped_and_counted(sample_dir, tmp_path):
+    bad = sample_dir / "circle"
+    (bad / "zero.png").write_bytes(b"")
+    (bad / "text.png").write_text("not really a png")
+    png = io.BytesIO()
+    gradient("RGB").save(png, "PNG")
+    (bad / "truncated.png").write_bytes(png.getvalue()[:150])
+    (bad / "notes.txt").write_text("hello")
+    (sample_dir / "empty_class").mkdir()
+    out = tmp_path / "out"
+    strict = run_block(["--in-directory", str(sample_dir), "--out-directory", str(out)], workdir=tmp_path)
+    assert strict.returncode == 1, strict.output
+    for line in ("circle/zero.png: empty file", "circle/text.png: not an image", "circle/truncated.png: corrupt"):
+        assert f"ERROR {line}" in strict.stdout
+    assert "skipped circle/notes.txt: not an image file" in strict.stdout
+    assert "folder 'empty_class' has no images" in strict.stdout
+    assert "FAILED: 3 of 27 images" in strict.stdout
+    files = outputs(out)
+    assert not any(("zero" in f or "text" in f or "truncated" in f) for f in files)
+    assert not any(Path(f).name.startswith(".tmp") for f in files)
+    assert len([f for f in files if f.endswith(".png")]) == 24 * 5  # the good ones all landed
+    lenient = run_block(
+        ["--in-directory", str(sample_dir), "--out-directory", str(out), "--max-failures", "3"], workdir=tmp_path
+    )
+    assert lenient.returncode == 0, lenient.output
+    assert "3 bad input(s) skipped" in lenient.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        ([], 2, "no input: pass --in-directory"),
+        (["--in-directory", "/nonexistent/x"], 1, "/nonexistent/x does not exist"),
+        (["--in-directory", "IN", "--recipe", "{bad json"], 2, "--recipe: invalid JSON"),
+        (["--in-directory", "IN", "--recipe", '{"pipeline": [{"op": "twirl"}]}'], 2, "unknown op 'twirl'"),
+        (["--in-directory", "IN", "--preset", "custom"], 2, "--preset custom needs --recipe"),
+        (["--in-directory", "IN", "--preset", "wild"], 2, "invalid choice: 'wild'"),
+        (["--in-directory", "IN", "--out-directory", "IN"], 2, "is the input folder"),
+        (["--in-directory", "IN", "--copies", "many"], 2, "--copies: expected a whole number"),
+        (["--in-directory", "IN", "--include-originals", "maybe"], 2, "--include-originals: expected 1/0"),
+        (["--in-directory", "IN", "--jpeg-quality", "0"], 2, "--jpeg-quality: 0 is outside 1..100"),
+        (["--in-directory", "EMPTY"], 1, "no images found"),
+    ],
+)
+def test_invalid_parameters_exit_with_one_clear_line(sample_dir, tmp_path, args, code, message):
+    (tmp_path / "empty").mkdir()
+    swap = {"IN": str(sample_dir), "EMPTY": str(tmp_path / "empty")}
+    args = [swap.get(a, a) for a in args]
+    if "--out-directory" not in args:
+        args += ["--out-directory", str(tmp_path / "out")]
+    result = run_block(args, workdir=tmp_path)
+    assert result.returncode == code, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_help_explains_every_flag(tmp_path):
+    result = run_block(["--help"], workdir=tmp_path)
+    assert result.returncode == 0
+    for flag in ("--preset", "--recipe", "--copies", "--seed", "--workers", "--include-originals", "--max-failures"):
+        assert flag in result.stdout
+
+
+def test_secrets_in_env_never_reach_logs_or_files(sample_dir, tmp_path):
+    env = ei_env({"EI_API_KEY": "ei_SENTINEL_ORG", "EI_PROJECT_API_KEY": "ei_SENTINEL_PROJECT"})
+    out = tmp_path / "out"
+    result = run_block(["--in-directory", str(sample_dir), "--out-directory", str(out)], workdir=tmp_path, env=env)
+    assert result.returncode == 0
+    text = result.output + (out / "manifest.jsonl").read_text() + (out / "report.json").read_text()
+    assert "SENTINEL" not in text

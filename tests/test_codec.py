@@ -1,0 +1,125 @@
+"""Decoding (formats, modes, EXIF, bad data) and encoding (mode kept, deterministic)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from augment.codec import DecodeError, EncodeOptions, decode, encode, output_format
+from tests.conftest import gradient
+
+
+def saved(image: Image.Image, fmt: str, **kw) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **kw)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt"),
+    [
+        ("L", "PNG"),
+        ("LA", "PNG"),
+        ("RGB", "PNG"),
+        ("RGBA", "PNG"),
+        ("P", "PNG"),
+        ("I;16", "PNG"),
+        ("RGB", "JPEG"),
+        ("L", "JPEG"),
+        ("RGB", "BMP"),
+        ("RGBA", "WEBP"),
+        ("RGB", "TIFF"),
+        ("P", "GIF"),
+    ],
+)
+def test_decode_encode_keeps_mode_and_size(mode, fmt):
+    image = gradient(mode)
+    decoded = decode(saved(image, fmt))
+    assert decoded.format == fmt
+    data = encode(decoded.frame, decoded.mode, fmt, EncodeOptions())
+    back = Image.open(io.BytesIO(data))
+    assert back.size == image.size
+    assert back.mode == Image.open(io.BytesIO(saved(image, fmt))).mode
+    assert encode(decoded.frame, decoded.mode, fmt, EncodeOptions()) == data, "encoding must be deterministic"
+
+
+def test_lossless_formats_round_trip_pixels_exactly():
+    for mode in ("L", "RGBA", "I;16", "P"):
+        image = gradient(mode)
+        decoded = decode(saved(image, "PNG"))
+        back = Image.open(io.BytesIO(encode(decoded.frame, decoded.mode, "PNG", EncodeOptions())))
+        assert back.tobytes() == image.tobytes(), mode
+
+
+def test_palette_with_transparency_keeps_its_transparent_index():
+    image = gradient("P")
+    image.info["transparency"] = 0
+    decoded = decode(saved(image, "PNG", transparency=0))
+    assert decoded.frame.alpha is not None
+    back = Image.open(io.BytesIO(encode(decoded.frame, decoded.mode, "PNG", EncodeOptions())))
+    assert back.mode == "P" and back.info.get("transparency") == 0
+    assert back.tobytes() == image.tobytes()
+
+
+def test_exif_orientation_is_applied_first():
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    image.paste((0, 0, 255), (0, 0, 10, 20))  # blue strip on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: viewers rotate 90 degrees clockwise
+    decoded = decode(saved(image, "JPEG", exif=exif.tobytes(), quality=95))
+    assert decoded.oriented and decoded.frame.size == (20, 40)
+    top = np.asarray(decoded.frame.color)[2, 10]
+    assert top[2] > 200 and top[0] < 60  # the left strip is now on top
+
+
+def test_animated_gif_uses_first_frame():
+    frames = [Image.new("P", (8, 8), i) for i in (3, 9)]
+    data = io.BytesIO()
+    frames[0].save(data, "GIF", save_all=True, append_images=frames[1:])
+    decoded = decode(data.getvalue())
+    assert decoded.format == "GIF" and decoded.frame.size == (8, 8)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty file"),
+        (b"hello, I am text", "not an image"),
+        (saved(gradient("RGB"), "PNG")[:200], "corrupt or truncated"),
+        (saved(gradient("RGB"), "JPEG")[:300], "corrupt or truncated"),
+    ],
+)
+def test_bad_data_raises_a_one_line_reason(data, message):
+    with pytest.raises(DecodeError, match=message):
+        decode(data)
+
+
+def test_decompression_bomb_guard_stays_on(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(DecodeError, match="decompression-bomb"):
+        decode(saved(Image.new("L", (20, 20)), "PNG"))
+
+
+def test_output_format_from_name_and_option():
+    assert output_format(EncodeOptions("same"), ".JPEG") == ("JPEG", ".jpeg")
+    assert output_format(EncodeOptions("same"), ".png") == ("PNG", ".png")
+    assert output_format(EncodeOptions("png"), ".jpg") == ("PNG", ".png")
+    assert output_format(EncodeOptions("jpeg"), ".png") == ("JPEG", ".jpg")
+
+
+def test_jpeg_output_of_alpha_and_16_bit_sources():
+    for mode in ("RGBA", "LA", "I;16", "P"):
+        decoded = decode(saved(gradient(mode), "PNG"))
+        back = Image.open(io.BytesIO(encode(decoded.frame, decoded.mode, "JPEG", EncodeOptions(jpeg_quality=80))))
+        assert back.format == "JPEG" and back.mode in ("L", "RGB"), mode
+
+
+def test_png_compression_level_changes_size_not_pixels():
+    decoded = decode(saved(gradient("RGB", (96, 96)), "PNG"))
+    fast = encode(decoded.frame, decoded.mode, "PNG", EncodeOptions(png_compression=1))
+    small = encode(decoded.frame, decoded.mode, "PNG", EncodeOptions(png_compression=9))
+    assert len(small) <= len(fast)
+    assert Image.open(io.BytesIO(fast)).tobytes() == Image.open(io.BytesIO(small)).tobytes()

@@ -1,0 +1,134 @@
+"""The container runner: run the image built by ``scripts/container.sh build`` like ``docker run`` does.
+
+Host paths in the arguments are mounted at the same path in the container, so a test passes the same
+(absolute) paths to both runners. The image keeps its non-root user (uid 10001) and its WORKDIR /app, as on
+Edge Impulse; the out-directory (or, if it does not exist yet, its nearest existing parent) is made
+world-writable so that user can write there. (Root podman has no ``--userns keep-id``, and ``--user 0``
+would hide permission bugs.)
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from tests.blockrun import ROOT, Completed
+
+SCRIPT = ROOT / "scripts" / "container.sh"
+PATH_OPTIONS = ("--in-directory", "--in-file", "--out-directory")
+NOT_PASSED = {"PATH", "HOME"}  # the host's values would break the image's venv PATH and non-root HOME
+
+
+@functools.cache
+def settings() -> dict[str, str]:
+    """IMAGE and CONTAINERS_CONF, as scripts/container.sh uses them (EDGE_AUGMENT_IMAGE overrides IMAGE)."""
+    out = subprocess.run(["bash", str(SCRIPT), "env"], capture_output=True, text=True, check=True).stdout
+    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    values["IMAGE"] = os.environ.get("EDGE_AUGMENT_IMAGE") or values["IMAGE"]
+    return values
+
+
+def podman_env() -> dict[str, str]:
+    return {**os.environ, "CONTAINERS_CONF": settings()["CONTAINERS_CONF"]}
+
+
+@functools.cache
+def unavailable_reason() -> str | None:
+    """Why the container can't run here, or None."""
+    if shutil.which("podman") is None:
+        return "podman is not installed (scripts/container.sh build installs it and builds the image)"
+    image = settings()["IMAGE"]
+    if subprocess.run(["podman", "image", "exists", image], env=podman_env()).returncode != 0:
+        return f"image {image} is not built (run scripts/container.sh build)"
+    return None
+
+
+def require_image() -> str:
+    """The image tag; skips the calling test when podman or the image is missing."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    return settings()["IMAGE"]
+
+
+def _option_values(args: Sequence[str], option: str) -> list[str]:
+    values = [a.split("=", 1)[1] for a in args if a.startswith(option + "=")]
+    values += [args[i + 1] for i, a in enumerate(args[:-1]) if a == option]
+    return values
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def _add_mode(path: Path, bits: int) -> None:
+    path.chmod(path.stat().st_mode & 0o7777 | bits)
+
+
+def make_writable(out: Path) -> None:
+    """Let any uid write the out-directory: all of it if it exists, else its nearest existing parent."""
+    if not out.exists():
+        _add_mode(_existing(out), 0o777)
+        return
+    _add_mode(out, 0o777)
+    for dirpath, dirnames, filenames in os.walk(out):
+        for name in dirnames:
+            _add_mode(Path(dirpath) / name, 0o777)
+        for name in filenames:
+            _add_mode(Path(dirpath) / name, 0o666)
+
+
+def host_mounts(args: Sequence[str]) -> list[str]:
+    """``-v`` options mounting every absolute path in ``args`` at the same path (outermost folders only)."""
+    for option in PATH_OPTIONS:
+        for value in _option_values(args, option):
+            if not os.path.isabs(value):
+                raise ValueError(f"{option} {value}: the container runner needs absolute paths (its cwd is /app)")
+    for value in _option_values(args, "--out-directory"):
+        make_writable(Path(value))
+    paths = {_existing(Path(a.split("=", 1)[-1])) for a in args if os.path.isabs(a.split("=", 1)[-1])}
+    roots: list[Path] = []
+    for path in sorted(paths, key=lambda p: len(p.parts)):
+        if path == Path("/"):
+            raise ValueError(f"refusing to mount / for the arguments {list(args)}")
+        if not any(path.is_relative_to(root) for root in roots):
+            roots.append(path)
+    return [f"--volume={root}:{root}" for root in roots]
+
+
+def podman_run(
+    podman_args: Sequence[str], args: Sequence[str], *, image: str | None = None, timeout: float = 300
+) -> Completed:
+    """``podman run --rm --network host PODMAN_ARGS IMAGE ARGS``; removes the container on timeout."""
+    image = image or require_image()
+    name = f"edge-augment-test-{uuid.uuid4().hex[:12]}"
+    cmd = ["podman", "run", "--rm", "--network", "host", f"--name={name}", *podman_args, image, *args]
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=podman_env()
+        )
+    except subprocess.TimeoutExpired:
+        subprocess.run(["podman", "rm", "--force", name], capture_output=True, env=podman_env())
+        raise
+    return Completed(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_in_container(
+    args: list[str], *, workdir: Path, env: dict[str, str], timeout: float = 300, podman_args: Sequence[str] = ()
+) -> Completed:
+    """tests.blockrun's container runner: the same arguments and env vars as the venv runner."""
+    reason = unavailable_reason()
+    if reason:  # EDGE_AUGMENT_RUNNER=podman was asked for explicitly: don't pass by skipping everything
+        pytest.fail(f"EDGE_AUGMENT_RUNNER=podman: {reason}")
+    del workdir  # the container's cwd is its WORKDIR (/app), as on Edge Impulse
+    envs = [f"--env={k}={v}" for k, v in env.items() if k not in NOT_PASSED]
+    return podman_run([*host_mounts(args), *envs, *podman_args], args, timeout=timeout)

@@ -34,6 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="output",
         help="where outputs go (default: %(default)s)",
     )
+    io.add_argument(
+        "--source",
+        help="read from S3 instead: s3://bucket/prefix/ (class sub-prefixes, or flat <label>.<uid>.<ext> keys)",
+    )
+    io.add_argument(
+        "--dest",
+        help="write to S3 instead of --out-directory: s3://bucket/prefix/ (same layout, manifest and report)",
+    )
+    io.add_argument(
+        "--s3-endpoint",
+        help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL, else AWS S3); credentials from the AWS chain",
+    )
 
     rec = p.add_argument_group("what to make")
     rec.add_argument(

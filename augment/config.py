@@ -12,6 +12,7 @@ from augment.codec import OUTPUT_FORMATS, EncodeOptions
 from augment.ops.pixels import FILL_MODES
 from augment.presets import get_preset
 from augment.recipe import MAX_COPIES, Recipe, load_recipe
+from augment.sources.s3 import parse_s3_url
 
 LAYOUTS = ("folders", "flat")
 FILL_CHOICES = ("recipe", *FILL_MODES)
@@ -65,6 +66,9 @@ class RunConfig:
     metadata: dict[str, Any] | None = None
     ei: EiEnvironment = field(default_factory=EiEnvironment)
     notes: tuple[str, ...] = ()  # non-fatal remarks made while parsing, printed at start
+    source: str | None = None  # s3://bucket/prefix/ instead of in_directory/in_file
+    dest: str | None = None  # s3://bucket/prefix/ instead of out_directory
+    s3_endpoint: str | None = None  # overrides AWS_ENDPOINT_URL
 
     def failure_budget(self, samples: int) -> int:
         """How many samples may fail before the run exits non-zero."""
@@ -88,14 +92,17 @@ def parse_bool(value: str | bool | None, name: str) -> bool:
 def build_config(args: Any, env: dict[str, str]) -> RunConfig:
     """Validate parsed CLI arguments (an argparse Namespace) into a RunConfig; raises ConfigError."""
     notes: list[str] = []
+    source, dest, s3_endpoint = _s3_args(args, notes)
     if args.in_directory and args.in_file:
         raise ConfigError("give --in-directory or --in-file, not both")
-    if not args.in_directory and not args.in_file:
-        raise ConfigError("no input: pass --in-directory <folder> or --in-file <image>")
+    if source and (args.in_directory or args.in_file):
+        raise ConfigError("give --source or --in-directory/--in-file, not both")
+    if not args.in_directory and not args.in_file and not source:
+        raise ConfigError("no input: pass --in-directory <folder>, --in-file <image> or --source s3://bucket/prefix/")
     in_dir = Path(args.in_directory).absolute() if args.in_directory else None
     in_file = Path(args.in_file).absolute() if args.in_file else None
     out_dir = Path(args.out_directory).absolute()
-    if in_dir is not None and out_dir.resolve() == in_dir.resolve():
+    if dest is None and in_dir is not None and out_dir.resolve() == in_dir.resolve():
         raise ConfigError(f"--out-directory {out_dir} is the input folder; choose a separate (or sub-) folder")
 
     recipe = _recipe(args, notes)
@@ -140,7 +147,30 @@ def build_config(args: Any, env: dict[str, str]) -> RunConfig:
         metadata=_metadata(args.metadata, notes),
         ei=EiEnvironment.from_env(env),
         notes=tuple(notes),
+        source=source,
+        dest=dest,
+        s3_endpoint=s3_endpoint,
     )
+
+
+def _s3_args(args: Any, notes: list[str]) -> tuple[str | None, str | None, str | None]:
+    """--source, --dest (s3://bucket/prefix/, normalised) and --s3-endpoint, validated."""
+    urls = {}
+    for name in ("source", "dest"):
+        raw = (getattr(args, name, None) or "").strip()
+        try:
+            urls[name] = parse_s3_url(raw) if raw else None
+        except ValueError as e:
+            raise ConfigError(f"--{name}: {e}") from None
+    source, dest = urls["source"], urls["dest"]
+    if source and dest and source == dest:
+        raise ConfigError(f"--dest {dest} is the --source prefix; choose a separate (or sub-) prefix")
+    if dest:
+        notes.append(f"outputs go to {dest} (--dest); --out-directory is not used")
+    endpoint = (getattr(args, "s3_endpoint", None) or "").strip() or None
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"--s3-endpoint: expected http(s)://host[:port], got {endpoint!r}")
+    return (str(source) if source else None, str(dest) if dest else None, endpoint)
 
 
 def _recipe(args: Any, notes: list[str]) -> Recipe:

@@ -31,8 +31,10 @@ from augment.report import (
 )
 from augment.sinks import Sink, SinkError
 from augment.sinks.local import LocalSink
-from augment.sources import Source
+from augment.sinks.s3 import S3Sink
+from augment.sources import Source, SourceError
 from augment.sources.local import LocalSource
+from augment.sources.s3 import S3Source, parse_s3_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _CHUNK = 8  # samples per worker round-trip: amortises IPC for small images
@@ -54,7 +56,7 @@ class WorkContext:
 
 def run(config: RunConfig, log: Log = print) -> int:
     """Run the block; return the process exit code."""
-    source, sink = _source(config), LocalSink(config.out_directory)
+    source, sink = _source(config), _sink(config)
     for note in config.notes:
         log(f"note: {note}")
     listing = source.list()
@@ -95,7 +97,7 @@ def run(config: RunConfig, log: Log = print) -> int:
     except (KeyboardInterrupt, Interrupted) as e:
         interrupted = "SIGTERM" if isinstance(e, Interrupted) else "SIGINT"
         log(f"interrupted ({interrupted}): stopping; finished outputs are kept and a rerun resumes")
-    except (SinkError, BrokenProcessPool) as e:
+    except (SinkError, SourceError, BrokenProcessPool) as e:
         log(f"ERROR: {e}")
         manifest.save([o.name for t in tasks for o in t.outputs])
         return EXIT_FAILED
@@ -135,11 +137,21 @@ def run(config: RunConfig, log: Log = print) -> int:
 
 
 def _source(config: RunConfig) -> Source:
+    if config.source is not None:
+        url, dest = parse_s3_url(config.source), parse_s3_url(config.dest) if config.dest else None
+        return S3Source(url, config.label, dest if dest and url.contains(dest) else None, config.s3_endpoint)
     if config.in_file is not None:
         return LocalSource.from_file(config.in_file, config.label)
     assert config.in_directory is not None
     out, root = config.out_directory.resolve(), config.in_directory.resolve()
-    return LocalSource(root, None, config.label, out if out.is_relative_to(root) else None)
+    inside = config.dest is None and out.is_relative_to(root)
+    return LocalSource(root, None, config.label, out if inside else None)
+
+
+def _sink(config: RunConfig) -> Sink:
+    if config.dest is not None:
+        return S3Sink(parse_s3_url(config.dest), config.s3_endpoint)
+    return LocalSink(config.out_directory)
 
 
 def _run_header(config: RunConfig) -> dict[str, Any]:

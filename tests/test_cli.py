@@ -25,7 +25,8 @@ def test_directory_mode_with_everything_ei_passes(sample_dir, tmp_path):
         "--upload-category", "training", "--some-future-flag", "7",
         "--preset", "medium", "--copies", "2", "--seed", "42", "--include-originals", "1",
         "--fill", "recipe", "--output-layout", "folders", "--image-format", "same",
-        "--jpeg-quality", "90", "--png-compression", "6", "--workers", "0", "--max-failures", "0.01", "--overwrite", "0",
+        "--jpeg-quality", "90", "--png-compression", "6", "--workers", "0", "--max-failures", "0.01",
+        "--overwrite", "0",
     ]  # fmt: skip
     result = run_block(args, workdir=tmp_path)
     assert result.returncode == 0, result.output
@@ -53,9 +54,13 @@ def test_file_mode_one_container_per_file(sample_dir, tmp_path):
 
 
 def test_out_directory_inside_in_directory_like_eis_runner(sample_dir, tmp_path):
-    result = run_block(["--in-directory", str(sample_dir), "--out-directory", str(sample_dir / "out")], workdir=tmp_path)
+    result = run_block(
+        ["--in-directory", str(sample_dir), "--out-directory", str(sample_dir / "out")], workdir=tmp_path
+    )
     assert result.returncode == 0, result.output
-    result = run_block(["--in-directory", str(sample_dir), "--out-directory", str(sample_dir / "out")], workdir=tmp_path)
+    result = run_block(
+        ["--in-directory", str(sample_dir), "--out-directory", str(sample_dir / "out")], workdir=tmp_path
+    )
     assert result.returncode == 0 and "24 images" in result.stdout  # the outputs were not read as inputs
 
 
@@ -94,7 +99,7 @@ def test_every_input_format_and_mode(tmp_path):
     out = tmp_path / "out"
     result = run_block(["--in-directory", str(tmp_path / "in"), "--out-directory", str(out)], workdir=tmp_path)
     assert result.returncode == 0, result.output
-    for name, (mode, fmt) in cases.items():
+    for name, (_, fmt) in cases.items():
         stem, ext = name.rsplit(".", 1)
         produced = Image.open(out / "thing" / f"thing.{stem}.aug02.{ext}")
         assert produced.size == (40, 30) and produced.format == fmt, name

@@ -77,7 +77,7 @@ def test_rerun_skips_existing_and_regenerates_deleted(sample_dir, tmp_path):
     before = tree(out)
     victim = out / "circle" / "circle.02.aug01.png"
     victim.unlink()
-    rc, lines = run_dir(sample_dir, out)
+    rc, _ = run_dir(sample_dir, out)
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     assert report["totals"]["written"] == 1 and report["totals"]["existing"] == 24 * 5 - 1

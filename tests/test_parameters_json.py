@@ -1,0 +1,89 @@
+"""parameters.json against EI's schema (ei-contract.md section 1), and 1:1 with the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from augment.cli import build_parser
+from tests.blockrun import ROOT, run_block
+
+EI_TYPES = {"string", "int", "float", "select", "boolean", "bucket", "dataset", "flag", "secret"}
+INFO_KEYS = {
+    "name", "description", "operatesOn", "transformMountpoints", "indMetadata", "cliArguments",
+    "allowExtraCliArguments", "showInDataSources", "showInCreateTransformationJob", "requiredEnvVariables",
+}  # fmt: skip
+ITEM_KEYS = {
+    "name", "value", "type", "param", "help", "valid", "optional", "readonly", "showIf", "multiline", "hint",
+    "placeholder", "allowEmpty", "section",
+}  # fmt: skip
+PARAMS = json.loads((ROOT / "parameters.json").read_text())
+
+
+def test_top_level_and_info_follow_eis_schema():
+    assert PARAMS["version"] == 1 and PARAMS["type"] == "transform"
+    info = PARAMS["info"]
+    assert set(info) <= INFO_KEYS
+    assert info["name"] and info["description"]
+    assert info["operatesOn"] in ("file", "directory", "standalone")
+    assert isinstance(info["indMetadata"], bool)
+
+
+def test_every_parameter_item_is_valid():
+    names = [p["param"] for p in PARAMS["parameters"]]
+    assert len(names) == len(set(names))
+    for item in PARAMS["parameters"]:
+        where = item["param"]
+        assert set(item) <= ITEM_KEYS, where
+        assert item["name"] and item["type"] in EI_TYPES, where
+        assert " " not in item["param"], where
+        assert "value" in item, where
+        if item["type"] == "select":
+            values = [v["value"] if isinstance(v, dict) else v for v in item["valid"]]
+            assert item["value"] in values, where
+        if item["type"] == "boolean":
+            assert isinstance(item["value"], bool), where
+        if item["type"] in ("int", "float"):
+            assert isinstance(item["value"], int | float) and not isinstance(item["value"], bool), where
+        if "multiline" in item or "allowEmpty" in item:
+            assert item["type"] == "string", where
+        if "showIf" in item:
+            cond = item["showIf"]
+            assert cond["parameter"] in names and cond["operator"] in ("eq", "neq"), where
+            assert isinstance(cond["value"], str), where
+        if "section" in item:
+            assert item["section"] in ("advanced", "modelProfiling"), where
+
+
+def test_every_parameter_is_a_cli_flag_with_the_same_spelling():
+    flags = {opt for action in build_parser()._actions for opt in action.option_strings}
+    for item in PARAMS["parameters"]:
+        assert f"--{item['param']}" in flags, item["param"]
+        if item["type"] == "select":
+            action = next(a for a in build_parser()._actions if f"--{item['param']}" in a.option_strings)
+            if action.choices:
+                values = {v["value"] if isinstance(v, dict) else v for v in item["valid"]}
+                assert values <= set(action.choices), item["param"]
+
+
+def ei_arguments() -> list[str]:
+    """Every parameter at its default, passed the way EI passes it (booleans as 1/0, flags bare)."""
+    args: list[str] = []
+    for item in PARAMS["parameters"]:
+        value = item["value"]
+        if item["type"] == "secret":
+            continue
+        if item["type"] == "flag":
+            args += [f"--{item['param']}"] if value else []
+        elif item["type"] == "boolean":
+            args += [f"--{item['param']}", "1" if value else "0"]
+        else:
+            args += [f"--{item['param']}", str(value)]
+    return args
+
+
+def test_block_accepts_every_default_as_ei_passes_it(sample_dir, tmp_path: Path):
+    args = ["--in-directory", str(sample_dir), "--out-directory", str(tmp_path / "out"), *ei_arguments()]
+    result = run_block([*args, "--hmac-key", "0"], workdir=tmp_path)
+    assert result.returncode == 0, result.output
+    assert "ignoring arguments" not in result.stdout

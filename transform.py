@@ -11,6 +11,7 @@ from augment.ops.base import RecipeError
 from augment.plan import PlanError
 from augment.report import ManifestMismatchError
 from augment.runner import EXIT_FAILED, EXIT_USAGE, run
+from augment.sinks import SinkError
 from augment.sources import SourceError
 
 
@@ -25,7 +26,7 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     try:
         return run(config)
-    except (SourceError, PlanError, ManifestMismatchError) as e:
+    except (SourceError, SinkError, PlanError, ManifestMismatchError) as e:
         print(f"ERROR: {e}")
         return EXIT_FAILED
 

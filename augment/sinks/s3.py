@@ -1,0 +1,114 @@
+"""An S3 prefix (AWS or any S3-compatible store) as the output destination.
+
+Outputs are named exactly as the local sink names them, below the prefix. Each output is one PutObject,
+which S3 makes visible whole or not at all, so a failed upload never leaves a partial object.
+
+Which outputs already exist comes from one listing of the destination prefix per process (made on first
+use, then kept up to date with this process's own writes), not a HeadObject per output: resuming a run of
+N outputs costs N/1000 requests instead of N. The same listing makes uploads idempotent: an object that
+is already there with the same size and MD5 ETag is not uploaded again, so a run resumed without its
+manifest (say the store went down before it could be saved) re-renders but never rewrites an output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+from pathlib import PurePosixPath
+
+from augment.sinks import SinkError
+from augment.sources.s3 import S3Client, S3Url, botocore_errors, error_message, unsafe_key_reason
+
+CONTENT_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+    ".gif": "image/gif",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".json": "application/json",
+    ".jsonl": "application/x-ndjson",
+}
+
+
+def content_type(name: str) -> str:
+    suffix = PurePosixPath(name).suffix.lower()
+    return CONTENT_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+class S3Sink:
+    def __init__(self, url: S3Url, endpoint: str | None = None) -> None:
+        self.url = url
+        self.client = S3Client(endpoint)
+        self._present: dict[str, tuple[int, str]] | None = None  # name -> (size, ETag) in this process
+        self._pid = 0
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"url": self.url, "client": self.client}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._present, self._pid = None, 0
+
+    def describe(self) -> str:
+        return str(self.url)
+
+    def exists(self, name: str) -> bool:
+        return self._key(name) is not None and name in self._listing()
+
+    def write(self, name: str, data: bytes) -> None:
+        key = self._key(name)
+        etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        if self._listing().get(name) == (len(data), etag):
+            return  # already there, byte for byte
+        try:
+            self.client.get().put_object(Bucket=self.url.bucket, Key=key, Body=data, ContentType=content_type(name))
+        except botocore_errors() as e:
+            raise SinkError(error_message(e, "write", self._where(key), self.client)) from None
+        self._listing()[name] = (len(data), etag)
+
+    def read_text(self, name: str) -> str | None:
+        key = self._key(name)
+        try:
+            response = self.client.get().get_object(Bucket=self.url.bucket, Key=key)
+            return response["Body"].read().decode("utf-8")
+        except botocore_errors() as e:
+            if getattr(e, "response", {}).get("Error", {}).get("Code") == "NoSuchKey":
+                return None
+            raise SinkError(error_message(e, "read", self._where(key), self.client)) from None
+
+    def write_text(self, name: str, text: str) -> None:
+        """The manifest and report: always uploaded (no listing needed in the main process)."""
+        self._put(name, text.encode("utf-8"))
+
+    def _key(self, name: str) -> str:
+        reason = unsafe_key_reason(name)
+        if reason:
+            raise SinkError(f"refusing to write {name!r}: {reason}; it would land outside {self.url}")
+        return self.url.key(name)
+
+    def _where(self, key: str) -> str:
+        return f"s3://{self.url.bucket}/{key}"
+
+    def _listing(self) -> dict[str, tuple[int, str]]:
+        """The destination's objects (relative name -> size, ETag), listed once per process."""
+        if self._present is not None and self._pid == os.getpid():
+            return self._present
+        present: dict[str, tuple[int, str]] = {}
+        try:
+            pages = (
+                self.client.get()
+                .get_paginator("list_objects_v2")
+                .paginate(Bucket=self.url.bucket, Prefix=self.url.prefix, PaginationConfig={"PageSize": 1000})
+            )
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    name = obj["Key"][len(self.url.prefix) :]
+                    present[name] = (int(obj.get("Size", 0)), str(obj.get("ETag", "")).strip('"'))
+        except botocore_errors() as e:
+            raise SinkError(error_message(e, "list", str(self.url), self.client)) from None
+        self._present, self._pid = present, os.getpid()
+        return present

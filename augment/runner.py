@@ -88,15 +88,16 @@ def run(config: RunConfig, log: Log = print) -> int:
     progress = Progress(len(tasks), log)
     context = WorkContext(source, sink, config.seed, config.encode, config.overwrite)
     interrupted = None
+    late: list[TaskResult] = []  # finished by workers after an interruption: recorded too
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
-        for result in _execute(tasks, manifest, context, config.workers):
-            for record in result.records:
-                manifest.add(record.name, record.line or manifest.previous[record.name])
-            progress.update(result)
+        for result in _execute(tasks, manifest, context, config.workers, late):
+            _book(result, manifest, progress)
     except (KeyboardInterrupt, Interrupted) as e:
         interrupted = "SIGTERM" if isinstance(e, Interrupted) else "SIGINT"
         log(f"interrupted ({interrupted}): stopping; finished outputs are kept and a rerun resumes")
+        for result in late:
+            _book(result, manifest, progress)
     except (SinkError, SourceError, BrokenProcessPool) as e:
         log(f"ERROR: {e}")
         manifest.save([o.name for t in tasks for o in t.outputs])
@@ -136,6 +137,12 @@ def run(config: RunConfig, log: Log = print) -> int:
     return EXIT_OK
 
 
+def _book(result: TaskResult, manifest: Manifest, progress: Progress) -> None:
+    for record in result.records:
+        manifest.add(record.name, record.line or manifest.previous[record.name])
+    progress.update(result)
+
+
 def _source(config: RunConfig) -> Source:
     if config.source is not None:
         url, dest = parse_s3_url(config.source), parse_s3_url(config.dest) if config.dest else None
@@ -168,8 +175,14 @@ def _run_header(config: RunConfig) -> dict[str, Any]:
     return {"fingerprint": fingerprint(settings), "version": __version__, **settings}
 
 
-def _execute(tasks: list[Task], manifest: Manifest, context: WorkContext, workers: int) -> Iterator[TaskResult]:
-    """Results in task order; at most ``workers * _IN_FLIGHT_PER_WORKER`` chunks in flight."""
+def _execute(
+    tasks: list[Task], manifest: Manifest, context: WorkContext, workers: int, late: list[TaskResult]
+) -> Iterator[TaskResult]:
+    """Results in task order; at most ``workers * _IN_FLIGHT_PER_WORKER`` chunks in flight.
+
+    If the consumer stops early (interrupt), queued chunks are cancelled, running ones finish, and their
+    results go to ``late`` so their outputs are recorded too.
+    """
     chunks = (tasks[i : i + _CHUNK] for i in range(0, len(tasks), _CHUNK))
     jobs = ((chunk, _recorded(chunk, manifest)) for chunk in chunks)
     if workers <= 1:
@@ -178,15 +191,28 @@ def _execute(tasks: list[Task], manifest: Manifest, context: WorkContext, worker
         return
     pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(context,))
     window: deque = deque()
+    handed = 0  # results of window[0] already yielded
+
+    def head() -> Iterator[TaskResult]:
+        nonlocal handed
+        for result in window[0].result()[handed:]:
+            handed += 1
+            yield result
+        window.popleft()
+        handed = 0
+
     try:
         for chunk, recorded in jobs:
             window.append(pool.submit(_process_in_worker, chunk, recorded))
             if len(window) >= workers * _IN_FLIGHT_PER_WORKER:
-                yield from window.popleft().result()
+                yield from head()
         while window:
-            yield from window.popleft().result()
+            yield from head()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        for i, future in enumerate(window):
+            if future.done() and not future.cancelled() and future.exception() is None:
+                late.extend(future.result()[handed if i == 0 else 0 :])
 
 
 def _recorded(chunk: list[Task], manifest: Manifest) -> frozenset[str]:

@@ -252,14 +252,15 @@ def process_task(context: WorkContext, task: Task, recorded: frozenset[str]) -> 
         return result
     try:
         data = context.source.read(sample)
+    except OSError as e:  # gone or unreadable since listing; a whole-source failure raises SourceError
+        result.error = f"cannot read: {e.strerror or e}"
+        return result
+    try:
         rendered = render(sample.key, data, tuple(todo), context.seed, context.encode)
     except DecodeError as e:
         result.error = str(e)
         return result
-    except OSError as e:
-        result.error = f"cannot read: {e.strerror or e}"
-        return result
-    except (ValueError, TypeError, ArithmeticError, MemoryError) as e:
+    except (OSError, ValueError, TypeError, ArithmeticError, MemoryError) as e:  # e.g. an encoder refusing a mode
         result.error = f"augmentation failed: {type(e).__name__}: {e}"
         return result
     for out in rendered:

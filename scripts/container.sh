@@ -7,7 +7,7 @@
 #                                     (e.g. run --in-directory /data/demo/input --out-directory /data/demo/output)
 #   scripts/container.sh test [PYTEST ARGS]  build, then the container tests and the end-to-end tests in the image
 #   scripts/container.sh info         image size and start-up times (container vs. venv)
-#   scripts/container.sh env          the settings tests/podman.py uses (IMAGE=..., CONTAINERS_CONF=...)
+#   scripts/container.sh env          what tests/podman.py uses (IMAGE=, CONTAINERS_CONF=, SOURCE= hash)
 #
 # The base image stands in for python:3.11-slim-bookworm (same Debian release, Python 3.11): a debootstrap
 # rootfs imported with `podman import`. Its tarball is cached in .cache/container/, the image in podman's store.
@@ -71,6 +71,12 @@ ensure_base() {
   log "imported $BASE_IMAGE ($(size_mb "$BASE_IMAGE")) in $(since "$t0") s"
 }
 
+# Hash of what goes into the image; stored as a label so tests can tell a stale image from a current one.
+source_hash() {
+  { find Dockerfile requirements.txt transform.py parameters.json augment -name __pycache__ -prune -o -type f -print \
+    2>/dev/null || true; } | LC_ALL=C sort | xargs -r sha256sum | sha256sum | cut -c1-16
+}
+
 build() {
   install_tools
   ensure_base
@@ -78,7 +84,7 @@ build() {
   local t0
   t0=$(now)
   podman build --quiet --pull=never --network host -v "$CA_BUNDLE:$CA_BUNDLE:ro" \
-    --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" -f Dockerfile . >/dev/null
+    --build-arg BASE_IMAGE="$BASE_IMAGE" --label "edge-augment.source=$(source_hash)" -t "$IMAGE" -f Dockerfile . >/dev/null
   log "built $IMAGE ($(size_mb "$IMAGE")) in $(since "$t0") s"
 }
 
@@ -137,6 +143,6 @@ case "${1:-}" in
   run) shift; run "$@" ;;
   test) shift; run_tests "$@"; info ;;
   info) info ;;
-  env) printf 'IMAGE=%s\nCONTAINERS_CONF=%s\n' "$IMAGE" "$CONTAINERS_CONF" ;;
+  env) printf 'IMAGE=%s\nCONTAINERS_CONF=%s\nSOURCE=%s\n' "$IMAGE" "$CONTAINERS_CONF" "$(source_hash)" ;;
   *) sed -n '2,12p' "$0" >&2; exit 2 ;;
 esac

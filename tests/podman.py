@@ -1,10 +1,11 @@
 """The container runner: run the image built by ``scripts/container.sh build`` like ``docker run`` does.
 
-Host paths in the arguments are mounted at the same path in the container, so a test passes the same
-(absolute) paths to both runners. The image keeps its non-root user (uid 10001) and its WORKDIR /app, as on
-Edge Impulse; the out-directory (or, if it does not exist yet, its nearest existing parent) is made
-world-writable so that user can write there. (Root podman has no ``--userns keep-id``, and ``--user 0``
-would hide permission bugs.)
+Host paths in the arguments are mounted at the same path in the container, so a test passes the same paths
+to both runners. The image keeps its non-root user (uid 10001) and, when all paths are absolute, its WORKDIR
+/app and ENTRYPOINT, as on Edge Impulse; a relative path runs /app/transform.py in the test's workdir instead,
+as the venv runner does. The out-directory (or, if it does not exist yet, its nearest existing parent) is
+made world-writable so that user can write there: root podman has no ``--userns keep-id``, and ``--user 0``
+would hide permission bugs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import functools
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,8 +47,14 @@ def unavailable_reason() -> str | None:
     if shutil.which("podman") is None:
         return "podman is not installed (scripts/container.sh build installs it and builds the image)"
     image = settings()["IMAGE"]
-    if subprocess.run(["podman", "image", "exists", image], env=podman_env()).returncode != 0:
+    label = '{{index .Config.Labels "edge-augment.source"}}'
+    inspect = subprocess.run(
+        ["podman", "image", "inspect", f"--format={label}", image], capture_output=True, text=True, env=podman_env()
+    )
+    if inspect.returncode != 0:
         return f"image {image} is not built (run scripts/container.sh build)"
+    if inspect.stdout.strip() != settings()["SOURCE"]:
+        return f"image {image} is older than the working tree (run scripts/container.sh build)"
     return None
 
 
@@ -76,6 +84,9 @@ def _add_mode(path: Path, bits: int) -> None:
 
 def make_writable(out: Path) -> None:
     """Let any uid write the out-directory: all of it if it exists, else its nearest existing parent."""
+    target, tmp = _existing(out).resolve(), Path(tempfile.gettempdir()).resolve()
+    if not target.is_relative_to(tmp) or target == tmp:
+        raise ValueError(f"{out}: the container runner only opens up folders inside {tmp}")
     if not out.exists():
         _add_mode(_existing(out), 0o777)
         return
@@ -87,22 +98,27 @@ def make_writable(out: Path) -> None:
             _add_mode(Path(dirpath) / name, 0o666)
 
 
-def host_mounts(args: Sequence[str]) -> list[str]:
-    """``-v`` options mounting every absolute path in ``args`` at the same path (outermost folders only)."""
-    for option in PATH_OPTIONS:
-        for value in _option_values(args, option):
-            if not os.path.isabs(value):
-                raise ValueError(f"{option} {value}: the container runner needs absolute paths (its cwd is /app)")
-    for value in _option_values(args, "--out-directory"):
-        make_writable(Path(value))
-    paths = {_existing(Path(a.split("=", 1)[-1])) for a in args if os.path.isabs(a.split("=", 1)[-1])}
+def host_mounts(args: Sequence[str], workdir: Path) -> list[str]:
+    """podman options: mount every path in ``args`` at the same path (outermost folders only). With a relative
+    path option, the container also runs in ``workdir``, with /app/transform.py, as the venv runner does."""
+    relative = any(not os.path.isabs(v) for option in PATH_OPTIONS for v in _option_values(args, option))
+    outs = [workdir / value for value in _option_values(args, "--out-directory")]
+    for out in outs:
+        make_writable(out)
+    # Existing paths, and the nearest existing parent of an out-directory still to be made; a missing input
+    # path is not mounted, so it is missing in the container too.
+    paths = {_existing(out) for out in outs} | ({workdir} if relative else set())
+    paths |= {Path(v) for a in args if os.path.isabs(v := a.split("=", 1)[-1]) and os.path.exists(v)}
     roots: list[Path] = []
     for path in sorted(paths, key=lambda p: len(p.parts)):
         if path == Path("/"):
             raise ValueError(f"refusing to mount / for the arguments {list(args)}")
         if not any(path.is_relative_to(root) for root in roots):
             roots.append(path)
-    return [f"--volume={root}:{root}" for root in roots]
+    options = [f"--volume={root}:{root}" for root in roots]
+    if relative:
+        options += [f"--workdir={workdir}", '--entrypoint=["python3", "-u", "/app/transform.py"]']
+    return options
 
 
 def podman_run(
@@ -129,6 +145,5 @@ def run_in_container(
     reason = unavailable_reason()
     if reason:  # EDGE_AUGMENT_RUNNER=podman was asked for explicitly: don't pass by skipping everything
         pytest.fail(f"EDGE_AUGMENT_RUNNER=podman: {reason}")
-    del workdir  # the container's cwd is its WORKDIR (/app), as on Edge Impulse
     envs = [f"--env={k}={v}" for k, v in env.items() if k not in NOT_PASSED]
-    return podman_run([*host_mounts(args), *envs, *podman_args], args, timeout=timeout)
+    return podman_run([*host_mounts(args, workdir.resolve()), *envs, *podman_args], args, timeout=timeout)

@@ -60,15 +60,20 @@ class S3Sink:
         return self._key(name) is not None and name in self._listing()
 
     def write(self, name: str, data: bytes) -> None:
-        key = self._key(name)
+        """Upload ``data`` as one object, unless the identical object is already there."""
+        self._key(name)
         etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
         if self._listing().get(name) == (len(data), etag):
             return  # already there, byte for byte
+        self._put(name, data)
+        self._listing()[name] = (len(data), etag)
+
+    def _put(self, name: str, data: bytes) -> None:
+        key = self._key(name)
         try:
             self.client.get().put_object(Bucket=self.url.bucket, Key=key, Body=data, ContentType=content_type(name))
         except botocore_errors() as e:
             raise SinkError(error_message(e, "write", self._where(key), self.client)) from None
-        self._listing()[name] = (len(data), etag)
 
     def read_text(self, name: str) -> str | None:
         key = self._key(name)

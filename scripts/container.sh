@@ -4,7 +4,8 @@
 #   scripts/container.sh build        install podman/runc/debootstrap if missing, make the base image if
 #                                     missing, build the Dockerfile (only BASE_IMAGE is overridden)
 #   scripts/container.sh run ARGS...  run the image like `docker run`, with $PWD mounted at /data
-#                                     (e.g. run --in-directory /data/demo/input --out-directory /data/demo/output)
+#                                     (e.g. run --in-directory /data/demo/input --out-directory /data/demo/output);
+#                                     as with docker, the image's user (uid 10001) must be able to write the out dir
 #   scripts/container.sh test [PYTEST ARGS]  build, then the container tests and the end-to-end tests in the image
 #   scripts/container.sh info         image size and start-up times (container vs. venv)
 #   scripts/container.sh env          what tests/podman.py uses (IMAGE=, CONTAINERS_CONF=, SOURCE= hash)
@@ -81,11 +82,16 @@ build() {
   install_tools
   ensure_base
   [ -f parameters.json ] || { log "parameters.json is missing: the Dockerfile COPYs it"; exit 1; }
-  local t0
+  local t0 old
+  old=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
   t0=$(now)
   podman build --quiet --pull=never --network host -v "$CA_BUNDLE:$CA_BUNDLE:ro" \
     --build-arg BASE_IMAGE="$BASE_IMAGE" --label "edge-augment.source=$(source_hash)" -t "$IMAGE" -f Dockerfile . >/dev/null
   log "built $IMAGE ($(size_mb "$IMAGE")) in $(since "$t0") s"
+  # Drop the image this build replaced (its layers stay cached while the new image uses them).
+  if [ -n "$old" ] && [ "$old" != "$(podman image inspect --format '{{.Id}}' "$IMAGE")" ]; then
+    podman rmi "$old" >/dev/null 2>&1 || true
+  fi
 }
 
 run() {
@@ -144,5 +150,5 @@ case "${1:-}" in
   test) shift; run_tests "$@"; info ;;
   info) info ;;
   env) printf 'IMAGE=%s\nCONTAINERS_CONF=%s\nSOURCE=%s\n' "$IMAGE" "$CONTAINERS_CONF" "$(source_hash)" ;;
-  *) sed -n '2,12p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,13p' "$0" >&2; exit 2 ;;
 esac

@@ -12,7 +12,7 @@ WORKDIR /app
 COPY requirements.txt ./
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt \
-    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin augment
+    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin augment
 
 ENV PATH=/opt/venv/bin:$PATH
 

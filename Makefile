@@ -29,6 +29,10 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## Build the image with podman and run the container + end-to-end tests in it (installs podman if missing; root).
+container: $(STAMP)
+	scripts/container.sh test -n 2 --dist loadgroup
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 

@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--s3-endpoint",
         help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL, else AWS S3); credentials from the AWS chain",
     )
+    io.add_argument("--bucket", help="EI `bucket` parameter: read this bucket (through its mount if present, else S3)")
+    io.add_argument("--bucket-prefix", default="", help="prefix inside --bucket to read (class sub-folders or flat)")
+    io.add_argument("--bucket-mount-root", default="/mnt/s3fs", help="where EI mounts buckets (default: %(default)s)")
 
     rec = p.add_argument_group("what to make")
     rec.add_argument(

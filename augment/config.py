@@ -92,6 +92,7 @@ def parse_bool(value: str | bool | None, name: str) -> bool:
 def build_config(args: Any, env: dict[str, str]) -> RunConfig:
     """Validate parsed CLI arguments (an argparse Namespace) into a RunConfig; raises ConfigError."""
     notes: list[str] = []
+    _bucket_input(args, notes)
     source, dest, s3_endpoint = _s3_args(args, notes)
     if args.in_directory and args.in_file:
         raise ConfigError("give --in-directory or --in-file, not both")
@@ -151,6 +152,26 @@ def build_config(args: Any, env: dict[str, str]) -> RunConfig:
         dest=dest,
         s3_endpoint=s3_endpoint,
     )
+
+
+def _bucket_input(args: Any, notes: list[str]) -> None:
+    """EI's ``bucket`` + prefix parameter pair: read through EI's mount (``/mnt/s3fs/<bucket>``) when it is
+    there, else straight from S3 with the AWS credentials. Sets ``args.in_directory`` or ``args.source``."""
+    bucket = (getattr(args, "bucket", None) or "").strip()
+    if not bucket:
+        return
+    if args.in_directory or args.in_file or getattr(args, "source", None):
+        raise ConfigError("--bucket replaces --in-directory/--in-file/--source; give only one of them")
+    prefix = (args.bucket_prefix or "").strip().strip("/")
+    if "/" in bucket or any(part in ("", ".", "..") for part in prefix.split("/") if prefix):
+        raise ConfigError(f"--bucket/--bucket-prefix: {bucket!r} / {prefix!r} is not a bucket name and prefix")
+    mount = Path(args.bucket_mount_root) / bucket
+    if mount.is_dir():
+        args.in_directory = str(mount / prefix)
+        notes.append(f"reading bucket {bucket!r} through its mount: {args.in_directory}")
+    else:
+        args.source = f"s3://{bucket}/{prefix + '/' if prefix else ''}"
+        notes.append(f"bucket {bucket!r} is not mounted at {mount}: reading {args.source} from S3")
 
 
 def _s3_args(args: Any, notes: list[str]) -> tuple[str | None, str | None, str | None]:

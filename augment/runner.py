@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -39,6 +40,7 @@ from augment.sources.s3 import S3Source, parse_s3_url
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _CHUNK = 8  # samples per worker round-trip: amortises IPC for small images
 _IN_FLIGHT_PER_WORKER = 4  # chunks queued per worker: bounds memory whatever the dataset size
+_CHECKPOINT_SECONDS = 30.0  # how often the manifest is saved during a run
 
 
 class Interrupted(Exception):
@@ -89,10 +91,15 @@ def run(config: RunConfig, log: Log = print) -> int:
     context = WorkContext(source, sink, config.seed, config.encode, config.overwrite)
     interrupted = None
     late: list[TaskResult] = []  # finished by workers after an interruption: recorded too
+    order = [o.name for t in tasks for o in t.outputs]
+    saved_at = time.monotonic()
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         for result in _execute(tasks, manifest, context, config.workers, late):
             _book(result, manifest, progress)
+            if time.monotonic() - saved_at > _CHECKPOINT_SECONDS:  # a hard kill loses at most this much
+                manifest.save(order)
+                saved_at = time.monotonic()
     except (KeyboardInterrupt, Interrupted) as e:
         interrupted = "SIGTERM" if isinstance(e, Interrupted) else "SIGINT"
         log(f"interrupted ({interrupted}): stopping; finished outputs are kept and a rerun resumes")
@@ -100,12 +107,12 @@ def run(config: RunConfig, log: Log = print) -> int:
             _book(result, manifest, progress)
     except (SinkError, SourceError, BrokenProcessPool) as e:
         log(f"ERROR: {e}")
-        manifest.save([o.name for t in tasks for o in t.outputs])
+        manifest.save(order)
         return EXIT_FAILED
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
 
-    manifest.save([o.name for t in tasks for o in t.outputs])
+    manifest.save(order)
     budget = config.failure_budget(len(tasks))
     failed = len(progress.errors)
     report = progress.report(

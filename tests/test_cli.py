@@ -182,3 +182,33 @@ def test_secrets_in_env_never_reach_logs_or_files(sample_dir, tmp_path):
     assert result.returncode == 0
     text = result.output + (out / "manifest.jsonl").read_text() + (out / "report.json").read_text()
     assert "SENTINEL" not in text
+
+
+def test_bucket_parameter_reads_through_eis_mount(sample_dir, tmp_path):
+    mount_root = tmp_path / "mnt" / "s3fs"
+    target = mount_root / "raw-data" / "components" / "v1"
+    target.parent.mkdir(parents=True)
+    sample_dir.rename(target)
+    via_mount = run_block(
+        ["--bucket", "raw-data", "--bucket-prefix", "components/v1/", "--bucket-mount-root", str(mount_root),
+         "--out-directory", str(tmp_path / "a")],
+        workdir=tmp_path,
+    )  # fmt: skip
+    assert via_mount.returncode == 0, via_mount.output
+    assert "through its mount" in via_mount.stdout
+    direct = run_block(["--in-directory", str(target), "--out-directory", str(tmp_path / "b")], workdir=tmp_path)
+    assert direct.returncode == 0
+    a = {p.relative_to(tmp_path / "a"): p.read_bytes() for p in (tmp_path / "a").rglob("*.png")}
+    b = {p.relative_to(tmp_path / "b"): p.read_bytes() for p in (tmp_path / "b").rglob("*.png")}
+    assert a == b and len(a) == 24 * 5
+
+
+def test_bucket_parameter_without_mount_reads_from_s3_and_rejects_escapes(tmp_path):
+    from augment.cli import parse
+    from augment.config import ConfigError, build_config
+
+    args, _ = parse(["--bucket", "raw", "--bucket-prefix", "a/b", "--bucket-mount-root", str(tmp_path)])
+    assert build_config(args, {}).source == "s3://raw/a/b/"
+    args, _ = parse(["--bucket", "raw", "--bucket-prefix", "../etc", "--bucket-mount-root", str(tmp_path)])
+    with pytest.raises(ConfigError, match="not a bucket name and prefix"):
+        build_config(args, {})

@@ -353,6 +353,16 @@ def test_server_killed_mid_run_then_restarted(s3server: SeaweedServer, s3, tmp_p
     assert len(before) >= 150
 
     time.sleep(1.1)  # so a rewrite would show in LastModified (1 s resolution)
+    # ListBuckets answers before the restarted volume server serves reads (InternalError for a while).
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client.get_object(Bucket=DATA, Key="big/capacitor/capacitor-0000.png")["Body"].read()
+            break
+        except client.exceptions.ClientError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
     second = block(s3server, args, tmp_path / "w2")
     assert second.returncode == 0, second.output
     after = bucket_objects(client, OUT, "killed/")

@@ -190,7 +190,7 @@ def test_missing_bucket_is_a_clear_error(s3server, s3, tmp_path: Path, side: str
     ("env", "code"),
     [
         ({"AWS_SECRET_ACCESS_KEY": "wrong-secret-wrong-secret"}, "SignatureDoesNotMatch"),
-        ({"AWS_ACCESS_KEY_ID": "AKIANOTAREALKEY00000"}, "InvalidAccessKeyId"),
+        ({"AWS_ACCESS_KEY_ID": "NOTAREALKEYID0000000"}, "InvalidAccessKeyId"),
     ],
 )
 @pytest.mark.parametrize("side", ["source", "dest"])

@@ -18,7 +18,14 @@ import os
 from pathlib import PurePosixPath
 
 from augment.sinks import SinkError
-from augment.sources.s3 import S3Client, S3Url, botocore_errors, error_message, unsafe_key_reason
+from augment.sources.s3 import (
+    S3Client,
+    S3Url,
+    botocore_errors,
+    error_message,
+    iter_objects,
+    unsafe_key_reason,
+)
 
 CONTENT_TYPES = {
     ".png": "image/png",
@@ -104,15 +111,9 @@ class S3Sink:
             return self._present
         present: dict[str, tuple[int, str]] = {}
         try:
-            pages = (
-                self.client.get()
-                .get_paginator("list_objects_v2")
-                .paginate(Bucket=self.url.bucket, Prefix=self.url.prefix, PaginationConfig={"PageSize": 1000})
-            )
-            for page in pages:
-                for obj in page.get("Contents", ()):
-                    name = obj["Key"][len(self.url.prefix) :]
-                    present[name] = (int(obj.get("Size", 0)), str(obj.get("ETag", "")).strip('"'))
+            for obj in iter_objects(self.client, self.url):
+                name = obj["Key"][len(self.url.prefix) :]
+                present[name] = (int(obj.get("Size", 0)), str(obj.get("ETag", "")).strip('"'))
         except botocore_errors() as e:
             raise SinkError(error_message(e, "list", str(self.url), self.client)) from None
         self._present, self._pid = present, os.getpid()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -198,6 +199,17 @@ def botocore_errors() -> tuple[type[Exception], ...]:
     return (ClientError, BotoCoreError, S3Error)
 
 
+def iter_objects(client: S3Client, url: S3Url) -> Iterator[dict[str, Any]]:
+    """Every object under ``url``'s prefix, a page (1,000 keys) at a time, via boto3's paginator."""
+    pages = (
+        client.get()
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=url.bucket, Prefix=url.prefix, PaginationConfig={"PageSize": 1000})
+    )
+    for page in pages:
+        yield from page.get("Contents", ())
+
+
 class S3Source:
     """Images under ``s3://bucket/prefix/``: listed with the ListObjectsV2 paginator, read with GetObject."""
 
@@ -221,14 +233,8 @@ class S3Source:
         markers: set[str] = set()
         folders: set[str] = set()
         try:
-            pages = (
-                self.client.get()
-                .get_paginator("list_objects_v2")
-                .paginate(Bucket=self.url.bucket, Prefix=self.url.prefix, PaginationConfig={"PageSize": 1000})
-            )
-            for page in pages:
-                for obj in page.get("Contents", ()):
-                    self._add(obj, listing, markers, folders)
+            for obj in iter_objects(self.client, self.url):
+                self._add(obj, listing, markers, folders)
         except botocore_errors() as e:
             raise SourceError(error_message(e, "list", str(self.url), self.client)) from None
         listing.samples.sort(key=lambda s: s.key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from augment.boxes import LabelsError
 from augment.cli import parse
 from augment.config import ConfigError, build_config
 from augment.ops.base import RecipeError
@@ -26,7 +27,7 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     try:
         return run(config)
-    except (SourceError, SinkError, PlanError, ManifestMismatchError) as e:
+    except (SourceError, SinkError, PlanError, ManifestMismatchError, LabelsError) as e:
         print(f"ERROR: {e}")
         return EXIT_FAILED
 

@@ -83,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"border fill for geometric ops: {'|'.join(FILL_CHOICES)} (default: recipe)",
     )
 
+    det = p.add_argument_group("object detection (folders with bounding_boxes.labels)")
+    det.add_argument(
+        "--min-box-visibility",
+        default="0.3",
+        help="drop a box when less than this share of it stays in the image (default: %(default)s)",
+    )
+    det.add_argument(
+        "--keep-boxless", nargs="?", const="1", default="0", help="keep copies whose boxes were all dropped (1/0)"
+    )
+
     out = p.add_argument_group("output format")
     out.add_argument(
         "--output-layout",
@@ -118,6 +128,32 @@ def build_parser() -> argparse.ArgumentParser:
         const="1",
         default="0",
         help="regenerate outputs that already exist (1/0)",
+    )
+
+    scale = p.add_argument_group("sharding, scheduled refresh, class balancing")
+    scale.add_argument(
+        "--shard-index",
+        help="this machine's shard, 0..count-1 (default: AWS_BATCH_JOB_ARRAY_INDEX or JOB_COMPLETION_INDEX)",
+    )
+    scale.add_argument(
+        "--shard-count",
+        help="number of shards; samples are split by a hash of their key (default: AWS_BATCH_JOB_ARRAY_SIZE, 1)",
+    )
+    scale.add_argument(
+        "--since",
+        help="only sources modified after this ISO 8601 time (default: EI_LAST_SUCCESSFUL_RUN if set; 'off' = all)",
+    )
+    scale.add_argument(
+        "--balance",
+        nargs="?",
+        const="1",
+        default="0",
+        help="per-class copies so every class ends near --target-per-class outputs (1/0)",
+    )
+    scale.add_argument(
+        "--target-per-class",
+        default="0",
+        help="outputs per class with --balance, originals included (default 0 = match the largest class)",
     )
 
     ei = p.add_argument_group("passed by Edge Impulse")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from augment.codec import OUTPUT_FORMATS, EncodeOptions
 from augment.ops.pixels import FILL_MODES
 from augment.presets import get_preset
 from augment.recipe import MAX_COPIES, Recipe, load_recipe
+from augment.selection import Shard, parse_since, resolve_shard
 from augment.sources.s3 import parse_s3_url
 
 LAYOUTS = ("folders", "flat")
@@ -65,10 +67,17 @@ class RunConfig:
     upload_category: str | None = None
     metadata: dict[str, Any] | None = None
     ei: EiEnvironment = field(default_factory=EiEnvironment)
+    min_box_visibility: float = 0.3
+    keep_boxless: bool = False
     notes: tuple[str, ...] = ()  # non-fatal remarks made while parsing, printed at start
     source: str | None = None  # s3://bucket/prefix/ instead of in_directory/in_file
     dest: str | None = None  # s3://bucket/prefix/ instead of out_directory
     s3_endpoint: str | None = None  # overrides AWS_ENDPOINT_URL
+    # Scale-out and scheduled refresh (augment/selection.py).
+    shard: Shard = field(default_factory=Shard)  # this run's share of the samples, by hash of the key
+    since: datetime | None = None  # only sources modified after this instant (None = all)
+    balance: bool = False  # per-class copies so classes end near target_per_class outputs
+    target_per_class: int | None = None  # None = match the largest class
 
     def failure_budget(self, samples: int) -> int:
         """How many samples may fail before the run exits non-zero."""
@@ -130,6 +139,7 @@ def build_config(args: Any, env: dict[str, str]) -> RunConfig:
     if (label is not None and any(c in label for c in "/\\\n\r\t")) or label in (".", ".."):
         raise ConfigError(f"--upload-label: {label!r} cannot be used as a label (no slashes or control characters)")
 
+    scale = _scale_args(args, env, recipe, notes)  # before RunConfig(...): it may add notes
     return RunConfig(
         out_directory=out_dir,
         recipe=recipe,
@@ -147,11 +157,41 @@ def build_config(args: Any, env: dict[str, str]) -> RunConfig:
         upload_category=args.upload_category or None,
         metadata=_metadata(args.metadata, notes),
         ei=EiEnvironment.from_env(env),
+        min_box_visibility=_float(getattr(args, "min_box_visibility", "0.3"), "min-box-visibility", 0.0, 1.0),
+        keep_boxless=parse_bool(getattr(args, "keep_boxless", "0"), "keep-boxless"),
         notes=tuple(notes),
         source=source,
         dest=dest,
         s3_endpoint=s3_endpoint,
+        **scale,
     )
+
+
+def _scale_args(args: Any, env: dict[str, str], recipe: Recipe, notes: list[str]) -> dict[str, Any]:
+    """--shard-index/--shard-count (or the array-job env vars), --since (or EI_LAST_SUCCESSFUL_RUN), --balance."""
+    try:
+        shard, where = resolve_shard(getattr(args, "shard_index", None), getattr(args, "shard_count", None), env)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if where:
+        notes.append(where)
+    raw_since = getattr(args, "since", None)
+    from_env = raw_since in (None, "") and bool(env.get("EI_LAST_SUCCESSFUL_RUN"))
+    text = env.get("EI_LAST_SUCCESSFUL_RUN") if from_env else raw_since
+    try:
+        since = parse_since(text)
+    except ValueError:
+        name = "EI_LAST_SUCCESSFUL_RUN" if from_env else "--since"
+        raise ConfigError(f"{name}: {text!r} is not an ISO 8601 time (e.g. 2026-11-25T12:00:00Z)") from None
+    if since is not None and from_env:
+        notes.append(f"--since {since.isoformat()} from EI_LAST_SUCCESSFUL_RUN (pass --since off to process all)")
+    balance = parse_bool(getattr(args, "balance", "0"), "balance")
+    target = _int(getattr(args, "target_per_class", None) or 0, "target-per-class", 0, 10**9)
+    if balance and recipe.is_fixed:
+        raise ConfigError(f"--balance needs a random preset or recipe; {recipe.name!r} makes a fixed list of variants")
+    if target and not balance:
+        notes.append("--target-per-class ignored without --balance 1")
+    return {"shard": shard, "since": since, "balance": balance, "target_per_class": target or None}
 
 
 def _bucket_input(args: Any, notes: list[str]) -> None:

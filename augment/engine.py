@@ -7,11 +7,12 @@ the copy index), so an output does not depend on file order, worker count or whi
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from augment.boxes import Box, hide, move
 from augment.codec import Decoded, EncodeOptions, decode, encode
 from augment.frame import Frame
 from augment.ops import get_op
@@ -25,6 +26,7 @@ class Rendered:
     spec: OutputSpec
     data: bytes
     ops: list[dict[str, Any]]  # the applied chain, each {"op": name, **params}
+    boxes: list[Box] | None = None  # where the source's boxes ended up (detection datasets)
 
     @property
     def sha256(self) -> str:
@@ -43,16 +45,41 @@ def apply_chain(frame: Frame, chain: list[tuple[str, dict[str, Any]]]) -> Frame:
     return frame
 
 
+def follow_boxes(boxes: list[Box], chain: list[tuple[str, dict[str, Any]]], size: tuple[int, int]) -> list[Box]:
+    """Boxes through a concrete chain, with the same parameters as the pixels: geometric ops move them
+    (clipped, visibility tracked), occluding ops (cutout) hide parts, the rest leave them alone."""
+    for name, params in chain:
+        op = get_op(name)
+        forward = op.matrix(params, size)
+        if forward is not None:
+            boxes = move(boxes, forward, size)
+        elif rects := op.occlusions(params):
+            boxes = hide(boxes, rects)
+    return boxes
+
+
 def render(
     key: str,
     data: bytes,
     outputs: tuple[OutputSpec, ...],
     seed: int,
     options: EncodeOptions,
+    boxes: tuple[Box, ...] | None = None,
+    min_visibility: float = 0.3,
 ) -> list[Rendered]:
-    """Decode ``data`` once and produce every requested output (raises codec.DecodeError)."""
+    """Decode ``data`` once and produce every requested output (raises codec.DecodeError).
+
+    With ``boxes``, each output carries the boxes still at least ``min_visibility`` visible."""
     decoded = decode(data)
-    return [render_one(key, data, decoded, spec, seed, options) for spec in outputs]
+    rendered = [render_one(key, data, decoded, spec, seed, options) for spec in outputs]
+    if boxes is None:
+        return rendered
+    size = decoded.frame.size
+    out = []
+    for r in rendered:
+        moved = follow_boxes(list(boxes), [(op["op"], op) for op in r.ops], size)
+        out.append(replace(r, boxes=[b for b in moved if b.visible >= min_visibility]))
+    return out
 
 
 def render_one(

@@ -49,19 +49,20 @@ class Manifest:
     and at checkpoints, so it is never half-written.
     """
 
-    def __init__(self, sink: Sink, header: dict[str, Any], overwrite: bool) -> None:
+    def __init__(self, sink: Sink, header: dict[str, Any], overwrite: bool, name: str = MANIFEST) -> None:
         self.sink = sink
+        self.name = name  # a shard writes its own: manifest.shard-I-of-N.jsonl
         self.header = {"type": "run", **header}
         self.previous: dict[str, str] = {}
         self.lines: dict[str, str] = {}
-        text = sink.read_text(MANIFEST)
+        text = sink.read_text(name)
         if text is None or overwrite:
             return
         lines = text.splitlines()
         old = _json(lines[0]) if lines else None
         if old and old.get("fingerprint") != header["fingerprint"]:
             raise ManifestMismatchError(
-                f"{sink.describe()} holds outputs of another recipe, seed or format (see its {MANIFEST}); "
+                f"{sink.describe()} holds outputs of another recipe, seed or format (see its {name}); "
                 "use an empty --out-directory, or --overwrite 1 to regenerate"
             )
         for line in lines[1:]:
@@ -76,7 +77,7 @@ class Manifest:
         """Write the manifest with the given output order (names without a line are left out)."""
         body = [json.dumps(self.header, sort_keys=True)]
         body += [self.lines[n] for n in order if n in self.lines]
-        self.sink.write_text(MANIFEST, "\n".join(body) + "\n")
+        self.sink.write_text(self.name, "\n".join(body) + "\n")
 
 
 def _json(line: str) -> dict[str, Any] | None:
@@ -93,6 +94,7 @@ class ClassCounts:
     written: int = 0
     existing: int = 0
     failed: int = 0
+    dropped: int = 0  # copies not written: every box was cut off (detection datasets)
 
 
 class Progress:
@@ -119,6 +121,8 @@ class Progress:
         for record in result.records:
             if record.status == "written":
                 counts.written += 1
+            elif record.status == "dropped":
+                counts.dropped += 1
             else:
                 counts.existing += 1
         if self.done % self.every == 0 or self.done == self.total:
@@ -154,7 +158,7 @@ class Progress:
         return {
             "version": __version__,
             "classes": classes,
-            "totals": {k: sum(c[k] for c in classes.values()) for k in ("originals", "written", "existing", "failed")},
+            "totals": {k: sum(c[k] for c in classes.values()) for k in vars(ClassCounts())},
             "errors": [{"source": k, "error": e} for k, e in self.errors],
             "seconds": round(self.elapsed, 3),
             "images_per_second": round(written / self.elapsed, 2) if self.elapsed else None,

@@ -7,6 +7,7 @@ memory and only then write them, so a bad image never leaves some of its outputs
 from __future__ import annotations
 
 import json
+import posixpath
 import signal
 import time
 from collections import deque
@@ -17,11 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from augment import __version__
+from augment.boxes import BOXES_FILE, labels_file_text
 from augment.codec import IMAGE_EXTENSIONS, DecodeError, EncodeOptions
 from augment.config import RunConfig
 from augment.engine import render
 from augment.plan import PlanSettings, Task, make_plan
+from augment.recipe import MAX_COPIES
 from augment.report import (
+    MANIFEST,
     REPORT,
     Log,
     Manifest,
@@ -30,6 +34,7 @@ from augment.report import (
     TaskResult,
     fingerprint,
 )
+from augment.selection import balance_copies, balance_lines, shard_of, split_since
 from augment.sinks import Sink, SinkError
 from augment.sinks.local import LocalSink
 from augment.sinks.s3 import S3Sink
@@ -54,6 +59,8 @@ class WorkContext:
     seed: int
     encode: EncodeOptions
     overwrite: bool
+    min_box_visibility: float = 0.3
+    keep_boxless: bool = False  # keep a copy whose boxes were all cut off (as a background image)
 
 
 def run(config: RunConfig, log: Log = print) -> int:
@@ -70,16 +77,21 @@ def run(config: RunConfig, log: Log = print) -> int:
         log(f"ERROR: no images found in {source.describe()} (looked for {_extensions()})")
         return EXIT_FAILED
 
+    copies_per_sample, balance_table = _balance(config, listing.samples, log)
     settings = PlanSettings(
         config.recipe,
         config.copies,
         config.include_originals,
         config.layout,
         config.encode,
+        copies_per_sample=copies_per_sample,
     )
-    tasks = make_plan(listing.samples, settings)
+    # Plan the whole listing (names are checked across all of it), then keep this run's share.
+    planned, tasks, unchanged = _select(make_plan(listing.samples, settings), config)
     header = _run_header(config)
-    manifest = Manifest(sink, header, config.overwrite)
+    suffix = config.shard.suffix()
+    manifest = Manifest(sink, header, config.overwrite, _suffixed(MANIFEST, suffix))
+    _carry_over(manifest, tasks, unchanged, config)
     outputs = sum(len(t.outputs) for t in tasks)
     log(
         f"edge-augment {__version__}: {len(tasks)} images in {len(_labels(tasks))} classes from {source.describe()}"
@@ -88,10 +100,18 @@ def run(config: RunConfig, log: Log = print) -> int:
     )
 
     progress = Progress(len(tasks), log)
-    context = WorkContext(source, sink, config.seed, config.encode, config.overwrite)
+    context = WorkContext(
+        source,
+        sink,
+        config.seed,
+        config.encode,
+        config.overwrite,
+        min_box_visibility=config.min_box_visibility,
+        keep_boxless=config.keep_boxless,
+    )
     interrupted = None
     late: list[TaskResult] = []  # finished by workers after an interruption: recorded too
-    order = [o.name for t in tasks for o in t.outputs]
+    order = [o.name for t in planned for o in t.outputs]
     saved_at = time.monotonic()
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
@@ -113,6 +133,7 @@ def run(config: RunConfig, log: Log = print) -> int:
         signal.signal(signal.SIGTERM, previous_handler)
 
     manifest.save(order)
+    _write_box_labels(sink, manifest, order)
     budget = config.failure_budget(len(tasks))
     failed = len(progress.errors)
     report = progress.report(
@@ -128,9 +149,13 @@ def run(config: RunConfig, log: Log = print) -> int:
             "failure_budget": budget,
         }
     )
-    sink.write_text(REPORT, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    report.update(_scale_report(config, tasks, unchanged, progress, balance_table))
+    sink.write_text(_suffixed(REPORT, suffix), json.dumps(report, indent=2, sort_keys=True) + "\n")
     for line in progress.summary_lines():
         log(line)
+    if config.since is not None:
+        s = report["since"]
+        log(f"since {s['time']}: {s['new']} new or modified ({s['done']} done), {s['unchanged']} unchanged (skipped)")
     if interrupted:
         return 130 if interrupted == "SIGINT" else 143
     if failed > budget:
@@ -144,10 +169,85 @@ def run(config: RunConfig, log: Log = print) -> int:
     return EXIT_OK
 
 
+def _balance(config: RunConfig, samples: list, log: Log) -> tuple[dict[str, int] | None, dict[str, Any]]:
+    """--balance: copies per sample key, from the whole listing (so every shard and refresh agrees)."""
+    if not config.balance:
+        return None, {}
+    copies = config.copies if config.copies is not None else (config.recipe.copies or 0)
+    per_sample, table = balance_copies(samples, copies, config.include_originals, config.target_per_class, MAX_COPIES)
+    goal = f"target {config.target_per_class}" if config.target_per_class else "match the largest class"
+    kept = "in" if config.include_originals else "out"
+    for line in balance_lines(table, f"{goal} (outputs per class, originals {kept})"):
+        log(line)
+    return per_sample, {k: vars(v) for k, v in table.items()}
+
+
+def _select(tasks: list[Task], config: RunConfig) -> tuple[list[Task], list[Task], list[Task]]:
+    """(this shard's tasks, the ones to run now, the ones --since skips as unchanged)."""
+    if config.shard.active:
+        tasks = [t for t in tasks if shard_of(t.sample.key, config.shard.count) == config.shard.index]
+    if config.since is None:
+        return tasks, tasks, []
+    new, _ = split_since([t.sample for t in tasks], config.since)
+    keys = {s.key for s in new}
+    return tasks, [t for t in tasks if t.sample.key in keys], [t for t in tasks if t.sample.key not in keys]
+
+
+def _carry_over(manifest: Manifest, run_now: list[Task], unchanged: list[Task], config: RunConfig) -> None:
+    """--since: unchanged sources keep their manifest lines; new or modified ones are regenerated."""
+    if config.since is None:
+        return
+    for task in unchanged:
+        for out in task.outputs:
+            if out.name in manifest.previous:
+                manifest.add(out.name, manifest.previous[out.name])
+    for task in run_now:
+        for out in task.outputs:
+            manifest.previous.pop(out.name, None)
+
+
+def _scale_report(
+    config: RunConfig, tasks: list[Task], unchanged: list[Task], progress: Progress, balance: dict[str, Any]
+) -> dict[str, Any]:
+    extra: dict[str, Any] = {"shard": {"index": config.shard.index, "count": config.shard.count}}
+    if config.since is not None:
+        failed = {k for k, _ in progress.errors}
+        extra["since"] = {
+            "time": config.since.isoformat(),
+            "new": len(tasks),
+            "unchanged": len(unchanged),
+            "done": sum(1 for t in tasks if t.sample.key not in failed),
+        }
+    if config.balance:
+        extra["balance"] = balance
+    return extra
+
+
+def _suffixed(name: str, suffix: str) -> str:
+    """``manifest.jsonl`` -> ``manifest.shard-0-of-4.jsonl``."""
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}{suffix}{dot}{ext}" if suffix else name
+
+
 def _book(result: TaskResult, manifest: Manifest, progress: Progress) -> None:
     for record in result.records:
+        if record.status == "dropped":
+            continue
         manifest.add(record.name, record.line or manifest.previous[record.name])
     progress.update(result)
+
+
+def _write_box_labels(sink: Sink, manifest: Manifest, order: list[str]) -> None:
+    """A ``bounding_boxes.labels`` in every output folder that holds images with boxes."""
+    folders: dict[str, dict[str, list]] = {}
+    for name in order:
+        line = manifest.lines.get(name)
+        entry = json.loads(line) if line else {}
+        if "boxes" in entry:
+            folder, filename = posixpath.split(name)
+            folders.setdefault(folder, {})[filename] = entry["boxes"]
+    for folder, boxes in folders.items():
+        sink.write_text(posixpath.join(folder, BOXES_FILE), labels_file_text(boxes))
 
 
 def _source(config: RunConfig) -> Source:
@@ -263,7 +363,9 @@ def process_task(context: WorkContext, task: Task, recorded: frozenset[str]) -> 
         result.error = f"cannot read: {e.strerror or e}"
         return result
     try:
-        rendered = render(sample.key, data, tuple(todo), context.seed, context.encode)
+        rendered = render(
+            sample.key, data, tuple(todo), context.seed, context.encode, sample.boxes, context.min_box_visibility
+        )
     except DecodeError as e:
         result.error = str(e)
         return result
@@ -271,6 +373,9 @@ def process_task(context: WorkContext, task: Task, recorded: frozenset[str]) -> 
         result.error = f"augmentation failed: {type(e).__name__}: {e}"
         return result
     for out in rendered:
+        if out.boxes == [] and sample.boxes and not context.keep_boxless:
+            result.records.append(OutputRecord(out.spec.name, out.spec.variant, "dropped", ""))
+            continue
         context.sink.write(out.spec.name, out.data)
         line = {
             "output": out.spec.name,
@@ -282,6 +387,8 @@ def process_task(context: WorkContext, task: Task, recorded: frozenset[str]) -> 
             "sha256": out.sha256,
             "bytes": len(out.data),
         }
+        if out.boxes is not None:
+            line["boxes"] = [b.to_json() for b in out.boxes]
         result.records.append(
             OutputRecord(
                 out.spec.name,

@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from augment.boxes import Box
 
 ORIGINAL = "orig"  # variant name of an original copied through
 
@@ -17,6 +21,7 @@ class Sample:
     label: str
     size: int = 0  # bytes, when the source knows it
     mtime: float | None = None
+    boxes: tuple[Box, ...] | None = None  # None: not a detection dataset; () an image with no objects
 
     @property
     def suffix(self) -> str:

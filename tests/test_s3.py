@@ -153,7 +153,7 @@ def test_more_than_1000_keys_then_rerun_skips_existing(s3server, s3, tmp_path: P
     objects = bucket_objects(client, OUT, "big/")
     assert len(objects) == BIG + 2  # outputs + manifest.jsonl + report.json
     report = json.loads(client.get_object(Bucket=OUT, Key="big/report.json")["Body"].read())
-    assert report["totals"] == {"originals": BIG, "written": BIG, "existing": 0, "failed": 0}
+    assert report["totals"] == {"originals": BIG, "written": BIG, "existing": 0, "failed": 0, "dropped": 0}
     assert set(report["classes"]) == set(CLASSES)
     manifest = client.get_object(Bucket=OUT, Key="big/manifest.jsonl")["Body"].read().decode().splitlines()
     assert len(manifest) == 1 + BIG
@@ -161,7 +161,7 @@ def test_more_than_1000_keys_then_rerun_skips_existing(s3server, s3, tmp_path: P
     again = block(s3server, args, tmp_path / "w2")
     assert again.returncode == 0, again.output
     report = json.loads(client.get_object(Bucket=OUT, Key="big/report.json")["Body"].read())
-    assert report["totals"] == {"originals": BIG, "written": 0, "existing": BIG, "failed": 0}
+    assert report["totals"] == {"originals": BIG, "written": 0, "existing": BIG, "failed": 0, "dropped": 0}
     after = bucket_objects(client, OUT, "big/")
     assert all(after[k]["LastModified"] == objects[k]["LastModified"] for k in objects if k.endswith(".png"))
 

@@ -149,6 +149,10 @@ class Op:
         """The forward 3x3 affine this op applies to pixel coordinates (None for non-geometric ops)."""
         return None
 
+    def occlusions(self, params: dict[str, Any]) -> list[list[int]]:
+        """Rectangles ``[x, y, w, h]`` this op blanks out (boxes under them lose visibility)."""
+        return []
+
 
 def uniform(rng: np.random.Generator, bounds: list[float]) -> float:
     """A float in ``[lo, hi]``; no draw is wasted on a fixed value, so fixed specs stay stable."""

@@ -119,6 +119,9 @@ class Cutout(Op):
             "seed": noise_seed(rng),
         }
 
+    def occlusions(self, params: dict[str, Any]) -> list[list[int]]:
+        return params["rects"]
+
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
         values = np.array(frame.color)
         top = frame.max_value

@@ -19,6 +19,7 @@ class Listing:
     samples: list[Sample] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (key, reason)
     empty_folders: list[str] = field(default_factory=list)
+    labels_files: list[str] = field(default_factory=list)  # bounding_boxes.labels / info.labels keys
 
 
 class Source(Protocol):

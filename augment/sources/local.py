@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from augment.boxes import BOXES_FILE, LABELS_FILES, attach
 from augment.codec import IMAGE_EXTENSIONS
 from augment.samples import Sample, label_for_key, label_from_name
 from augment.sources import Listing, SourceError
@@ -40,7 +41,9 @@ class LocalSource:
     def list(self) -> Listing:
         if self.only is not None:
             key = self.only
-            return Listing([self._sample(key, self.root / key)])
+            beside = str(PurePosixPath(key).parent / BOXES_FILE).removeprefix("./")
+            labels = [beside] if (self.root / beside).is_file() else []
+            return Listing(attach([self._sample(key, self.root / key)], labels, self._text, self.label))
         if not self.root.is_dir():
             raise SourceError(f"--in-directory: {self.root} does not exist or is not a folder")
         listing = Listing()
@@ -56,6 +59,9 @@ class LocalSource:
                     continue
                 path = here / name
                 key = path.relative_to(self.root).as_posix()
+                if name in LABELS_FILES:
+                    listing.labels_files.append(key)
+                    continue
                 if path.suffix.lower() not in IMAGE_EXTENSIONS:
                     listing.skipped.append((key, "not an image file (by extension)"))
                     continue
@@ -64,7 +70,11 @@ class LocalSource:
             if not found and not dirnames and here != self.root:
                 listing.empty_folders.append(here.relative_to(self.root).as_posix())
         listing.samples.sort(key=lambda s: s.key)
+        listing.samples = attach(listing.samples, listing.labels_files, self._text, self.label)
         return listing
+
+    def _text(self, key: str) -> str:
+        return (self.root / key).read_text(encoding="utf-8")
 
     def read(self, sample: Sample) -> bytes:
         return (self.root / sample.key).read_bytes()

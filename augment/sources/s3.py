@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from augment.boxes import LABELS_FILES, attach
 from augment.codec import IMAGE_EXTENSIONS
 from augment.samples import Sample, label_for_key
 from augment.sources import Listing, SourceError
@@ -238,6 +239,7 @@ class S3Source:
         except botocore_errors() as e:
             raise SourceError(error_message(e, "list", str(self.url), self.client)) from None
         listing.samples.sort(key=lambda s: s.key)
+        listing.samples = attach(listing.samples, listing.labels_files, self._text, self.label)
         listing.empty_folders = sorted(m for m in markers if not any(f.startswith(m + "/") for f in folders))
         return listing
 
@@ -259,6 +261,9 @@ class S3Source:
         parts = key.split("/")
         if any(p.startswith(".") or p in _IGNORED_DIRS for p in parts):
             return  # hidden files and folders, as in a local folder
+        if parts[-1] in LABELS_FILES:
+            listing.labels_files.append(key)
+            return
         if PurePosixPath(key).suffix.lower() not in IMAGE_EXTENSIONS:
             listing.skipped.append((key, "not an image file (by extension)"))
             return
@@ -266,6 +271,14 @@ class S3Source:
         label = self.label or label_for_key(key, self.url.root_name)
         modified = obj.get("LastModified")
         listing.samples.append(Sample(key, label, int(obj.get("Size", 0)), modified.timestamp() if modified else None))
+
+    def _text(self, key: str) -> str:
+        try:
+            body = self.client.get().get_object(Bucket=self.url.bucket, Key=self.url.key(key))["Body"].read()
+        except botocore_errors() as e:
+            where = f"s3://{self.url.bucket}/{self.url.key(key)}"
+            raise SourceError(error_message(e, "read", where, self.client)) from None
+        return body.decode("utf-8")
 
     def read(self, sample: Sample) -> bytes:
         """The object's bytes. A key gone since listing is an OSError (that sample fails); anything else

@@ -1,0 +1,173 @@
+"""Bounding boxes: EI's labels files in and out, and how boxes follow the ops applied to their image.
+
+Formats (ei-contract.md section 4.1): ``bounding_boxes.labels`` =
+``{"version": 1, "type": "bounding-box-labels", "boundingBoxes": {"<file>": [{label, x, y, width, height}]}}``
+(pixels, per folder), and EI's ``info.labels`` export (``files[].path`` + ``boundingBoxes``).
+
+A box follows a geometric op through that op's forward matrix: its four corners are mapped, the enclosing
+axis-aligned box is clipped to the image, and the share of it still inside is tracked; a box whose visible
+share falls below the threshold is dropped. Cutout rectangles hide parts of boxes the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import posixpath
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+BOXES_FILE = "bounding_boxes.labels"
+INFO_FILE = "info.labels"
+LABELS_FILES = (BOXES_FILE, INFO_FILE)
+
+
+class LabelsError(ValueError):
+    """A labels file is malformed; the message names the file and the entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """An axis-aligned box in pixels, plus the share of its area still visible (1 = whole)."""
+
+    label: str
+    x: float
+    y: float
+    width: float
+    height: float
+    visible: float = 1.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "x": round(self.x), "y": round(self.y), "width": round(self.width),
+                "height": round(self.height)}  # fmt: skip
+
+
+def parse_boxes_file(text: str, where: str) -> dict[str, tuple[Box, ...]]:
+    """``bounding_boxes.labels`` -> {file name: boxes}."""
+    data = _load(text, where)
+    if data.get("version") != 1 or data.get("type") != "bounding-box-labels":
+        raise LabelsError(f"{where}: expected version 1 and type 'bounding-box-labels'")
+    entries = data.get("boundingBoxes")
+    if not isinstance(entries, dict):
+        raise LabelsError(f"{where}: 'boundingBoxes' must be an object of file name -> list of boxes")
+    return {name: _boxes(boxes, f"{where}: {name!r}") for name, boxes in entries.items()}
+
+
+def parse_info_file(text: str, where: str) -> dict[str, tuple[Box, ...]]:
+    """EI's ``info.labels`` export -> {relative path: boxes} for the files that have boxes."""
+    data = _load(text, where)
+    files = data.get("files")
+    if data.get("version") != 1 or not isinstance(files, list):
+        raise LabelsError(f"{where}: expected version 1 and a 'files' list")
+    out: dict[str, tuple[Box, ...]] = {}
+    for i, entry in enumerate(files):
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            raise LabelsError(f"{where}: files[{i}] needs a 'path'")
+        if "boundingBoxes" in entry:
+            out[entry["path"]] = _boxes(entry["boundingBoxes"], f"{where}: files[{i}] ({entry['path']})")
+    return out
+
+
+def labels_file_text(boxes_by_name: dict[str, list[dict[str, Any]]]) -> str:
+    """A ``bounding_boxes.labels`` document (sorted, so reruns write the same bytes)."""
+    body = {"version": 1, "type": "bounding-box-labels", "boundingBoxes": dict(sorted(boxes_by_name.items()))}
+    return json.dumps(body, indent=1, sort_keys=True) + "\n"
+
+
+def attach(
+    samples: list[Any], labels_keys: list[str], read_text: Callable[[str], str], override: str | None
+) -> list[Any]:
+    """Give each sample the boxes its folder's labels files list for it (samples are ``Sample``s).
+
+    A top-level image with boxes and no class folder or ``<label>.`` prefix is labelled by its most
+    common box label. Files a labels file names but the source lacks are ignored.
+    """
+    by_key: dict[str, tuple[Box, ...]] = {}
+    for key in sorted(labels_keys, key=lambda k: posixpath.basename(k) == BOXES_FILE):  # per-folder files win
+        folder = posixpath.dirname(key)
+        parse = parse_boxes_file if posixpath.basename(key) == BOXES_FILE else parse_info_file
+        try:
+            text = read_text(key)
+        except UnicodeDecodeError:
+            raise LabelsError(f"{key}: not UTF-8 text") from None
+        for name, boxes in parse(text, key).items():
+            by_key[posixpath.normpath(posixpath.join(folder, name)) if folder else posixpath.normpath(name)] = boxes
+    if not by_key:
+        return samples
+    out = []
+    for sample in samples:
+        boxes = by_key.get(sample.key)
+        if boxes is None:
+            out.append(replace(sample, boxes=()))  # in a detection dataset: an image with no objects
+            continue
+        label = sample.label
+        if override is None and "/" not in sample.key and "." not in posixpath.splitext(sample.key)[0] and boxes:
+            label = sorted(Counter(b.label for b in boxes).items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+        out.append(replace(sample, label=label, boxes=boxes))
+    return out
+
+
+def move(boxes: list[Box], forward: np.ndarray, size: tuple[int, int]) -> list[Box]:
+    """Boxes after a geometric op: corners mapped, enclosing box clipped to the image, visibility tracked."""
+    w, h = size
+    out = []
+    for b in boxes:
+        corners = np.array([[b.x, b.y, 1], [b.x + b.width, b.y, 1], [b.x, b.y + b.height, 1],
+                            [b.x + b.width, b.y + b.height, 1]], dtype=float).T  # fmt: skip
+        xs, ys = (forward @ corners)[:2]
+        x0, y0, x1, y1 = xs.min(), ys.min(), xs.max(), ys.max()
+        area = (x1 - x0) * (y1 - y0)
+        cx0, cy0, cx1, cy1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(w)), min(y1, float(h))
+        if cx1 <= cx0 or cy1 <= cy0 or area <= 0:
+            continue
+        share = (cx1 - cx0) * (cy1 - cy0) / area
+        out.append(Box(b.label, cx0, cy0, cx1 - cx0, cy1 - cy0, b.visible * share))
+    return out
+
+
+def hide(boxes: list[Box], rects: list[list[int]]) -> list[Box]:
+    """Boxes after cutout: each loses the share of its area the rectangles cover (coordinates unchanged)."""
+    out = []
+    for b in boxes:
+        x0, y0 = math.floor(b.x), math.floor(b.y)
+        x1, y1 = math.ceil(b.x + b.width), math.ceil(b.y + b.height)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        covered = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+        for rx, ry, rw, rh in rects:
+            covered[max(ry - y0, 0) : max(ry + rh - y0, 0), max(rx - x0, 0) : max(rx + rw - x0, 0)] = True
+        out.append(replace(b, visible=b.visible * (1.0 - covered.mean())))
+    return out
+
+
+def _load(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise LabelsError(f"{where}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if not isinstance(data, dict):
+        raise LabelsError(f"{where}: expected a JSON object")
+    return data
+
+
+def _boxes(raw: Any, where: str) -> tuple[Box, ...]:
+    if not isinstance(raw, list):
+        raise LabelsError(f"{where}: expected a list of boxes")
+    boxes = []
+    for i, box in enumerate(raw):
+        if not isinstance(box, dict):
+            raise LabelsError(f"{where}[{i}]: expected an object with label, x, y, width, height")
+        label = box.get("label")
+        if not isinstance(label, str) or not label.strip() or any(ord(c) < 32 for c in label):
+            raise LabelsError(f"{where}[{i}]: 'label' must be a non-empty string without control characters")
+        values = [box.get(k) for k in ("x", "y", "width", "height")]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            raise LabelsError(f"{where}[{i}]: x, y, width and height must be numbers, got {values}")
+        if values[2] <= 0 or values[3] <= 0:
+            raise LabelsError(f"{where}[{i}]: width and height must be positive, got {values[2]} x {values[3]}")
+        boxes.append(Box(label, *(float(v) for v in values)))
+    return tuple(boxes)

@@ -1,0 +1,171 @@
+"""Object detection: boxes follow every geometric op with the pixels' own parameters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from augment.boxes import Box, LabelsError, hide, move, parse_boxes_file, parse_info_file
+from augment.cli import parse
+from augment.config import build_config
+from augment.ops.pixels import rotation
+from augment.runner import run
+from tests.blockrun import run_block
+
+RECTS = {"red": ((10, 20, 30, 15), (255, 0, 0)), "blue": ((55, 48, 25, 30), (0, 0, 255))}
+
+
+def detection_folder(folder: Path, n: int = 3) -> Path:
+    """``n`` 96x96 grey images with a red and a blue rectangle each, and their bounding_boxes.labels."""
+    folder.mkdir(parents=True)
+    entries = {}
+    for i in range(n):
+        image = Image.new("RGB", (96, 96), (128, 128, 128))
+        pen = ImageDraw.Draw(image)
+        boxes = []
+        for label, ((x, y, w, h), colour) in RECTS.items():
+            x, y = x + 2 * i, y + i
+            pen.rectangle((x, y, x + w - 1, y + h - 1), fill=colour)
+            boxes.append({"label": label, "x": x, "y": y, "width": w, "height": h})
+        image.save(folder / f"img{i}.png")
+        entries[f"img{i}.png"] = boxes
+    labels = {"version": 1, "type": "bounding-box-labels", "boundingBoxes": entries}
+    (folder / "bounding_boxes.labels").write_text(json.dumps(labels))
+    return folder
+
+
+def mask_box(image: Image.Image, colour: tuple[int, int, int]) -> tuple[int, int, int, int] | None:
+    rgb = np.asarray(image.convert("RGB")).astype(int)
+    channel = 0 if colour[0] == 255 else 2
+    other = 2 if channel == 0 else 0
+    mask = (rgb[..., channel] > 190) & (rgb[..., other] < 70) & (rgb[..., 1] < 70)
+    if not mask.any():
+        return None
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+OP_RECIPES = {
+    "hflip": {"op": "hflip"},
+    "vflip": {"op": "vflip"},
+    "translate": {"op": "translate", "x": [-0.1, 0.1], "y": [-0.1, 0.1], "fill": "constant", "fill_value": 0.5},
+    "zoom": {"op": "zoom", "scale": [1.1, 1.3]},
+    "shear": {"op": "shear", "x": [-10, 10], "fill": "constant", "fill_value": 0.5},
+    "rotate": {"op": "rotate", "degrees": [-20, 20], "fill": "constant", "fill_value": 0.5},
+}
+
+
+def run_op(tmp_path: Path, step: dict, copies: int = 6, *extra: str) -> tuple[Path, list[dict]]:
+    src = detection_folder(tmp_path / "in")
+    out = tmp_path / "out"
+    recipe = json.dumps({"name": "t", "copies": copies, "pipeline": [step]})
+    args, _ = parse(["--in-directory", str(src), "--out-directory", str(out), "--recipe", recipe, *extra])
+    assert run(build_config(args, {}), lambda _: None) == 0
+    entries = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()[1:]]
+    return out, entries
+
+
+def ious_for(tmp_path: Path, op: str) -> list[float]:
+    out, entries = run_op(tmp_path, OP_RECIPES[op])
+    scores = []
+    for entry in entries:
+        image = Image.open(out / entry["output"])
+        for box in entry["boxes"]:
+            found = mask_box(image, RECTS[box["label"]][1])
+            assert found is not None, (entry["output"], box)
+            drawn = (box["x"], box["y"], box["x"] + box["width"], box["y"] + box["height"])
+            scores.append(iou(found, drawn))
+    return scores
+
+
+@pytest.mark.parametrize("op", ["hflip", "vflip", "translate", "zoom"])
+def test_axis_aligned_ops_keep_boxes_tight(tmp_path, op):
+    scores = ious_for(tmp_path, op)
+    assert scores and min(scores) >= 0.9, scores
+
+
+@pytest.mark.parametrize("op", ["rotate", "shear"])
+def test_rotation_and_shear_boxes_enclose_the_object(tmp_path, op):
+    scores = ious_for(tmp_path, op)
+    assert scores and min(scores) >= 0.6 and np.mean(scores) >= 0.75, scores
+
+
+def test_photometric_ops_leave_boxes_and_labels_files_are_written(tmp_path):
+    out, entries = run_op(tmp_path, {"op": "brightness", "factor": [0.5, 1.5]}, 2)
+    source = json.loads((tmp_path / "in" / "bounding_boxes.labels").read_text())["boundingBoxes"]
+    labels = json.loads((out / "blue" / "bounding_boxes.labels").read_text())  # label: the commoner box (tie: a-z)
+    assert labels["version"] == 1 and labels["type"] == "bounding-box-labels"
+    assert len(labels["boundingBoxes"]) == 3 * 3  # 2 copies + the original, per image
+    for entry in entries:
+        stem = entry["source"].split("/")[-1]
+        assert entry["boxes"] == source[stem]
+        assert labels["boundingBoxes"][entry["output"].split("/")[-1]] == source[stem]
+
+
+def test_flip_twice_is_identity():
+    box = Box("a", 10, 20, 30, 15)
+    m = np.array([[-1.0, 0, 96], [0, 1, 0], [0, 0, 1]])
+    twice = move(move([box], m, (96, 96)), m, (96, 96))[0]
+    assert (twice.x, twice.y, twice.width, twice.height, twice.visible) == (10, 20, 30, 15, 1.0)
+
+
+def test_visibility_rule_and_cutout():
+    half_out = move([Box("a", 80, 10, 20, 10)], np.eye(3), (90, 90))[0]
+    assert half_out.width == 10 and half_out.visible == pytest.approx(0.5)
+    assert move([Box("a", 0, 0, 10, 10)], np.array([[1.0, 0, 200], [0, 1, 0], [0, 0, 1]]), (90, 90)) == []
+    covered = hide([Box("a", 0, 0, 10, 10)], [[0, 0, 10, 8]])[0]
+    assert covered.visible == pytest.approx(0.2)
+    turned = move([Box("a", 40, 40, 16, 16)], rotation(45, (96, 96)), (96, 96))[0]
+    assert turned.width == pytest.approx(16 * 2**0.5)
+
+
+def test_boxes_pushed_out_drop_the_copy_unless_kept(tmp_path):
+    step = {"op": "translate", "x": 0.9, "y": 0.9, "fill": "constant"}
+    out, entries = run_op(tmp_path, step, 1)
+    assert [e["variant"] for e in entries] == ["orig"] * 3
+    report = json.loads((out / "report.json").read_text())
+    assert report["totals"]["dropped"] == 3
+    _, kept = run_op(tmp_path / "k", step, 1, "--keep-boxless", "1")
+    assert sorted(e["variant"] for e in kept) == ["aug00"] * 3 + ["orig"] * 3
+    assert all(e["boxes"] == [] for e in kept if e["variant"] == "aug00")
+
+
+def test_malformed_labels_file_is_a_clear_error(tmp_path):
+    src = detection_folder(tmp_path / "in", 1)
+    bad = {"img0.png": [{"label": "red", "x": 1, "y": 2, "width": -3, "height": 4}]}
+    (src / "bounding_boxes.labels").write_text(
+        json.dumps({"version": 1, "type": "bounding-box-labels", "boundingBoxes": bad})
+    )
+    result = run_block(["--in-directory", str(src), "--out-directory", str(tmp_path / "out")], workdir=tmp_path)
+    assert result.returncode == 1
+    assert "bounding_boxes.labels: 'img0.png'[0]: width and height must be positive" in result.stdout
+    for bad, message in [("{", "invalid JSON"), ('{"version": 2}', "expected version 1")]:
+        with pytest.raises(LabelsError, match=message):
+            parse_boxes_file(bad, "x")
+
+
+def test_info_labels_export_and_box_derived_label(tmp_path):
+    src = detection_folder(tmp_path / "in", 2)
+    boxes = json.loads((src / "bounding_boxes.labels").read_text())["boundingBoxes"]
+    (src / "bounding_boxes.labels").unlink()
+    info = {"version": 1, "files": [{"path": k, "name": k, "category": "training", "label": {"type": "label"},
+                                     "boundingBoxes": v} for k, v in boxes.items()]}  # fmt: skip
+    (src / "info.labels").write_text(json.dumps(info))
+    assert parse_info_file(json.dumps(info), "info.labels")["img0.png"][0].label == "red"
+    out = tmp_path / "out"
+    result = run_block(["--in-directory", str(src), "--out-directory", str(out), "--copies", "1"], workdir=tmp_path)
+    assert result.returncode == 0, result.output
+    # top-level images with boxes take their most common box label (a tie: alphabetical)
+    assert sorted(p.name for p in (out / "blue").glob("*.png"))[:2] == ["blue.img0.aug00.png", "blue.img0.orig.png"]
+    assert (out / "blue" / "bounding_boxes.labels").is_file()

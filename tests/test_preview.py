@@ -1,0 +1,56 @@
+"""The preview contact sheet: what a person looks at before feeding the outputs to a model."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+
+from augment.cli import parse
+from augment.config import build_config
+from augment.plan import PlanSettings, make_plan
+from augment.preview import CAPTION, CELL, build, caption
+from augment.runner import _source
+from tests.boxes_data import detection_folder
+
+
+def tasks_for(folder, *extra):
+    args, _ = parse(["--in-directory", str(folder), "--out-directory", str(folder.parent / "out"), *extra])
+    config = build_config(args, {})
+    source = _source(config)
+    settings = PlanSettings(config.recipe, config.copies, config.include_originals, config.layout, config.encode)
+    return config, source, make_plan(source.list().samples, settings)
+
+
+def test_sheet_has_a_row_per_original_and_a_cell_per_copy(sample_dir):
+    config, source, tasks = tasks_for(sample_dir, "--copies", "3")
+    sheets = build(tasks, source.read, config.seed, config.encode, 0.3, per_class=2, copies=3)
+    sheet = sheets["preview.png"]
+    rows = 3 * 2  # 3 classes x 2 originals
+    assert sheet.height >= rows * (CELL + CAPTION) and sheet.width >= 4 * CELL
+    assert list(sheets) == ["preview.png"]
+
+
+def test_preview_shows_the_run_s_own_outputs_with_boxes(tmp_path):
+    folder = detection_folder(tmp_path / "in", 2)
+    recipe = json.dumps({"name": "t", "copies": 2, "pipeline": [{"op": "hflip"}]})
+    config, source, tasks = tasks_for(folder, "--recipe", recipe)
+    sheet = build(tasks, source.read, config.seed, config.encode, 0.3)["preview.png"]
+    pixels = sheet.convert("RGB")
+    box_red = sum(1 for p in pixels.get_flattened_data() if p == (255, 45, 85))  # the first box colour
+    assert box_red > 50  # outlines drawn
+
+
+def test_captions_summarise_the_chain():
+    assert caption([]) == "original"
+    text = caption([{"op": "hflip"}, {"op": "rotate", "degrees": -6.9, "fill": "edge", "fill_value": 0}])
+    assert text == "hflip · rot -7°"
+
+
+def test_many_classes_get_a_sheet_each(tmp_path):
+    for i in range(10):
+        (tmp_path / "in" / f"class{i}").mkdir(parents=True)
+        Image.new("L", (20, 20), i * 20).save(tmp_path / "in" / f"class{i}" / "a.png")
+    config, source, tasks = tasks_for(tmp_path / "in", "--copies", "1")
+    sheets = build(tasks, source.read, config.seed, config.encode, 0.3)
+    assert len(sheets) == 11 and "preview-class9.png" in sheets

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from augment import __version__
+from augment.samples import printable
 from augment.sinks import Sink
 
 MANIFEST = "manifest.jsonl"
@@ -117,7 +118,7 @@ class Progress:
         if result.error:
             counts.failed += 1
             self.errors.append((result.key, result.error))
-            self.log(f"ERROR {result.key}: {result.error} (skipped)")
+            self.log(f"ERROR {printable(result.key)}: {result.error} (skipped)")
         for record in result.records:
             if record.status == "written":
                 counts.written += 1

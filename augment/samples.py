@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
@@ -26,6 +27,25 @@ class Sample:
     @property
     def suffix(self) -> str:
         return PurePosixPath(self.key).suffix
+
+
+_EI_LABEL = re.compile(r"^[a-zA-Z0-9\s_-]+")  # how EI reads a label off a file name's start
+
+
+def ei_label_issue(label: str) -> str | None:
+    """Why EI would misread ``label`` from a file name (it keeps ``^[a-zA-Z0-9\\s_-]+``), or None."""
+    match = _EI_LABEL.match(label)
+    read = match.group(0) if match else ""
+    return None if read == label else f"EI reads it from file names as {read!r}" if read else "EI reads no label"
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so a file name never breaks a log line."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+def _clean(text: str) -> str:
+    return "".join("_" if ord(c) < 32 or ord(c) == 127 else c for c in text)
 
 
 def stable_hash(text: str) -> int:
@@ -59,14 +79,14 @@ def output_name(sample: Sample, variant: str, extension: str, layout: str) -> st
     folder (or ``<label>/`` for flat sources); the flat layout folds parent folders into the stem so
     names stay unique.
     """
-    path = PurePosixPath(sample.key)
+    path = PurePosixPath(_clean(sample.key))
     stem = path.stem
     if stem.startswith(sample.label + ".") and len(stem) > len(sample.label) + 1:
         stem = stem[len(sample.label) + 1 :]
-    filename = f"{sample.label}.{{stem}}.{variant}{extension}"
+    filename = f"{_clean(sample.label)}.{{stem}}.{variant}{extension}"
     parents = list(path.parts[:-1])
     if layout == "folders":
-        folder = "/".join(parents) if parents else sample.label
+        folder = "/".join(parents) if parents else _clean(sample.label)
         return f"{folder}/{filename.format(stem=stem)}"
     if parents and parents[-1] == sample.label:
         parents = parents[:-1]

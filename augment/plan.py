@@ -38,6 +38,8 @@ class PlanSettings:
     include_originals: bool
     layout: str  # folders | flat
     encode: EncodeOptions
+    # Class balancing (augment.selection.balance_copies): copies per sample key, replacing ``copies``.
+    copies_per_sample: dict[str, int] | None = None
 
 
 def make_plan(samples: Iterable[Sample], settings: PlanSettings) -> list[Task]:
@@ -46,6 +48,8 @@ def make_plan(samples: Iterable[Sample], settings: PlanSettings) -> list[Task]:
     tasks: list[Task] = []
     owner: dict[str, str] = {}
     for sample in samples:
+        if settings.copies_per_sample is not None:  # balanced: each sample has its own count
+            variants = settings.recipe.outputs(settings.copies_per_sample.get(sample.key, 0))
         fmt, ext = output_format(settings.encode, sample.suffix)
         outputs = []
         if settings.include_originals:

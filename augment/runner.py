@@ -6,6 +6,7 @@ memory and only then write them, so a bad image never leaves some of its outputs
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import signal
@@ -61,6 +62,7 @@ class WorkContext:
     overwrite: bool
     min_box_visibility: float = 0.3
     keep_boxless: bool = False  # keep a copy whose boxes were all cut off (as a background image)
+    refresh: bool = False  # --since: check that recorded outputs were made from the source's current bytes
 
 
 def run(config: RunConfig, log: Log = print) -> int:
@@ -91,7 +93,7 @@ def run(config: RunConfig, log: Log = print) -> int:
     header = _run_header(config)
     suffix = config.shard.suffix()
     manifest = Manifest(sink, header, config.overwrite, _suffixed(MANIFEST, suffix))
-    _carry_over(manifest, tasks, unchanged, config)
+    _carry_over(manifest, unchanged)
     outputs = sum(len(t.outputs) for t in tasks)
     log(
         f"edge-augment {__version__}: {len(tasks)} images in {len(_labels(tasks))} classes from {source.describe()}"
@@ -108,6 +110,7 @@ def run(config: RunConfig, log: Log = print) -> int:
         config.overwrite,
         min_box_visibility=config.min_box_visibility,
         keep_boxless=config.keep_boxless,
+        refresh=config.since is not None,
     )
     interrupted = None
     late: list[TaskResult] = []  # finished by workers after an interruption: recorded too
@@ -193,17 +196,12 @@ def _select(tasks: list[Task], config: RunConfig) -> tuple[list[Task], list[Task
     return tasks, [t for t in tasks if t.sample.key in keys], [t for t in tasks if t.sample.key not in keys]
 
 
-def _carry_over(manifest: Manifest, run_now: list[Task], unchanged: list[Task], config: RunConfig) -> None:
-    """--since: unchanged sources keep their manifest lines; new or modified ones are regenerated."""
-    if config.since is None:
-        return
+def _carry_over(manifest: Manifest, unchanged: list[Task]) -> None:
+    """--since: unchanged sources keep their manifest lines (new or modified ones are checked by workers)."""
     for task in unchanged:
         for out in task.outputs:
             if out.name in manifest.previous:
                 manifest.add(out.name, manifest.previous[out.name])
-    for task in run_now:
-        for out in task.outputs:
-            manifest.previous.pop(out.name, None)
 
 
 def _scale_report(
@@ -291,10 +289,10 @@ def _execute(
     results go to ``late`` so their outputs are recorded too.
     """
     chunks = (tasks[i : i + _CHUNK] for i in range(0, len(tasks), _CHUNK))
-    jobs = ((chunk, _recorded(chunk, manifest)) for chunk in chunks)
+    jobs = ((chunk, _recorded(chunk, manifest), _made_from(chunk, manifest, context)) for chunk in chunks)
     if workers <= 1:
-        for chunk, recorded in jobs:
-            yield from _process_chunk(context, chunk, recorded)
+        for chunk, recorded, made_from in jobs:
+            yield from _process_chunk(context, chunk, recorded, made_from)
         return
     pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(context,))
     window: deque = deque()
@@ -309,8 +307,8 @@ def _execute(
         handed = 0
 
     try:
-        for chunk, recorded in jobs:
-            window.append(pool.submit(_process_in_worker, chunk, recorded))
+        for chunk, recorded, made_from in jobs:
+            window.append(pool.submit(_process_in_worker, chunk, recorded, made_from))
             if len(window) >= workers * _IN_FLIGHT_PER_WORKER:
                 yield from head()
         while window:
@@ -336,17 +334,39 @@ def _init_worker(context: WorkContext) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _process_in_worker(chunk: list[Task], recorded: frozenset[str]) -> list[TaskResult]:
+def _made_from(chunk: list[Task], manifest: Manifest, context: WorkContext) -> dict[str, str] | None:
+    """--since: for each sample with recorded outputs, the sha256 of the source bytes they were made from
+    ("" if not recorded), so a worker can tell a resumed run (same bytes: skip) from a modified source (redo)."""
+    if not context.refresh:
+        return None
+    made: dict[str, str] = {}
+    for task in chunk:
+        lines = [manifest.previous[o.name] for o in task.outputs if o.name in manifest.previous]
+        if lines:
+            made[task.sample.key] = json.loads(lines[0]).get("source_sha256", "")
+    return made
+
+
+def _process_in_worker(
+    chunk: list[Task], recorded: frozenset[str], made_from: dict[str, str] | None = None
+) -> list[TaskResult]:
     assert _WORKER_CONTEXT is not None
-    return _process_chunk(_WORKER_CONTEXT, chunk, recorded)
+    return _process_chunk(_WORKER_CONTEXT, chunk, recorded, made_from)
 
 
-def _process_chunk(context: WorkContext, chunk: list[Task], recorded: frozenset[str]) -> list[TaskResult]:
-    return [process_task(context, task, recorded) for task in chunk]
+def _process_chunk(
+    context: WorkContext, chunk: list[Task], recorded: frozenset[str], made_from: dict[str, str] | None = None
+) -> list[TaskResult]:
+    return [process_task(context, task, recorded, (made_from or {}).get(task.sample.key)) for task in chunk]
 
 
-def process_task(context: WorkContext, task: Task, recorded: frozenset[str]) -> TaskResult:
-    """Render and write every output of one sample not already done; a bad input becomes ``error``."""
+def process_task(
+    context: WorkContext, task: Task, recorded: frozenset[str], made_from: str | None = None
+) -> TaskResult:
+    """Render and write every output of one sample not already done; a bad input becomes ``error``.
+
+    ``made_from`` (--since): the sha256 of the source bytes its recorded outputs came from; if the source
+    now has other bytes, every output is redone."""
     sample = task.sample
     result = TaskResult(sample.key, sample.label)
     todo = []
@@ -355,12 +375,17 @@ def process_task(context: WorkContext, task: Task, recorded: frozenset[str]) -> 
             result.records.append(OutputRecord(spec.name, spec.variant, "existing", ""))
         else:
             todo.append(spec)
-    if not todo:
+    if not todo and made_from is None:
         return result
     try:
         data = context.source.read(sample)
     except OSError as e:  # gone or unreadable since listing; a whole-source failure raises SourceError
         result.error = f"cannot read: {e.strerror or e}"
+        return result
+    source_sha256 = hashlib.sha256(data).hexdigest()
+    if made_from is not None and made_from != source_sha256:  # --since: the source changed; redo it all
+        result.records, todo = [], list(task.outputs)
+    if not todo:
         return result
     try:
         rendered = render(
@@ -386,6 +411,7 @@ def process_task(context: WorkContext, task: Task, recorded: frozenset[str]) -> 
             "ops": out.ops,
             "sha256": out.sha256,
             "bytes": len(out.data),
+            "source_sha256": source_sha256,
         }
         if out.boxes is not None:
             line["boxes"] = [b.to_json() for b in out.boxes]

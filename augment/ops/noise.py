@@ -60,10 +60,17 @@ class PoissonNoise(Op):
         values = _values(frame) / frame.max_value
         peak = params["peak"]
         if peak <= 0:
-            distinct = len(np.unique(np.asarray(frame.color)))
+            distinct = _distinct_values(np.asarray(frame.color))
             peak = 2.0 ** math.ceil(math.log2(max(distinct, 2)))
         counts = np.random.default_rng(params["seed"]).poisson(values * peak)
         return frame.replace(color=pixels.to_image(counts / peak * frame.max_value, frame.color.mode))
+
+
+def _distinct_values(values: np.ndarray) -> int:
+    """How many different sample values (a 256-bin count for 8-bit: same answer as np.unique, faster)."""
+    if values.dtype == np.uint8:
+        return int(np.count_nonzero(np.bincount(values.ravel(), minlength=256)))
+    return len(np.unique(values))
 
 
 class SaltPepper(Op):

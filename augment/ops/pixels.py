@@ -45,7 +45,7 @@ def warp(frame: Frame, forward: Matrix, fill: str, fill_value: float) -> Frame:
     """
     image = _merge_alpha(frame)
     size = image.size
-    inverse = np.linalg.inv(forward)
+    inverse = invert_affine(forward)
     if fill == "constant":
         out = image.transform(
             size,
@@ -65,6 +65,17 @@ def warp(frame: Frame, forward: Matrix, fill: str, fill_value: float) -> Frame:
         Image.Resampling.BILINEAR,
     )
     return _split_alpha(out, frame)
+
+
+def invert_affine(forward: Matrix) -> Matrix:
+    """The inverse of a 3x3 affine matrix (last row 0 0 1), in closed form (no LAPACK call)."""
+    (a, b, c), (d, e, f) = forward[0], forward[1]
+    det = a * e - b * d
+    if det == 0:
+        raise ValueError("singular affine matrix")
+    return np.array(
+        [[e / det, -b / det, (b * f - c * e) / det], [-d / det, a / det, (c * d - a * f) / det], [0.0, 0.0, 1.0]]
+    )
 
 
 def _padding_needed(inverse: Matrix, size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -95,8 +106,8 @@ def _fill_color(mode: str, fraction: float) -> int | tuple[int, ...]:
 
 
 def _merge_alpha(frame: Frame) -> Image.Image:
-    if frame.alpha is None:
-        return frame.color
+    if frame.alpha is None or _opaque(frame.alpha):
+        return frame.color  # no alpha to move (an opaque one stays opaque: _split_alpha keeps it)
     bands = (frame.color,) if frame.color.mode == "L" else frame.color.split()
     return Image.merge("LA" if frame.color.mode == "L" else "RGBA", (*bands, frame.alpha))
 
@@ -104,9 +115,17 @@ def _merge_alpha(frame: Frame) -> Image.Image:
 def _split_alpha(image: Image.Image, like: Frame) -> Frame:
     if like.alpha is None:
         return Frame(image)
+    if image.mode == like.color.mode:  # the alpha was opaque and not warped: every output pixel is opaque too
+        return Frame(image, like.alpha)
     *bands, alpha = image.split()
     color = bands[0] if len(bands) == 1 else Image.merge("RGB", bands)
     return Frame(color, alpha)
+
+
+def _opaque(alpha: Image.Image) -> bool:
+    """All 255: warping it gives all 255 again (every fill is opaque), and Pillow's RGBA resampling
+    (premultiply to RGBa and back) would change no colour, so the colour planes can be warped alone."""
+    return alpha.getextrema() == (255, 255)
 
 
 def point(color: Image.Image, fn: Callable[[np.ndarray], np.ndarray]) -> Image.Image:
@@ -118,7 +137,9 @@ def point(color: Image.Image, fn: Callable[[np.ndarray], np.ndarray]) -> Image.I
         values = np.asarray(color).astype(np.float32) / 65535.0
         return to_image(fn(values) * 65535.0, color.mode)
     lut = np.clip(np.rint(fn(np.arange(256, dtype=np.float64) / 255.0) * 255.0), 0, 255).astype(np.uint8)
-    return color.point(lut.tolist() * len(color.getbands()))
+    # Already whole numbers: hand the table to Pillow's C lookup directly (``Image.point`` would round
+    # every one of the 256 x bands entries in Python again, which costs more than the lookup itself).
+    return color._new(color.im.point(lut.tolist() * len(color.getbands()), None))
 
 
 def to_image(values: np.ndarray, mode: str) -> Image.Image:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
-import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from augment.sinks import SinkError
@@ -17,9 +18,13 @@ class LocalSink:
     def describe(self) -> str:
         return str(self.root)
 
+    @cached_property
+    def _resolved_root(self) -> Path:
+        return self.root.resolve()
+
     def path(self, name: str) -> Path:
         path = (self.root / name).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        if not path.is_relative_to(self._resolved_root):
             raise SinkError(f"refusing to write {name!r}: it would land outside {self.root}")
         return path
 
@@ -30,14 +35,15 @@ class LocalSink:
         """Write ``data`` to ``name`` atomically: readers see the old file or the whole new one."""
         target = self.path(name)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=target.suffix, dir=target.parent)
+            if target.parent not in _MADE_DIRS:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _MADE_DIRS.add(target.parent)
+            fd, tmp = _temp_file(target.parent, target.suffix)
         except OSError as e:
             raise SinkError(f"cannot write {target}: {e.strerror}") from None
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            os.chmod(tmp, 0o644)
             os.replace(tmp, target)
         except BaseException as e:
             Path(tmp).unlink(missing_ok=True)
@@ -51,3 +57,27 @@ class LocalSink:
 
     def write_text(self, name: str, text: str) -> None:
         self.write(name, text.encode("utf-8"))
+
+
+_MADE_DIRS: set[Path] = set()  # output folders this process has made (one mkdir per folder, not per file)
+_TEMP_IDS = itertools.count()
+
+
+def _temp_file(folder: Path, suffix: str) -> tuple[int, str]:
+    """A new ``.tmp-<pid>-<n><suffix>`` in ``folder``, mode 0644, open for writing.
+
+    Named from the process id and a counter instead of ``tempfile.mkstemp``'s random names (cheaper per
+    file); O_EXCL still guarantees the file is new and ours. A folder removed since it was made is remade.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = os.path.join(folder, f".tmp-{os.getpid()}-{next(_TEMP_IDS)}{suffix}")
+        try:
+            fd = os.open(tmp, flags, 0o644)
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            folder.mkdir(parents=True, exist_ok=True)
+            continue
+        os.fchmod(fd, 0o644)  # whatever the umask
+        return fd, tmp

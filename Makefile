@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 
-.PHONY: demo test lint format bench container clean
+.PHONY: demo test lint format bench container push push-standalone clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ container: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+## Push the block to your Edge Impulse organization (needs edge-impulse-cli): the directory-mode block, or the
+## standalone variant (data source; blocks/standalone/parameters.json) from a temporary build folder.
+push:
+	scripts/push-block.sh directory
+
+push-standalone:
+	scripts/push-block.sh standalone
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .ruff_cache .hypothesis

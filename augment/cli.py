@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     io.add_argument(
         "--dest",
-        help="write to S3 instead of --out-directory: s3://bucket/prefix/ (same layout, manifest and report)",
+        help="write to S3 instead of --out-directory: s3://bucket/prefix/ (same layout, manifest and report); "
+        "'ei' = upload into an Edge Impulse project (staged in --out-directory)",
     )
     io.add_argument(
         "--s3-endpoint",
@@ -156,12 +157,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="outputs per class with --balance, originals included (default 0 = match the largest class)",
     )
 
+    proj = p.add_argument_group("Edge Impulse project upload (--dest ei) and hold-out")
+    proj.add_argument(
+        "--test-fraction",
+        help="hold this share of originals out for testing, per class by key, unaugmented (default: 0.2 with "
+        "--dest ei and --upload-category holdout, else 0 = none)",
+    )
+    proj.add_argument(
+        "--ingestion-url",
+        help="ingestion service base URL (default from EI_INGESTION_HOST: https://ingestion.<host>)",
+    )
+    proj.add_argument("--batch-size", help="files per upload request, 1-1000 (default: 50)")
+    proj.add_argument("--upload-concurrency", help="upload requests at once (default: 4)")
+    proj.add_argument(
+        "--write-ei-metadata",
+        default="auto",
+        help="write ei-metadata.json for EI clinical data items: auto (when --metadata has dataItemInfo) | 1 | 0",
+    )
+
     ei = p.add_argument_group("passed by Edge Impulse")
     ei.add_argument("--hmac-key", help="project HMAC key ('0' if none); accepted, not used")
     ei.add_argument("--metadata", help="the data item's metadata as JSON; recorded in the report")
     ei.add_argument(
         "--upload-category",
-        help="split|training|testing, when EI imports the output into a project",
+        help="split|training|testing when EI imports the output into a project; with --dest ei also "
+        "holdout (default: --test-fraction of originals to testing, the rest and every copy to training)",
     )
     ei.add_argument("--upload-label", help="label for every output (overrides folder/name labels)")
     p.add_argument("--version", action="version", version=f"edge-augment {__version__}")

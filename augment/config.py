@@ -14,6 +14,7 @@ from augment.ops.pixels import FILL_MODES
 from augment.presets import get_preset
 from augment.recipe import MAX_COPIES, Recipe, load_recipe
 from augment.selection import Shard, parse_since, resolve_shard
+from augment.sinks import ingestion
 from augment.sources.s3 import parse_s3_url
 
 LAYOUTS = ("folders", "flat")
@@ -78,6 +79,10 @@ class RunConfig:
     since: datetime | None = None  # only sources modified after this instant (None = all)
     balance: bool = False  # per-class copies so classes end near target_per_class outputs
     target_per_class: int | None = None  # None = match the largest class
+    # Edge Impulse project (augment/sinks/ingestion.py, augment/holdout.py).
+    test_fraction: float = 0.0  # hold this share of originals out for testing, unaugmented
+    upload: ingestion.UploadSettings | None = None  # --dest ei: upload into a project (the key is not repr'd)
+    write_ei_metadata: bool = False  # write ei-metadata.json (EI clinical data items)
 
     def failure_budget(self, samples: int) -> int:
         """How many samples may fail before the run exits non-zero."""
@@ -102,6 +107,9 @@ def build_config(args: Any, env: dict[str, str]) -> RunConfig:
     """Validate parsed CLI arguments (an argparse Namespace) into a RunConfig; raises ConfigError."""
     notes: list[str] = []
     _bucket_input(args, notes)
+    dest_ei = (getattr(args, "dest", None) or "").strip().lower() == ingestion.DEST
+    if dest_ei:
+        args.dest = None  # not an S3 URL: uploads are staged in --out-directory
     source, dest, s3_endpoint = _s3_args(args, notes)
     if args.in_directory and args.in_file:
         raise ConfigError("give --in-directory or --in-file, not both")
@@ -140,6 +148,7 @@ def build_config(args: Any, env: dict[str, str]) -> RunConfig:
         raise ConfigError(f"--upload-label: {label!r} cannot be used as a label (no slashes or control characters)")
 
     scale = _scale_args(args, env, recipe, notes)  # before RunConfig(...): it may add notes
+    project = _project_args(args, env, dest_ei, recipe, notes)
     return RunConfig(
         out_directory=out_dir,
         recipe=recipe,
@@ -164,7 +173,34 @@ def build_config(args: Any, env: dict[str, str]) -> RunConfig:
         dest=dest,
         s3_endpoint=s3_endpoint,
         **scale,
+        **project,
     )
+
+
+def _project_args(args: Any, env: dict[str, str], dest_ei: bool, recipe: Recipe, notes: list[str]) -> dict[str, Any]:
+    """--dest ei (upload settings), --test-fraction / --upload-category (hold-out), --write-ei-metadata."""
+    try:
+        fraction, upload, more = ingestion.resolve(
+            dest_ei,
+            args.upload_category,
+            getattr(args, "test_fraction", None),
+            env,
+            url=getattr(args, "ingestion_url", None),
+            batch_size=getattr(args, "batch_size", None),
+            concurrency=getattr(args, "upload_concurrency", None),
+            recipe=recipe.name,
+            seed=_int(args.seed, "seed", 0, 2**63 - 1),
+        )
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    notes.extend(more)
+    raw = (getattr(args, "write_ei_metadata", None) or "auto").strip().lower()
+    if raw == "auto":  # EI passes a clinical data item's metadata with its dataItemInfo; outputs go to a folder
+        item = _metadata(args.metadata, []) or {}
+        write = "dataItemInfo" in item and not dest_ei and not args.dest
+    else:
+        write = parse_bool(raw, "write-ei-metadata")
+    return {"test_fraction": fraction, "upload": upload, "write_ei_metadata": write}
 
 
 def _scale_args(args: Any, env: dict[str, str], recipe: Recipe, notes: list[str]) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from augment.codec import EncodeOptions, output_format
+from augment.holdout import TESTING, category_of
 from augment.recipe import Node, Recipe
 from augment.samples import ORIGINAL, Sample, output_name
 
@@ -21,6 +22,7 @@ class OutputSpec:
     index: int  # copy index (seeds the output's rng); -1 for the original
     pipeline: tuple[Node, ...] | None  # None = the original, copied through
     image_format: str  # Pillow format to encode
+    category: str | None = None  # training | testing with a hold-out (--test-fraction): also the name's folder
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class PlanSettings:
     encode: EncodeOptions
     # Class balancing (augment.selection.balance_copies): copies per sample key, replacing ``copies``.
     copies_per_sample: dict[str, int] | None = None
+    # Hold-out (augment.holdout): this share of originals goes, unaugmented, to testing/; the rest to training/.
+    test_fraction: float = 0.0
 
 
 def make_plan(samples: Iterable[Sample], settings: PlanSettings) -> list[Task]:
@@ -52,7 +56,8 @@ def make_plan(samples: Iterable[Sample], settings: PlanSettings) -> list[Task]:
             variants = settings.recipe.outputs(settings.copies_per_sample.get(sample.key, 0))
         fmt, ext = output_format(settings.encode, sample.suffix)
         outputs = []
-        if settings.include_originals:
+        category = category_of(sample.key, settings.test_fraction)
+        if settings.include_originals or category == TESTING:  # a held-out original is its only output
             outputs.append(
                 OutputSpec(
                     output_name(sample, ORIGINAL, ext, settings.layout),
@@ -62,7 +67,7 @@ def make_plan(samples: Iterable[Sample], settings: PlanSettings) -> list[Task]:
                     fmt,
                 )
             )
-        for index, variant, pipeline in variants:
+        for index, variant, pipeline in () if category == TESTING else variants:
             outputs.append(
                 OutputSpec(
                     output_name(sample, variant, ext, settings.layout),
@@ -72,6 +77,8 @@ def make_plan(samples: Iterable[Sample], settings: PlanSettings) -> list[Task]:
                     fmt,
                 )
             )
+        if category is not None:
+            outputs = [replace(o, name=f"{category}/{o.name}", category=category) for o in outputs]
         for out in outputs:
             other = owner.setdefault(out.name.casefold(), sample.key)
             if other != sample.key:

@@ -12,7 +12,7 @@ import posixpath
 import signal
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -23,6 +23,10 @@ from augment.boxes import BOXES_FILE, labels_file_text
 from augment.codec import IMAGE_EXTENSIONS, DecodeError, EncodeOptions
 from augment.config import RunConfig
 from augment.engine import render
+from augment.holdout import category_of
+from augment.holdout import counts as holdout_counts
+from augment.holdout import notes as holdout_notes
+from augment.holdout import report as holdout_report
 from augment.plan import PlanSettings, Task, make_plan
 from augment.recipe import MAX_COPIES
 from augment.report import (
@@ -35,8 +39,10 @@ from augment.report import (
     TaskResult,
     fingerprint,
 )
+from augment.samples import ei_label_issue, printable
 from augment.selection import balance_copies, balance_lines, shard_of, split_since
 from augment.sinks import Sink, SinkError
+from augment.sinks.ingestion import IngestionSink
 from augment.sinks.local import LocalSink
 from augment.sinks.s3 import S3Sink
 from augment.sources import Source, SourceError
@@ -45,6 +51,7 @@ from augment.sources.s3 import S3Source, parse_s3_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _CHUNK = 8  # samples per worker round-trip: amortises IPC for small images
+EI_METADATA = "ei-metadata.json"  # EI reads it from --out-directory to update a clinical data item
 _IN_FLIGHT_PER_WORKER = 4  # chunks queued per worker: bounds memory whatever the dataset size
 _CHECKPOINT_SECONDS = 30.0  # how often the manifest is saved during a run
 
@@ -67,14 +74,17 @@ class WorkContext:
 
 def run(config: RunConfig, log: Log = print) -> int:
     """Run the block; return the process exit code."""
-    source, sink = _source(config), _sink(config)
+    source, sink = _source(config), _sink(config, log)
     for note in config.notes:
         log(f"note: {note}")
     listing = source.list()
     for key, reason in listing.skipped:
-        log(f"skipped {key}: {reason}")
+        log(f"skipped {printable(key)}: {reason}")
     for folder in listing.empty_folders:
         log(f"warning: folder {folder!r} has no images")
+    for label in sorted({s.label for s in listing.samples}):
+        if issue := ei_label_issue(label):
+            log(f"warning: label {label!r}: {issue}; class folders and labels files keep it, or use --upload-label")
     if not listing.samples:
         log(f"ERROR: no images found in {source.describe()} (looked for {_extensions()})")
         return EXIT_FAILED
@@ -87,6 +97,7 @@ def run(config: RunConfig, log: Log = print) -> int:
         config.layout,
         config.encode,
         copies_per_sample=copies_per_sample,
+        test_fraction=config.test_fraction,
     )
     # Plan the whole listing (names are checked across all of it), then keep this run's share.
     planned, tasks, unchanged = _select(make_plan(listing.samples, settings), config)
@@ -94,6 +105,9 @@ def run(config: RunConfig, log: Log = print) -> int:
     suffix = config.shard.suffix()
     manifest = Manifest(sink, header, config.overwrite, _suffixed(MANIFEST, suffix))
     _carry_over(manifest, unchanged)
+    holdout = holdout_counts((t.sample.label, category_of(t.sample.key, config.test_fraction)) for t in planned)
+    for line in holdout_notes(holdout, config.test_fraction):
+        log(line)
     outputs = sum(len(t.outputs) for t in tasks)
     log(
         f"edge-augment {__version__}: {len(tasks)} images in {len(_labels(tasks))} classes from {source.describe()}"
@@ -116,20 +130,25 @@ def run(config: RunConfig, log: Log = print) -> int:
     late: list[TaskResult] = []  # finished by workers after an interruption: recorded too
     order = [o.name for t in planned for o in t.outputs]
     saved_at = time.monotonic()
+    commit = getattr(sink, "commit", None)  # sinks that act on booked outputs (the EI upload)
+    upload: dict[str, Any] | None = None
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         for result in _execute(tasks, manifest, context, config.workers, late):
-            _book(result, manifest, progress)
+            _book(result, manifest, progress, commit)
             if time.monotonic() - saved_at > _CHECKPOINT_SECONDS:  # a hard kill loses at most this much
                 manifest.save(order)
                 saved_at = time.monotonic()
+        upload = _close_sink(sink, interrupted=False)
     except (KeyboardInterrupt, Interrupted) as e:
         interrupted = "SIGTERM" if isinstance(e, Interrupted) else "SIGINT"
         log(f"interrupted ({interrupted}): stopping; finished outputs are kept and a rerun resumes")
         for result in late:
             _book(result, manifest, progress)
+        upload = _close_sink(sink, interrupted=True)
     except (SinkError, SourceError, BrokenProcessPool) as e:
         log(f"ERROR: {e}")
+        _close_sink(sink, interrupted=True)
         manifest.save(order)
         return EXIT_FAILED
     finally:
@@ -153,7 +172,13 @@ def run(config: RunConfig, log: Log = print) -> int:
         }
     )
     report.update(_scale_report(config, tasks, unchanged, progress, balance_table))
+    if config.test_fraction:
+        report["holdout"] = holdout_report(holdout, config.test_fraction)
+    if upload is not None:
+        report["upload"] = upload
     sink.write_text(_suffixed(REPORT, suffix), json.dumps(report, indent=2, sort_keys=True) + "\n")
+    if config.write_ei_metadata:
+        sink.write_text(EI_METADATA, _ei_metadata(report, config))
     for line in progress.summary_lines():
         log(line)
     if config.since is not None:
@@ -167,9 +192,33 @@ def run(config: RunConfig, log: Log = print) -> int:
             f"(allowed: {budget}, from --max-failures {config.max_failures:g})"
         )
         return EXIT_FAILED
+    if upload is not None and upload["failed"]:
+        log(f"FAILED: {upload['failed']} file(s) were not accepted by the project; see the ERROR upload lines")
+        return EXIT_FAILED
     if failed:
         log(f"done with {failed} bad input(s) skipped (allowed: {budget}); see the ERROR lines above")
     return EXIT_OK
+
+
+def _close_sink(sink: Sink, interrupted: bool) -> dict[str, Any] | None:
+    """Let a sink that works in the background (the EI upload) finish; its summary, or None."""
+    close = getattr(sink, "close", None)
+    return close(interrupted) if close is not None else None
+
+
+def _ei_metadata(report: dict[str, Any], config: RunConfig) -> str:
+    """``ei-metadata.json``: EI merges these (string) values into the clinical data item's metadata."""
+    totals = report["totals"]
+    values = {
+        "augment_outputs": totals["written"] + totals["existing"],
+        "augment_originals": totals["originals"],
+        "augment_failed": totals["failed"],
+        "augment_recipe": config.recipe.name,
+        "augment_seed": config.seed,
+        "augment_version": __version__,
+    }
+    body = {"version": 1, "action": "add", "metadata": {k: str(v) for k, v in values.items()}}
+    return json.dumps(body, indent=2, sort_keys=True) + "\n"
 
 
 def _balance(config: RunConfig, samples: list, log: Log) -> tuple[dict[str, int] | None, dict[str, Any]]:
@@ -227,11 +276,15 @@ def _suffixed(name: str, suffix: str) -> str:
     return f"{stem}{suffix}{dot}{ext}" if suffix else name
 
 
-def _book(result: TaskResult, manifest: Manifest, progress: Progress) -> None:
+def _book(
+    result: TaskResult, manifest: Manifest, progress: Progress, commit: Callable[[str, str], None] | None = None
+) -> None:
     for record in result.records:
         if record.status == "dropped":
             continue
         manifest.add(record.name, record.line or manifest.previous[record.name])
+        if commit is not None:
+            commit(record.name, manifest.lines[record.name])
     progress.update(result)
 
 
@@ -260,7 +313,9 @@ def _source(config: RunConfig) -> Source:
     return LocalSource(root, None, config.label, out if inside else None)
 
 
-def _sink(config: RunConfig) -> Sink:
+def _sink(config: RunConfig, log: Log = print) -> Sink:
+    if config.upload is not None:
+        return IngestionSink(config.upload, LocalSink(config.out_directory), log)
     if config.dest is not None:
         return S3Sink(parse_s3_url(config.dest), config.s3_endpoint)
     return LocalSink(config.out_directory)
@@ -277,6 +332,8 @@ def _run_header(config: RunConfig) -> dict[str, Any]:
         "layout": config.layout,
         "label": config.label,
     }
+    if config.test_fraction:  # only then: fingerprints of runs without a hold-out stay as they were
+        settings["test_fraction"] = config.test_fraction
     return {"fingerprint": fingerprint(settings), "version": __version__, **settings}
 
 
@@ -415,6 +472,8 @@ def process_task(
         }
         if out.boxes is not None:
             line["boxes"] = [b.to_json() for b in out.boxes]
+        if out.spec.category is not None:
+            line["category"] = out.spec.category
         result.records.append(
             OutputRecord(
                 out.spec.name,

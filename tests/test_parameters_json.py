@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from augment.cli import build_parser
 from tests.blockrun import ROOT, run_block
 
@@ -18,21 +20,28 @@ ITEM_KEYS = {
     "placeholder", "allowEmpty", "section",
 }  # fmt: skip
 PARAMS = json.loads((ROOT / "parameters.json").read_text())
+# The directory block (pushed from the repo root) and the standalone one (scripts/push-block.sh standalone).
+VARIANTS = {"directory": ROOT / "parameters.json", "standalone": ROOT / "blocks" / "standalone" / "parameters.json"}
 
 
-def test_top_level_and_info_follow_eis_schema():
-    assert PARAMS["version"] == 1 and PARAMS["type"] == "transform"
-    info = PARAMS["info"]
+@pytest.fixture(params=sorted(VARIANTS))
+def params(request: pytest.FixtureRequest) -> dict:
+    return json.loads(VARIANTS[request.param].read_text())
+
+
+def test_top_level_and_info_follow_eis_schema(params: dict):
+    assert params["version"] == 1 and params["type"] == "transform"
+    info = params["info"]
     assert set(info) <= INFO_KEYS
     assert info["name"] and info["description"]
     assert info["operatesOn"] in ("file", "directory", "standalone")
     assert isinstance(info["indMetadata"], bool)
 
 
-def test_every_parameter_item_is_valid():
-    names = [p["param"] for p in PARAMS["parameters"]]
+def test_every_parameter_item_is_valid(params: dict):
+    names = [p["param"] for p in params["parameters"]]
     assert len(names) == len(set(names))
-    for item in PARAMS["parameters"]:
+    for item in params["parameters"]:
         where = item["param"]
         assert set(item) <= ITEM_KEYS, where
         assert item["name"] and item["type"] in EI_TYPES, where
@@ -55,9 +64,9 @@ def test_every_parameter_item_is_valid():
             assert item["section"] in ("advanced", "modelProfiling"), where
 
 
-def test_every_parameter_is_a_cli_flag_with_the_same_spelling():
+def test_every_parameter_is_a_cli_flag_with_the_same_spelling(params: dict):
     flags = {opt for action in build_parser()._actions for opt in action.option_strings}
-    for item in PARAMS["parameters"]:
+    for item in params["parameters"]:
         if item["type"] == "secret":  # secrets arrive as environment variables, not flags
             assert item["param"].isidentifier() and item["param"].isupper(), item["param"]
             continue
@@ -69,10 +78,10 @@ def test_every_parameter_is_a_cli_flag_with_the_same_spelling():
                 assert values <= set(action.choices), item["param"]
 
 
-def ei_arguments() -> list[str]:
+def ei_arguments(params: dict = PARAMS) -> list[str]:
     """Every parameter at its default, passed the way EI passes it (booleans as 1/0, flags bare)."""
     args: list[str] = []
-    for item in PARAMS["parameters"]:
+    for item in params["parameters"]:
         value = item["value"]
         if item["type"] == "secret":
             continue

@@ -1,0 +1,249 @@
+"""A loopback stand-in for Edge Impulse's ingestion service, as documented and as EI's own clients use it
+(ei-contract.md section 4): ``POST /api/{training|testing|split|anomaly}/files``, multipart parts named
+``data`` (a ``bounding_boxes.labels`` part carries boxes), ``x-api-key`` (401 when wrong or missing),
+``x-label`` (URL-encoded), ``x-disallow-duplicates``, ``x-metadata`` (a JSON object of strings, else 400),
+and the JSON answer ``{"success", "files": [{"success", "error"?, "sampleId"?, "fileName"}]}``; a duplicate
+(same sha256 in the same project and category) is refused with EI's text "An item with this hash already
+exists". ``split`` puts a file in training or testing by its hash, 80/20, as EI does.
+
+Faults for the tests, consumed per request in order: ``storm(429, n, retry_after)``, ``storm(503, n)``,
+``drop(n, after_store=...)`` (close the connection without answering; optionally after storing, i.e. the
+answer is lost), ``slow(n, seconds)``; ``latency`` delays every answer, ``down_after`` files makes it answer
+503 for good once that many are stored (until ``heal()``), ``reject`` refuses files whose name contains it,
+``rate_limit`` answers that share of requests 429 at random (seeded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote
+
+DUPLICATE = "An item with this hash already exists"
+CATEGORIES = ("training", "testing", "split", "anomaly")
+
+
+@dataclass
+class Stored:
+    category: str
+    name: str
+    label: str | None
+    sha256: str
+    metadata: dict[str, str]
+    sample_id: int
+    boxes: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class Seen:
+    """One request as received (the key itself is not kept: only whether it matched)."""
+
+    at: float
+    path: str
+    status: int
+    files: int
+    key_ok: bool
+    fault: str | None = None
+
+
+@dataclass
+class _Fault:
+    kind: str  # storm | drop | slow
+    status: int = 0
+    retry_after: str | None = None
+    after_store: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class IngestionServer:
+    api_key: str
+    latency: float = 0.0
+    reject: str | None = None  # file names containing this get a per-file error
+    down_after: int | None = None
+    rate_limit: float = 0.0  # share of requests answered 429 (Retry-After: rate_limit_after), seeded
+    rate_limit_after: str | None = "1"
+    stored: list[Stored] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list)
+    rejected_duplicates: int = 0
+    keys_seen: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+        self.faults: deque[_Fault] = deque()
+        self.rng = random.Random(0)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self) -> IngestionServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # -- fault injection -----------------------------------------------------------------------------------
+
+    def storm(self, status: int, count: int, retry_after: str | None = None) -> None:
+        self.faults.extend(_Fault("storm", status, retry_after) for _ in range(count))
+
+    def drop(self, count: int, after_store: bool = False) -> None:
+        self.faults.extend(_Fault("drop", after_store=after_store) for _ in range(count))
+
+    def slow(self, count: int, seconds: float) -> None:
+        self.faults.extend(_Fault("slow", seconds=seconds) for _ in range(count))
+
+    def heal(self) -> None:
+        self.down_after = None
+        self.faults.clear()
+
+    # -- views ---------------------------------------------------------------------------------------------
+
+    def names(self, category: str | None = None) -> list[str]:
+        return sorted(s.name for s in self.stored if category is None or s.category == category)
+
+    def statuses(self) -> list[int]:
+        return [s.status for s in self.seen]
+
+    # -- the service ---------------------------------------------------------------------------------------
+
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        if self.latency:
+            time.sleep(self.latency)
+        key_ok = h.headers.get("x-api-key") == self.api_key
+        with self.lock:
+            self.keys_seen.add(h.headers.get("x-api-key") or "")
+            fault = self.faults.popleft() if self.faults else None
+            if fault is None and self.rate_limit and self.rng.random() < self.rate_limit:
+                fault = _Fault("storm", 429, self.rate_limit_after)
+            down = self.down_after is not None and len(self.stored) >= self.down_after
+        parts = h.path.strip("/").split("/")
+        if len(parts) != 3 or parts[0] != "api" or parts[2] != "files" or parts[1] not in CATEGORIES:
+            return self._answer(h, 404, "text/plain", b"Not found", 0, key_ok)
+        if fault and fault.kind == "slow":
+            time.sleep(fault.seconds)
+        if fault and fault.kind == "storm":
+            extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            return self._answer(h, fault.status, "text/plain", b"Too busy", 0, key_ok, f"{fault.status}", extra)
+        if fault and fault.kind == "drop" and not fault.after_store:
+            return self._drop(h, key_ok)
+        if down:
+            return self._answer(h, 503, "text/plain", b"Service unavailable", 0, key_ok, "down")
+        if not key_ok:
+            return self._answer(h, 401, "text/plain", b"Invalid API key", 0, key_ok)
+        try:
+            files, boxes = _multipart(h.headers.get("Content-Type", ""), body)
+            metadata = json.loads(h.headers.get("x-metadata") or "{}")
+            if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+                raise ValueError("x-metadata must be a JSON object of strings")
+        except ValueError as e:
+            return self._answer(h, 400, "text/plain", str(e).encode(), 0, key_ok)
+        if not files:
+            return self._answer(h, 400, "text/plain", b"No 'data' files in the request", 0, key_ok)
+        label = unquote(h.headers["x-label"]) if "x-label" in h.headers else None
+        disallow = (h.headers.get("x-disallow-duplicates") or "").lower() in ("1", "true")
+        results = []
+        with self.lock:
+            for name, data in files:
+                sha = hashlib.sha256(data).hexdigest()
+                category = parts[1]
+                if category == "split":
+                    category = "training" if int(sha[:2], 16) < 0.8 * 256 else "testing"
+                if self.reject and self.reject in name:
+                    results.append(
+                        {"success": False, "error": "Failed to process file: invalid image", "fileName": name}
+                    )
+                    continue
+                if disallow and any(s.sha256 == sha and s.category == category for s in self.stored):
+                    self.rejected_duplicates += 1
+                    results.append({"success": False, "error": DUPLICATE, "fileName": name})
+                    continue
+                sample_id = len(self.stored) + 1
+                self.stored.append(Stored(category, name, label, sha, metadata, sample_id, boxes.get(name)))
+                results.append({"success": True, "sampleId": sample_id, "fileName": name})
+        if fault and fault.kind == "drop":  # stored, but the answer is lost
+            return self._drop(h, key_ok)
+        answer = {"success": all(r["success"] for r in results), "files": results}
+        self._answer(h, 200, "application/json", json.dumps(answer).encode(), len(files), key_ok)
+
+    def _answer(
+        self,
+        h: BaseHTTPRequestHandler,
+        status: int,
+        ctype: str,
+        body: bytes,
+        files: int,
+        key_ok: bool,
+        fault: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        with self.lock:
+            self.seen.append(Seen(time.monotonic(), h.path, status, files, key_ok, fault))
+        h.send_response(status)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(body)
+
+    def _drop(self, h: BaseHTTPRequestHandler, key_ok: bool) -> None:
+        with self.lock:
+            self.seen.append(Seen(time.monotonic(), h.path, 0, 0, key_ok, "drop"))
+        h.close_connection = True
+        h.connection.shutdown(2)  # no status line: the client sees the connection end
+
+
+def _multipart(content_type: str, body: bytes) -> tuple[list[tuple[str, bytes]], dict[str, list]]:
+    """``data`` parts as (file name, bytes), and boxes from a ``bounding_boxes.labels`` part."""
+    if not content_type.startswith("multipart/form-data"):
+        raise ValueError("expected multipart/form-data")
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+    if not message.is_multipart():
+        raise ValueError("malformed multipart body")
+    files, boxes = [], {}
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") != "data":
+            raise ValueError("every part must be named 'data'")
+        name = part.get_filename() or ""
+        data = part.get_payload(decode=True) or b""
+        if name.endswith(".labels"):
+            boxes.update(json.loads(data).get("boundingBoxes", {}))
+        else:
+            files.append((name, data))
+    return files, boxes
+
+
+def _handler(server: IngestionServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the real service
+
+        def setup(self) -> None:
+            super().setup()  # no Nagle: header and body writes must not wait for the client's delayed ACK
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def do_POST(self) -> None:
+            server.handle(self)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler

@@ -352,3 +352,15 @@ def test_push_script_builds_the_standalone_variant_in_its_own_folder():
     for needed in ("./Dockerfile", "./parameters.json", "./transform.py", "./augment/runner.py", "./requirements.txt"):
         assert needed in result.stdout.splitlines()
     assert "__pycache__" not in result.stdout
+
+
+def test_answers_are_matched_to_files_by_name_else_by_position():
+    from augment.sinks.ingestion import _Item, _match
+
+    items = [_Item("training/a/a.1.orig.png", {}), _Item("training/a/a.2.orig.png", {})]
+    ok1, ok2 = {"success": True, "sampleId": 1}, {"success": True, "sampleId": 2}
+    assert _match(items, [ok1, ok2]) == [ok1, ok2]
+    named = [ok2 | {"fileName": "a.2.orig.png"}, {"success": True, "fileName": "bounding_boxes.labels"}]
+    named.append(ok1 | {"fileName": "a.1.orig.png"})
+    assert [m["sampleId"] for m in _match(items, named)] == [1, 2]
+    assert [m["success"] for m in _match(items, [ok1])] == [False, False]  # cannot tell which landed

@@ -414,15 +414,14 @@ class _Uploader:
             return None
         body = _json(text)
         files = body.get("files") if isinstance(body, dict) else None
-        if response.status_code != 200 or not isinstance(files, list) or len(files) != len(items):
+        if response.status_code != 200 or not isinstance(files, list):
             error = (body.get("error") if isinstance(body, dict) else None) or text.strip()[:300] or "no details"
             if len(items) > 1 and response.status_code != 200:  # which file? send each alone
                 return [row for item in items for row in (self._post(category, label, [item]) or [])]
             status = "duplicate" if DUPLICATE in error else "failed"
             return [(item, status, f"HTTP {response.status_code}: {error}", None) for item in items]
         rows = []
-        for item, result in zip(items, files, strict=True):
-            result = result if isinstance(result, dict) else {}
+        for item, result in zip(items, _match(items, files), strict=True):
             if result.get("success") is True:  # top-level success is false when any file failed
                 rows.append((item, "landed", None, result.get("sampleId")))
             else:
@@ -503,6 +502,20 @@ def _session(settings: UploadSettings) -> Any:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+def _match(items: list[_Item], files: list[Any]) -> list[dict[str, Any]]:
+    """Each item's entry in the answer's ``files``: by ``fileName`` when the answer names files, else by
+    position when the counts agree; an item without one gets a failure entry."""
+    results = [f for f in files if isinstance(f, dict)]
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        if isinstance(result.get("fileName"), str):
+            by_name.setdefault(result["fileName"], []).append(result)
+    missing = {"success": False, "error": "the answer has no result for this file"}
+    if by_name:
+        return [(by_name.get(PurePosixPath(i.name).name) or [missing]).pop(0) for i in items]
+    return results if len(results) == len(items) else [missing] * len(items)
 
 
 def _read_ledger(path: Path) -> dict[str, str]:

@@ -1,0 +1,136 @@
+"""Upload throughput into an Edge Impulse project, against the loopback ingestion service of the tests.
+
+    python bench/ingestion.py [--files 400] [--latency 0.05] [--data ../shared/data/electronic-components-png]
+
+1. Upload phase alone: the same staged files (the workshop's PNGs, else generated ones) committed to the
+   ingestion sink and sent: serial one file a request (--batch-size 1 --upload-concurrency 1) against the
+   block's defaults (50 files a request, 4 at once). The server adds --latency to every answer.
+2. The whole block (render + upload overlapped) with the defaults, against a local-folder run.
+3. A 429 storm: the server answers a share of requests 429 (Retry-After: 1); files landed / duplicates /
+   failures as the block reports them, and whether every file is stored exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from augment.demo import write_sample_set  # noqa: E402
+from augment.sinks.ingestion import IngestionSink, UploadSettings  # noqa: E402
+from augment.sinks.local import LocalSink  # noqa: E402
+from tests.ingestion_server import IngestionServer  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "electronic-components-png"
+KEY = "bench-key-not-real"
+
+
+def stage(data: Path, files: int, folder: Path) -> list[tuple[str, str]]:
+    """Up to ``files`` images copied into ``folder`` (label/name); (name, manifest line) each."""
+    import hashlib
+
+    images = sorted(p for p in data.rglob("*.png"))[:files]
+    entries = []
+    for path in images:
+        name = f"{path.parent.name}/{path.name}"
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, folder / name)
+        body = path.read_bytes()
+        line = {"output": name, "label": path.parent.name, "source": name, "variant": "orig", "seed": 42,
+                "ops": [], "sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)}  # fmt: skip
+        entries.append((name, json.dumps(line)))
+    return entries
+
+
+def upload_phase(entries: list[tuple[str, str]], folder: Path, latency: float, batch: int, threads: int) -> dict:
+    with IngestionServer(KEY, latency=latency) as server:
+        settings = UploadSettings(server.url, KEY, "training", batch, threads, recipe="bench", seed=42)
+        (folder / "uploads.jsonl").unlink(missing_ok=True)
+        sink = IngestionSink(settings, LocalSink(folder), log=lambda line: None)
+        start = time.perf_counter()
+        for name, line in entries:
+            sink.commit(name, line)
+        summary = sink.close()
+        seconds = time.perf_counter() - start
+        assert len(server.stored) == len(entries) == summary["landed"], (len(server.stored), summary)
+        return {"seconds": seconds, "files_per_s": len(entries) / seconds, "requests": len(server.seen)}
+
+
+def block(args: list[str], env: dict[str, str], workdir: Path) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-u", str(ROOT / "transform.py"), *args],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    return time.perf_counter() - start, proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, default=400)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--storm", type=float, default=0.4, help="share of requests answered 429")
+    opts = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        data = opts.data
+        if not data.is_dir():
+            data = tmp_path / "generated"
+            write_sample_set(data, per_class=max(1, opts.files // 3))
+        staged = tmp_path / "staged"
+        entries = stage(data, opts.files, staged)
+        print(f"{len(entries)} files ({sum(json.loads(line)['bytes'] for _, line in entries) / len(entries) / 1024:.1f}"
+              f" KiB each) from {data}; server latency {opts.latency * 1000:.0f} ms a request")  # fmt: skip
+
+        serial = upload_phase(entries, staged, opts.latency, 1, 1)
+        default = upload_phase(entries, staged, opts.latency, 50, 4)
+        print("\n1. upload phase alone")
+        for name, r in (("serial, 1 file a request", serial), ("defaults, 50 a request x 4", default)):
+            print(f"   {name:<28} {r['seconds']:7.2f} s  {r['files_per_s']:8.1f} files/s  {r['requests']:5} requests")
+        print(f"   ratio defaults / serial: {default['files_per_s'] / serial['files_per_s']:.1f}x")
+
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "EI_PROJECT_API_KEY": KEY}
+        src = tmp_path / "src"
+        for name, _ in entries:
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(staged / name, src / name)
+        common = ["--in-directory", str(src), "--copies", "4", "--seed", "42", "--workers", "0"]
+        local_s, local = block([*common, "--out-directory", str(tmp_path / "local")], env, tmp_path)
+        assert local.returncode == 0, local.stdout
+        with IngestionServer(KEY, latency=opts.latency) as server:
+            up = [*common, "--out-directory", str(tmp_path / "up"), "--dest", "ei", "--ingestion-url", server.url]
+            ei_s, ei = block(up, env, tmp_path)
+            assert ei.returncode == 0, ei.stdout
+            outputs = json.loads((tmp_path / "up" / "report.json").read_text())["upload"]["landed"]
+        print("\n2. whole block, --copies 4 (render + upload overlapped)")
+        print(f"   local folder              {local_s:7.2f} s  {outputs / local_s:8.1f} outputs/s")
+        print(
+            f"   --dest ei (defaults)      {ei_s:7.2f} s  {outputs / ei_s:8.1f} outputs/s  ({ei_s / local_s:.2f}x time)"
+        )
+
+        with IngestionServer(KEY, latency=opts.latency, rate_limit=opts.storm, rate_limit_after="1") as server:
+            args = [*common, "--out-directory", str(tmp_path / "storm"), "--dest", "ei", "--ingestion-url", server.url]
+            storm_s, storm = block(args, env, tmp_path)
+            report = json.loads((tmp_path / "storm" / "report.json").read_text())["upload"]
+            once = Counter((s.category, s.name, s.sha256) for s in server.stored)
+            statuses = Counter(s.status for s in server.seen)
+        print(f"\n3. 429 storm: {opts.storm:.0%} of requests answered 429, Retry-After: 1")
+        print(f"   exit {storm.returncode}, {storm_s:.2f} s; requests {dict(sorted(statuses.items()))}")
+        print(f"   landed {report['landed']}, duplicates {report['duplicates']}, failed {report['failed']}, "
+              f"not sent {report['not_sent']}; retries {report['retries']}")  # fmt: skip
+        print(f"   stored on the server: {len(once)} distinct, each exactly once: {set(once.values()) == {1}}")
+
+
+if __name__ == "__main__":
+    main()

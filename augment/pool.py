@@ -1,0 +1,186 @@
+"""The parallel part of a run: a process pool over chunks of tasks, and what a worker does with one task.
+
+Results come back in task order with a bounded number of chunks in flight, so memory does not grow with
+the dataset. A worker reads a sample, renders all its outputs in memory and only then writes them, so a
+bad image never leaves some of its outputs behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+from augment.codec import DecodeError, EncodeOptions
+from augment.engine import render
+from augment.plan import Task
+from augment.report import Manifest, OutputRecord, TaskResult
+from augment.sinks import Sink
+from augment.sources import Source
+
+_CHUNK = 8  # samples per worker round-trip: amortises IPC for small images
+_IN_FLIGHT_PER_WORKER = 4  # chunks queued per worker: bounds memory whatever the dataset size
+
+
+@dataclass(frozen=True)
+class WorkContext:
+    source: Source
+    sink: Sink
+    seed: int
+    encode: EncodeOptions
+    overwrite: bool
+    min_box_visibility: float = 0.3
+    keep_boxless: bool = False  # keep a copy whose boxes were all cut off (as a background image)
+    refresh: bool = False  # --since: check that recorded outputs were made from the source's current bytes
+
+
+def execute(
+    tasks: list[Task], manifest: Manifest, context: WorkContext, workers: int, late: list[TaskResult]
+) -> Iterator[TaskResult]:
+    """Results in task order; at most ``workers * _IN_FLIGHT_PER_WORKER`` chunks in flight.
+
+    If the consumer stops early (interrupt), queued chunks are cancelled, running ones finish, and their
+    results go to ``late`` so their outputs are recorded too.
+    """
+    chunks = (tasks[i : i + _CHUNK] for i in range(0, len(tasks), _CHUNK))
+    jobs = ((chunk, _recorded(chunk, manifest), _made_from(chunk, manifest, context)) for chunk in chunks)
+    if workers <= 1:
+        for chunk, recorded, made_from in jobs:
+            yield from _process_chunk(context, chunk, recorded, made_from)
+        return
+    pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(context,))
+    window: deque = deque()
+    handed = 0  # results of window[0] already yielded
+
+    def head() -> Iterator[TaskResult]:
+        nonlocal handed
+        for result in window[0].result()[handed:]:
+            handed += 1
+            yield result
+        window.popleft()
+        handed = 0
+
+    try:
+        for chunk, recorded, made_from in jobs:
+            window.append(pool.submit(_process_in_worker, chunk, recorded, made_from))
+            if len(window) >= workers * _IN_FLIGHT_PER_WORKER:
+                yield from head()
+        while window:
+            yield from head()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for i, future in enumerate(window):
+            if future.done() and not future.cancelled() and future.exception() is None:
+                late.extend(future.result()[handed if i == 0 else 0 :])
+
+
+def _recorded(chunk: list[Task], manifest: Manifest) -> frozenset[str]:
+    return frozenset(o.name for t in chunk for o in t.outputs if o.name in manifest.previous)
+
+
+_WORKER_CONTEXT: WorkContext | None = None
+
+
+def _init_worker(context: WorkContext) -> None:
+    global _WORKER_CONTEXT
+    _WORKER_CONTEXT = context
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides how to stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _made_from(chunk: list[Task], manifest: Manifest, context: WorkContext) -> dict[str, str] | None:
+    """--since: for each sample with recorded outputs, the sha256 of the source bytes they were made from
+    ("" if not recorded), so a worker can tell a resumed run (same bytes: skip) from a modified source (redo)."""
+    if not context.refresh:
+        return None
+    made: dict[str, str] = {}
+    for task in chunk:
+        lines = [manifest.previous[o.name] for o in task.outputs if o.name in manifest.previous]
+        if lines:
+            made[task.sample.key] = json.loads(lines[0]).get("source_sha256", "")
+    return made
+
+
+def _process_in_worker(
+    chunk: list[Task], recorded: frozenset[str], made_from: dict[str, str] | None = None
+) -> list[TaskResult]:
+    assert _WORKER_CONTEXT is not None
+    return _process_chunk(_WORKER_CONTEXT, chunk, recorded, made_from)
+
+
+def _process_chunk(
+    context: WorkContext, chunk: list[Task], recorded: frozenset[str], made_from: dict[str, str] | None = None
+) -> list[TaskResult]:
+    return [process_task(context, task, recorded, (made_from or {}).get(task.sample.key)) for task in chunk]
+
+
+def process_task(
+    context: WorkContext, task: Task, recorded: frozenset[str], made_from: str | None = None
+) -> TaskResult:
+    """Render and write every output of one sample not already done; a bad input becomes ``error``.
+
+    ``made_from`` (--since): the sha256 of the source bytes its recorded outputs came from; if the source
+    now has other bytes, every output is redone."""
+    sample = task.sample
+    result = TaskResult(sample.key, sample.label)
+    todo = []
+    for spec in task.outputs:
+        if not context.overwrite and spec.name in recorded and context.sink.exists(spec.name):
+            result.records.append(OutputRecord(spec.name, spec.variant, "existing", ""))
+        else:
+            todo.append(spec)
+    if not todo and made_from is None:
+        return result
+    try:
+        data = context.source.read(sample)
+    except OSError as e:  # gone or unreadable since listing; a whole-source failure raises SourceError
+        result.error = f"cannot read: {e.strerror or e}"
+        return result
+    source_sha256 = hashlib.sha256(data).hexdigest()
+    if made_from is not None and made_from != source_sha256:  # --since: the source changed; redo it all
+        result.records, todo = [], list(task.outputs)
+    if not todo:
+        return result
+    try:
+        rendered = render(
+            sample.key, data, tuple(todo), context.seed, context.encode, sample.boxes, context.min_box_visibility
+        )
+    except DecodeError as e:
+        result.error = str(e)
+        return result
+    except (OSError, ValueError, TypeError, ArithmeticError, MemoryError) as e:  # e.g. an encoder refusing a mode
+        result.error = f"augmentation failed: {type(e).__name__}: {e}"
+        return result
+    for out in rendered:
+        if out.boxes == [] and sample.boxes and not context.keep_boxless:
+            result.records.append(OutputRecord(out.spec.name, out.spec.variant, "dropped", ""))
+            continue
+        context.sink.write(out.spec.name, out.data)
+        line = {
+            "output": out.spec.name,
+            "source": sample.key,
+            "label": sample.label,
+            "variant": out.spec.variant,
+            "seed": context.seed,
+            "ops": out.ops,
+            "sha256": out.sha256,
+            "bytes": len(out.data),
+            "source_sha256": source_sha256,
+        }
+        if out.boxes is not None:
+            line["boxes"] = [b.to_json() for b in out.boxes]
+        if out.spec.category is not None:
+            line["category"] = out.spec.category
+        result.records.append(
+            OutputRecord(
+                out.spec.name,
+                out.spec.variant,
+                "written",
+                json.dumps(line, sort_keys=True),
+            )
+        )
+    return result

@@ -116,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="PNG zlib level 0-9 (default: %(default)s)",
     )
 
+    look = p.add_argument_group("looking before using")
+    look.add_argument(
+        "--preview", nargs="?", const="1", default="0", help="also write preview.png: originals beside their copies"
+    )
+    look.add_argument(
+        "--dry-run", nargs="?", const="1", default="0", help="print the plan and estimated time; write only the preview"
+    )
+
     run = p.add_argument_group("running")
     run.add_argument("--workers", default="0", help="worker processes (default 0 = one per CPU)")
     run.add_argument(

@@ -83,6 +83,8 @@ class RunConfig:
     test_fraction: float = 0.0  # hold this share of originals out for testing, unaugmented
     upload: ingestion.UploadSettings | None = None  # --dest ei: upload into a project (the key is not repr'd)
     write_ei_metadata: bool = False  # write ei-metadata.json (EI clinical data items)
+    preview: bool = False  # write preview.png after the run
+    dry_run: bool = False  # print the plan and write only the preview
 
     def failure_budget(self, samples: int) -> int:
         """How many samples may fail before the run exits non-zero."""
@@ -168,6 +170,8 @@ def build_config(args: Any, env: dict[str, str]) -> RunConfig:
         ei=EiEnvironment.from_env(env),
         min_box_visibility=_float(getattr(args, "min_box_visibility", "0.3"), "min-box-visibility", 0.0, 1.0),
         keep_boxless=parse_bool(getattr(args, "keep_boxless", "0"), "keep-boxless"),
+        preview=parse_bool(getattr(args, "preview", "0"), "preview"),
+        dry_run=parse_bool(getattr(args, "dry_run", "0"), "dry-run"),
         notes=tuple(notes),
         source=source,
         dest=dest,

@@ -34,6 +34,7 @@ from augment.report import (
     TaskResult,
     fingerprint,
 )
+from augment.review import dry_run, write_preview
 from augment.samples import ei_label_issue, printable
 from augment.selection import balance_copies, balance_lines, shard_of, split_since
 from augment.sinks import Sink, SinkError
@@ -89,6 +90,8 @@ def run(config: RunConfig, log: Log = print) -> int:
     holdout = holdout_counts((t.sample.label, category_of(t.sample.key, config.test_fraction)) for t in planned)
     for line in holdout_notes(holdout, config.test_fraction):
         log(line)
+    if config.dry_run:
+        return dry_run(config, source, sink, tasks, manifest, log)
     outputs = sum(len(t.outputs) for t in tasks)
     log(
         f"edge-augment {__version__}: {len(tasks)} images in {len(_labels(tasks))} classes from {source.describe()}"
@@ -137,6 +140,8 @@ def run(config: RunConfig, log: Log = print) -> int:
 
     manifest.save(order)
     _write_box_labels(sink, manifest, order)
+    if config.preview and not interrupted:
+        write_preview(config, source, sink, tasks, log)
     budget = config.failure_budget(len(tasks))
     failed = len(progress.errors)
     report = progress.report(

@@ -11,6 +11,7 @@ from augment.config import build_config
 from augment.plan import PlanSettings, make_plan
 from augment.preview import CAPTION, CELL, build, caption
 from augment.runner import _source
+from tests.blockrun import run_block
 from tests.boxes_data import detection_folder
 
 
@@ -54,3 +55,27 @@ def test_many_classes_get_a_sheet_each(tmp_path):
     config, source, tasks = tasks_for(tmp_path / "in", "--copies", "1")
     sheets = build(tasks, source.read, config.seed, config.encode, 0.3)
     assert len(sheets) == 11 and "preview-class9.png" in sheets
+
+
+def test_dry_run_prints_the_plan_and_writes_only_the_preview(sample_dir, tmp_path):
+    out = tmp_path / "out"
+    args = ["--in-directory", str(sample_dir), "--out-directory", str(out), "--copies", "2"]
+    result = run_block([*args, "--dry-run", "1", "--test-fraction", "0.25"], workdir=tmp_path)
+    assert result.returncode == 0, result.output
+    assert "dry run: nothing is written except the preview" in result.stdout
+    assert "estimated time:" in result.stdout and "split: testing" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["preview.png"]
+    run_block(args, workdir=tmp_path)
+    again = run_block([*args, "--dry-run", "1"], workdir=tmp_path)
+    circle = next(line for line in again.stdout.splitlines() if line.startswith("circle"))
+    assert circle.split()[-2:] == ["24", "0"]  # a rerun would skip all 24 outputs of the class
+
+
+def test_preview_flag_writes_a_sheet_after_the_run(sample_dir, tmp_path):
+    out = tmp_path / "out"
+    result = run_block(
+        ["--in-directory", str(sample_dir), "--out-directory", str(out), "--preview", "1"], workdir=tmp_path
+    )
+    assert result.returncode == 0, result.output
+    sheet = Image.open(out / "preview.png")
+    assert sheet.width > 5 * CELL and sheet.height > 9 * CELL

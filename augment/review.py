@@ -1,0 +1,79 @@
+"""Looking before using: the ``--preview`` contact sheet and the ``--dry-run`` plan (counts per class and
+split, what a rerun would skip, an estimated time), built from the run's own plan, engine and seeds."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections import Counter
+
+from augment.config import RunConfig
+from augment.engine import render
+from augment.plan import Task
+from augment.preview import build
+from augment.report import Log, Manifest
+from augment.sinks import Sink
+from augment.sources import Source
+
+_TIMING_SAMPLES = 6  # originals rendered to estimate the time of a dry run
+
+
+def write_preview(config: RunConfig, source: Source, sink: Sink, tasks: list[Task], log: Log) -> None:
+    """Render and store ``preview.png`` (and per-class sheets for many classes) in the destination."""
+    sheets = build(tasks, source.read, config.seed, config.encode, config.min_box_visibility)
+    for name, image in sheets.items():
+        out = io.BytesIO()
+        image.save(out, "PNG", optimize=True)
+        sink.write(name, out.getvalue())
+    log(f"preview: {', '.join(sheets)} in {sink.describe()}")
+
+
+def dry_run(config: RunConfig, source: Source, sink: Sink, tasks: list[Task], manifest: Manifest, log: Log) -> int:
+    """Print what a run would do and write only the preview; return the exit code (0)."""
+    planned: Counter[str] = Counter()
+    skip: Counter[str] = Counter()
+    originals: Counter[str] = Counter()
+    categories: Counter[str] = Counter()
+    for task in tasks:
+        label = task.sample.label
+        originals[label] += 1
+        for out in task.outputs:
+            planned[label] += 1
+            categories[out.category or "-"] += 1
+            if not config.overwrite and out.name in manifest.previous and sink.exists(out.name):
+                skip[label] += 1
+    log("dry run: nothing is written except the preview")
+    header = f"{'class':<24} {'originals':>9} {'outputs':>8} {'skip':>6} {'to make':>8}"
+    log(header)
+    for label in sorted(planned):
+        todo = planned[label] - skip[label]
+        log(f"{label[:24]:<24} {originals[label]:>9} {planned[label]:>8} {skip[label]:>6} {todo:>8}")
+    to_make = sum(planned.values()) - sum(skip.values())
+    if set(categories) != {"-"}:
+        log("split: " + ", ".join(f"{name} {n}" for name, n in sorted(categories.items())))
+    per_output = _seconds_per_output(config, source, tasks)
+    if per_output is not None:
+        estimate = per_output * to_make / max(1, config.workers)
+        log(f"estimated time: {_duration(estimate)} for {to_make} outputs with {config.workers} worker(s)")
+    write_preview(config, source, sink, tasks, log)
+    return 0
+
+
+def _seconds_per_output(config: RunConfig, source: Source, tasks: list[Task]) -> float | None:
+    step = max(1, len(tasks) // _TIMING_SAMPLES)
+    made, start = 0, time.perf_counter()
+    for task in tasks[::step][:_TIMING_SAMPLES]:
+        try:
+            rendered = render(task.sample.key, source.read(task.sample), task.outputs, config.seed, config.encode)
+        except Exception:  # noqa: BLE001 - a bad sample only weakens the estimate
+            continue
+        made += len(rendered)
+    return (time.perf_counter() - start) / made if made else None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"~{seconds:.0f} s"
+    if seconds < 5400:
+        return f"~{seconds / 60:.0f} min"
+    return f"~{seconds / 3600:.1f} h"

@@ -56,10 +56,15 @@ class _Warp(Op):
     kind = "geometric"
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
-        return pixels.warp(frame, self.matrix(params, frame.size), params["fill"], params["fill_value"])
+        return pixels.warp(frame, self.matrix(params, frame.size), *self.border(params))
 
     def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
         raise NotImplementedError
+
+    def border(self, params: dict[str, Any]) -> tuple[str, float]:
+        """(fill, fill_value) for the pixels this op uncovers; ops with the same border can share one warp
+        (engine.apply_chain fuses them)."""
+        return params["fill"], params["fill_value"]
 
 
 class Rotate(_Warp):
@@ -98,8 +103,8 @@ class Zoom(_Warp):
         # Window position as a fraction of the free margin, so the params do not depend on image size.
         return {"scale": scale, "x": float(rng.random()), "y": float(rng.random())}
 
-    def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
-        return pixels.warp(frame, self.matrix(params, frame.size), "edge", 0.0)
+    def border(self, params: dict[str, Any]) -> tuple[str, float]:
+        return "edge", 0.0  # a zoom window may reach the border only through sub-pixel resampling
 
     def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
         s = params["scale"]

@@ -33,7 +33,9 @@ format: $(STAMP)
 container: $(STAMP)
 	scripts/container.sh test -n 2 --dist loadgroup
 
+## Benchmarks (bench/run.py): the block vs the workshop notebook (scikit-image, a bench-only tool), the I/O floor, workers, RSS, start-up.
 bench: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	$(BIN)/python bench/run.py
 
 ## Push the block to your Edge Impulse organization (needs edge-impulse-cli): the directory-mode block, or the

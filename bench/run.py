@@ -1,91 +1,464 @@
-"""Throughput of the block on the workshop dataset, as ratios against an I/O floor measured in the same run.
+"""Benchmarks of the block, as ratios measured side by side in one run (`make bench`).
 
-    python bench/run.py [--copies 16] [--data ../shared/data/electronic-components-png]
+    python bench/run.py [--copies 18] [--data ../shared/data/electronic-components-png] [--skip-container]
 
-I/O floor: decode each original once and encode it `copies` times unchanged (same format and PNG level),
-single process: what any augmenter must pay at least. The block runs as a subprocess (`transform.py`),
-so its numbers include interpreter start and listing. Wall and CPU time are both reported, since machines
-are shared: outputs per CPU-second is the fairer comparison.
+Needs scikit-image for the notebook baseline: `.venv/bin/pip install -r bench/requirements.txt` (a bench
+tool only, never a runtime dependency of the block). Every contender runs as its own Python process, so
+each pays interpreter start and imports; wall and CPU time (user + system of the process and its workers)
+are both reported, since machines are shared: outputs per CPU-second is the fairer comparison.
+
+(a) the block vs. the workshop notebook's pipeline, reimplemented with scikit-image exactly as the notebook
+    calls it (flip x3 twice, rotate 45/90/135, 2 zoom crops at 1.3x, 3 translations, gaussian/poisson/s&p
+    noise: 18 files per original, PIL PNG at its default level 6), same number of outputs;
+(b) the block vs. the I/O floor: decode each original once, encode it unchanged once per output (same
+    format and level), write the files; plus a "re-encode floor" over the block's own outputs (decode and
+    encode each output again), which separates what augmentation costs from what encoding its content costs;
+(c) --workers 2 vs --workers 1;
+(d) peak RSS of the whole process tree for a 1x and a 20x dataset (replicated images, symlinks);
+(e) container start -> first output (podman, image localhost/edge-augment:test, if present), venv start ->
+    first output, and the import time of the entrypoint;
+plus PNG compression level / JPEG quality: speed and size, on the 96x96 set and on 640x480 images.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
+import random
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "electronic-components-png"
+IMAGE = "localhost/edge-augment:test"
+ENCODINGS = [  # (key, label, extra block arguments): speed and size of the output encodings, 2 workers
+    ("png1", "--png-compression 1", ["--png-compression", "1"]),
+    ("png9", "--png-compression 9", ["--png-compression", "9"]),
+    ("jpg90", "--image-format jpeg (quality 90)", ["--image-format", "jpeg"]),
+    ("jpg75", "--image-format jpeg --jpeg-quality 75", ["--image-format", "jpeg", "--jpeg-quality", "75"]),
+]
+NOTEBOOK_PER_ORIGINAL = 18  # original + flips x3 + flips x3 again + 3 rotations + 2 zooms + 3 shifts + 3 noises
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+# ---------------------------------------------------------------------------------------------------------
+# Contenders that run in a child process of this script (`bench/run.py --child <name> ...`)
 
 
-def io_floor(files: list[Path], copies: int, out: Path) -> tuple[float, float, int]:
-    start, cpu = time.perf_counter(), time.process_time()
+def child_floor(files: list[Path], out: Path, per_original: int, level: int) -> int:
+    """I/O floor: decode each original once, encode it unchanged ``per_original`` times, write the files."""
+    from PIL import Image
+
     n = 0
     for path in files:
         image = Image.open(path)
         image.load()
-        for i in range(copies):
+        folder = out / path.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_original):
             buffer = io.BytesIO()
-            image.save(buffer, "PNG", compress_level=6)
-            (out / f"{path.parent.name}.{path.stem}.{i}.png").write_bytes(buffer.getvalue())
+            image.save(buffer, "PNG", compress_level=level)
+            (folder / f"{path.stem}_{i}.png").write_bytes(buffer.getvalue())
             n += 1
-    return time.perf_counter() - start, time.process_time() - cpu, n
+    return n
 
 
-def block(data: Path, out: Path, copies: int, workers: int, preset: str) -> tuple[float, float, int]:
-    cpu0 = children_cpu()
+def child_reencode(files: list[Path], out: Path, level: int) -> int:
+    """Re-encode floor: decode each of the block's outputs and encode it again (what its content costs)."""
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    for i, path in enumerate(files):
+        image = Image.open(path)
+        image.load()
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG", compress_level=level)
+        (out / f"{i}.png").write_bytes(buffer.getvalue())
+    return len(files)
+
+
+def child_notebook(files: list[Path], out: Path) -> int:
+    """The workshop notebook's pipeline (seed-workshop.md section 1-2) on current scikit-image.
+
+    Same calls, order and counts as the notebook's create_transforms: original, create_flipped twice,
+    create_rotated [45, 90, 135], create_random_zooms(1.3, 2), create_random_translations(3),
+    create_noisy(gaussian, poisson, s&p); outputs `<out>/<label>/<root>_<i>.png`. The only changes are the
+    ones current scikit-image forces (`channel_axis` for `multichannel`, `rng` for `seed`) and a sorted file
+    list (the notebook iterates os.listdir).
+    """
+    import numpy as np
+    from PIL import Image
+    from skimage.transform import AffineTransform, rescale, rotate, warp
+    from skimage.util import random_noise
+
+    def create_flipped(img):
+        return [np.fliplr(img), np.flipud(img), np.flipud(np.fliplr(img))]
+
+    def create_rotated(img, rotations):
+        return [rotate(img, angle=rot, mode="edge", preserve_range=True).astype(np.uint8) for rot in rotations]
+
+    def create_random_zooms(img, scale_factor, num_crops):
+        h, w = img.shape[0], img.shape[1]
+        axis = 2 if img.ndim == 3 else None
+        scaled = rescale(img, scale_factor, anti_aliasing=True, preserve_range=True, channel_axis=axis)
+        scaled = scaled.astype(np.uint8)
+        s_h, s_w = scaled.shape[0], scaled.shape[1]
+        crops = []
+        for _ in range(num_crops):
+            crop_y = round(random.random() * (s_h - h))
+            crop_x = round(random.random() * (s_w - w))
+            crops.append(scaled[crop_y : crop_y + h, crop_x : crop_x + w])
+        return crops
+
+    def create_random_translations(img, num_translations):
+        h, w = img.shape[0], img.shape[1]
+        out = []
+        for _ in range(num_translations):
+            tr_y = round((0.5 - random.random()) * (h / 2))
+            tr_x = round((0.5 - random.random()) * (w / 2))
+            tform = AffineTransform(translation=(tr_y, tr_x))
+            out.append(warp(img, tform, mode="edge", preserve_range=True).astype(np.uint8))
+        return out
+
+    def create_noisy(img, noise_types):
+        return [(random_noise(img, mode=t) * 255).astype(np.uint8) for t in noise_types]
+
+    random.seed(42)
+    n = 0
+    for path in files:
+        img = np.asarray(Image.open(path))
+        variants = [
+            [img],
+            create_flipped(img),
+            create_flipped(img),
+            create_rotated(img, [45, 90, 135]),
+            create_random_zooms(img, 1.3, 2),
+            create_random_translations(img, 3),
+            create_noisy(img, ("gaussian", "poisson", "s&p")),
+        ]
+        folder = out / path.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(x for group in variants for x in group):
+            Image.fromarray(image).save(folder / f"{path.stem}_{i}.png")
+            n += 1
+    return n
+
+
+def child_main(argv: list[str]) -> None:
+    name, out, level, per_original, *paths = argv
+    files = [Path(p) for p in paths]
+    if name == "floor":
+        child_floor(files, Path(out), int(per_original), int(level))
+    elif name == "reencode":
+        child_reencode(files, Path(out), int(level))
+    elif name == "notebook":
+        child_notebook(files, Path(out))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Measuring
+
+
+@dataclass
+class Result:
+    name: str
+    outputs: int
+    wall: float
+    cpu: float
+    peak_rss_kib: int = 0
+    out_bytes: int = 0
+
+    @property
+    def per_cpu(self) -> float:
+        return self.outputs / self.cpu if self.cpu else 0.0
+
+    @property
+    def per_wall(self) -> float:
+        return self.outputs / self.wall if self.wall else 0.0
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        pass
+    return 0
+
+
+def process_tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return pids
+
+
+def measure(name: str, command: list[str], out: Path, cwd: Path = ROOT) -> Result:
+    """Run ``command`` to completion; wall, CPU of it and its children, peak RSS of its process tree."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, str(ROOT / "transform.py"), "--in-directory", str(data), "--out-directory", str(out),
-         "--copies", str(copies), "--workers", str(workers), "--preset", preset, "--include-originals", "0"],
-        check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = [0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], sum(rss_kib(p) for p in process_tree(proc.pid)))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = proc.communicate()
     wall = time.perf_counter() - start
-    return wall, children_cpu() - cpu0, sum(1 for _ in out.rglob("*.png"))
+    sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        sys.exit(f"{name} failed ({proc.returncode}):\n{output[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    images = [p for p in out.rglob("*") if p.suffix in (".png", ".jpg")]
+    return Result(name, len(images), wall, cpu, peak[0], sum(p.stat().st_size for p in images))
+
+
+def block(name: str, data: Path, out: Path, *args: str) -> Result:
+    command = [sys.executable, "-u", str(ROOT / "transform.py"), "--in-directory", str(data)]
+    return measure(name, [*command, "--out-directory", str(out), *args], out)
+
+
+def child(name: str, kind: str, files: list[Path], out: Path, level: int = 6, per_original: int = 1) -> Result:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", kind, str(out), str(level), str(per_original)]
+    return measure(name, [*command, *map(str, files)], out)
+
+
+def first_output(command: list[str], out: Path, cwd: Path) -> tuple[float, float]:
+    """Seconds from starting ``command`` until a file appears under ``out``, and until it exits."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = None
+    while proc.poll() is None:
+        if first is None and any(p.is_file() for p in out.rglob("*")):
+            first = time.perf_counter() - start
+        time.sleep(0.005)
+    done = time.perf_counter() - start
+    if first is None and any(p.is_file() for p in out.rglob("*")):
+        first = done
+    return (first if first is not None else float("nan")), done
+
+
+def best_of(n: int, command: list[str]) -> float:
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data sets made for the bench
+
+
+def replicate(data: Path, target: Path, times: int) -> Path:
+    """``data`` repeated ``times`` times under distinct names (symlinks): 250 -> 250 * times samples."""
+    for path in sorted(data.rglob("*.png")):
+        folder = target / path.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for r in range(times):
+            os.symlink(path, folder / f"r{r:02d}_{path.name}")
+    return target
+
+
+def large_images(data: Path, target: Path, count: int) -> Path:
+    """``count`` 640x480 RGB photos made by upscaling the workshop images (smooth, camera-like content)."""
+    from PIL import Image
+
+    for path in sorted(data.rglob("*.png"))[:: max(1, 250 // count)][:count]:
+        folder = target / path.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        image = Image.open(path).convert("RGB").resize((640, 480), Image.Resampling.BICUBIC)
+        image.save(folder / path.name, compress_level=6)
+    return target
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def row(r: Result, floor: Result | None, note: str = "") -> str:
+    vs = f"{r.per_cpu / floor.per_cpu:>6.2f}x" if floor else "       "
+    size = f"{r.out_bytes / r.outputs / 1024:>7.1f}" if r.outputs else "      -"
+    return (
+        f"{r.name:<46} {r.outputs:>6} {r.wall:>6.2f} {r.per_wall:>6.0f} {r.cpu:>6.2f} {r.per_cpu:>6.0f} {vs} "
+        f"{r.peak_rss_kib / 1024:>6.0f} {size} {note}"
+    )
+
+
+HEADER = (
+    f"{'run':<46} {'outputs':>6} {'wall s':>6} {'out/s':>6} {'cpu s':>6} {'out/cpu-s':>6} {'vs floor':>7} "
+    f"{'RSS MiB':>6} {'KiB/out':>7}"
+)
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child_main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--copies", type=int, default=16)
+    parser.add_argument("--copies", type=int, default=NOTEBOOK_PER_ORIGINAL, help="outputs per original")
     parser.add_argument("--preset", default="medium")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--skip-container", action="store_true")
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"no dataset at {args.data} (pass --data)")
+    try:
+        import skimage  # noqa: F401
+    except ImportError:
+        sys.exit("scikit-image is needed for the notebook baseline: pip install -r bench/requirements.txt")
     files = sorted(args.data.rglob("*.png"))
-    print(f"{len(files)} originals from {args.data}, --copies {args.copies}, preset {args.preset}")
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        floor_dir = Path(tmp) / "floor"
-        floor_dir.mkdir()
-        wall, cpu, n = io_floor(files, args.copies, floor_dir)
-        rows.append(("I/O floor (decode once, encode N, 1 proc)", wall, cpu, n))
-        for workers in (1, 2):
-            out = Path(tmp) / f"w{workers}"
-            wall, cpu, n = block(args.data, out, args.copies, workers, args.preset)
-            rows.append((f"block --workers {workers}", wall, cpu, n))
-            shutil.rmtree(out)
-    floor_cpu_rate = rows[0][3] / rows[0][2]
-    print(f"{'run':<44} {'outputs':>8} {'wall s':>7} {'out/s':>7} {'cpu s':>7} {'out/cpu-s':>9} {'vs floor':>8}")
-    for name, wall, cpu, n in rows:
-        rate = n / cpu
-        print(
-            f"{name:<44} {n:>8} {wall:>7.2f} {n / wall:>7.0f} {cpu:>7.2f} {rate:>9.0f} {rate / floor_cpu_rate:>7.2f}x"
-        )
-    print(f"workers 2 vs 1, wall: {rows[1][1] / rows[2][1]:.2f}x")
+    n = args.copies
+    common = ["--copies", str(n), "--include-originals", "0", "--preset", args.preset]
+    print(
+        f"{len(files)} originals from {args.data}; {n} outputs per original; block preset {args.preset}; "
+        f"{os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="edge-augment-bench-"))
+    try:
+        r = {}
+        r["floor"] = child("I/O floor: decode once, encode N (PNG 6)", "floor", files, tmp / "floor", 6, n)
+        r["notebook"] = child("workshop notebook (scikit-image, PNG 6)", "notebook", files, tmp / "nb")
+        r["w1"] = block("block --workers 1", args.data, tmp / "w1", *common, "--workers", "1")
+        outputs = sorted((tmp / "w1").rglob("*.png"))
+        r["reencode"] = child("re-encode floor: block's outputs again (PNG 6)", "reencode", outputs, tmp / "re", 6)
+        r["w2"] = block("block --workers 2", args.data, tmp / "w2", *common, "--workers", "2")
+        for key in ("floor", "notebook", "reencode"):
+            shutil.rmtree(tmp / {"floor": "floor", "notebook": "nb", "reencode": "re"}[key])
+        shutil.rmtree(tmp / "w1")
+        shutil.rmtree(tmp / "w2")
+        for key, label, extra in ENCODINGS:
+            r[key] = block(f"block --workers 2 {label}", args.data, tmp / key, *common, "--workers", "2", *extra)
+            shutil.rmtree(tmp / key)
+
+        # (d) RSS: 1x and 20x (replicated by symlinks), 2 workers, 2 copies each.
+        x20 = replicate(args.data, tmp / "x20", 20)
+        rss = ["--copies", "2", "--preset", args.preset, "--workers", "2"]
+        r["rss1"] = block("RSS 1x (250 images, --copies 2, 2 workers)", args.data, tmp / "rss1", *rss)
+        r["rss20"] = block("RSS 20x (5,000 images, --copies 2, 2 workers)", x20, tmp / "rss20", *rss)
+        shutil.rmtree(tmp / "rss1")
+        shutil.rmtree(tmp / "rss20")
+
+        # 640x480: PNG level 6 vs 1 vs JPEG, 2 workers.
+        big = large_images(args.data, tmp / "big", 24)
+        bigargs = ["--copies", "4", "--include-originals", "0", "--preset", args.preset, "--workers", "2"]
+        big_rows = [
+            block("640x480 PNG 6, 2 workers", big, tmp / "b6", *bigargs),
+            block("640x480 PNG 1, 2 workers", big, tmp / "b1", *bigargs, "--png-compression", "1"),
+            block("640x480 JPEG q 90, 2 workers", big, tmp / "bj", *bigargs, "--image-format", "jpeg"),
+        ]
+
+        # (e) start-up: import time of the entrypoint, venv start -> first output, container start -> first output.
+        python = [sys.executable]
+        bare = best_of(5, [*python, "-c", "pass"])
+        imported = best_of(5, [*python, "-c", "import transform"])
+        helped = best_of(5, [*python, "-u", "transform.py", "--help"])
+        one = tmp / "one" / "capacitor"
+        one.mkdir(parents=True)
+        shutil.copyfile(files[len(files) // 2], one / "0.png")
+        venv_first, venv_done = first_output(
+            [*python, "-u", str(ROOT / "transform.py"), "--in-directory", str(one.parent), "--out-directory",
+             str(tmp / "vout"), "--copies", "4", "--workers", "1"], tmp / "vout", ROOT)  # fmt: skip
+        container = container_start(tmp, one.parent, args.skip_container)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    floor = r["floor"]
+    print(HEADER)
+    for key in ("floor", "reencode", "notebook", "w1", "w2", *(key for key, _, _ in ENCODINGS)):
+        print(row(r[key], floor))
+    print()
+    for res in big_rows:
+        print(row(res, None))
+    print()
+    print(row(r["rss1"], None))
+    print(row(r["rss20"], None))
+    nb = r["notebook"]
+    print("\nratios (per CPU-second unless wall):")
+    w1, w2 = r["w1"], r["w2"]
+    ratios = [
+        ("(a) block w1 vs notebook, per CPU-s", w1.per_cpu / nb.per_cpu, ""),
+        ("(a) block w2 vs notebook, wall", w2.per_wall / nb.per_wall, ""),
+        ("(a) block w2 PNG 1 vs notebook (PNG 6), wall", r["png1"].per_wall / nb.per_wall, "target >= 4"),
+        ("(a) block w2 JPEG q90 vs notebook (PNG 6), wall", r["jpg90"].per_wall / nb.per_wall, "target >= 4"),
+        ("(a) notebook vs I/O floor", nb.per_cpu / floor.per_cpu, ""),
+        ("(b) block w1 vs I/O floor", w1.per_cpu / floor.per_cpu, "target >= 0.90"),
+        ("(b) block w1 vs re-encode floor of its own outputs", w1.per_cpu / r["reencode"].per_cpu, ""),
+        ("(b) re-encode floor vs I/O floor (cost of the content)", r["reencode"].per_cpu / floor.per_cpu, ""),
+        ("(c) workers 2 vs 1, wall", w1.wall / w2.wall, "target >= 1.8"),
+        ("(d) peak RSS 20x / 1x (process tree)", r["rss20"].peak_rss_kib / r["rss1"].peak_rss_kib, "target <= 1.2"),
+    ]
+    for label, value, target in ratios:
+        print(f"  {label:<58} {value:5.2f}x   {target}")
+    print(f"  (e) entrypoint import {imported - bare:.3f} s (python start {bare:.3f} s, --help {helped:.3f} s)")
+    print(
+        f"  (e) venv start -> first output {venv_first:.3f} s (done {venv_done:.3f} s; 1 image, 4 copies; target < 0.5)"
+    )
+    print(f"  (e) {container}")
+
+
+def container_start(tmp: Path, data: Path, skip: bool) -> str:
+    """podman run -> first output, with the test image, if podman and the image are there."""
+    if skip:
+        return "container: skipped (--skip-container)"
+    if not shutil.which("podman"):
+        return "container: skipped (podman not installed)"
+    env = dict(os.environ)
+    conf = subprocess.run([str(ROOT / "scripts" / "container.sh"), "env"], capture_output=True, text=True, cwd=ROOT)
+    source = ""
+    for line in conf.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key == "CONTAINERS_CONF" and value:
+            env["CONTAINERS_CONF"] = value
+        source = value if key == "SOURCE" else source
+    if subprocess.run(["podman", "image", "exists", IMAGE], env=env).returncode != 0:
+        return f"container: skipped (image {IMAGE} not built: scripts/container.sh build)"
+    mount = tmp / "cdata"
+    shutil.copytree(data, mount / "in")
+    out = mount / "out"
+    out.mkdir()
+    os.chmod(mount, 0o777)
+    os.chmod(out, 0o777)  # the image's user (uid 10001) writes here
+    command = ["podman", "run", "--rm", "--network", "host", "-v", f"{mount}:/data", IMAGE]
+    command += ["--in-directory", "/data/in", "--out-directory", "/data/out", "--copies", "4", "--workers", "1"]
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = None
+    while proc.poll() is None:
+        if first is None and any(p.is_file() for p in out.rglob("*")):
+            first = time.perf_counter() - start
+        time.sleep(0.005)
+    done = time.perf_counter() - start
+    if proc.returncode != 0:
+        return f"container: failed ({proc.returncode}): {proc.stderr.read()[-300:] if proc.stderr else ''}"
+    first = first if first is not None else done
+    label = subprocess.run(
+        ["podman", "image", "inspect", "--format", '{{index .Labels "edge-augment.source"}}', IMAGE],
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    stale = "" if label == source else ", built from an older tree"
+    return f"container start -> first output {first:.3f} s (done {done:.3f} s; 1 image, 4 copies; {IMAGE}{stale})"
 
 
 if __name__ == "__main__":

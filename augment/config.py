@@ -86,6 +86,11 @@ class RunConfig:
     preview: bool = False  # write preview.png after the run
     dry_run: bool = False  # print the plan and write only the preview
 
+    @property
+    def ei_imports_output(self) -> bool:
+        """EI passed --upload-category: it imports --out-directory into a project itself."""
+        return self.upload_category is not None and self.upload is None
+
     def failure_budget(self, samples: int) -> int:
         """How many samples may fail before the run exits non-zero."""
         if self.max_failures >= 1:

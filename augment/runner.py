@@ -141,7 +141,10 @@ def run(config: RunConfig, log: Log = print) -> int:
     manifest.save(order)
     _write_box_labels(sink, manifest, order)
     if config.preview and not interrupted:
-        write_preview(config, source, sink, tasks, log)
+        if config.ei_imports_output:  # EI would import preview.png as a sample
+            log("note: no preview.png: EI imports this folder into a project")
+        else:
+            write_preview(config, source, sink, tasks, log)
     budget = config.failure_budget(len(tasks))
     failed = len(progress.errors)
     report = progress.report(

@@ -355,7 +355,7 @@ def test_push_script_builds_the_standalone_variant_in_its_own_folder():
 
 
 def test_answers_are_matched_to_files_by_name_else_by_position():
-    from augment.sinks.ingestion import _Item, _match
+    from augment.sinks.ingestion_upload import _Item, _match
 
     items = [_Item("training/a/a.1.orig.png", {}), _Item("training/a/a.2.orig.png", {})]
     ok1, ok2 = {"success": True, "sampleId": 1}, {"success": True, "sampleId": 2}

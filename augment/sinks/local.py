@@ -58,6 +58,25 @@ class LocalSink:
     def write_text(self, name: str, text: str) -> None:
         self.write(name, text.encode("utf-8"))
 
+    def write_lines(self, name: str, lines: list[str]) -> None:
+        """``"\\n".join(lines)`` written atomically, streamed (the manifest of a large run is many MB)."""
+        target = self.path(name)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = _temp_file(target.parent, target.suffix)
+        except OSError as e:
+            raise SinkError(f"cannot write {target}: {e.strerror}") from None
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                for i, line in enumerate(lines):
+                    f.write(line if i == 0 else "\n" + line)
+            os.replace(tmp, target)
+        except BaseException as e:
+            Path(tmp).unlink(missing_ok=True)
+            if isinstance(e, OSError):
+                raise SinkError(f"cannot write {target}: {e.strerror}") from None
+            raise
+
 
 _MADE_DIRS: set[Path] = set()  # output folders this process has made (one mkdir per folder, not per file)
 _TEMP_IDS = itertools.count()

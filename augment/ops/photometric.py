@@ -103,12 +103,12 @@ class HueSaturation(_Photometric):
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
         if frame.color.mode != "RGB":
             return frame
-        hsv = np.asarray(frame.color.convert("HSV")).astype(np.int16)
+        h, s, v = frame.color.convert("HSV").split()
         shift = round(params["hue"] * 256)
-        h = ((hsv[..., 0] + shift) % 256).astype(np.uint8)
-        s = np.clip(np.rint(hsv[..., 1] * params["saturation"]), 0, 255).astype(np.uint8)
-        v = hsv[..., 2].astype(np.uint8)
-        out = Image.fromarray(np.stack([h, s, v], axis=-1), "HSV").convert("RGB")
+        # Both are 256-entry lookups on one band (Pillow's C point), not numpy round trips of the image.
+        hue = [(i + shift) % 256 for i in range(256)]
+        saturation = np.clip(np.rint(np.arange(256) * params["saturation"]), 0, 255).astype(np.uint8).tolist()
+        out = Image.merge("HSV", (h.point(hue), s.point(saturation), v)).convert("RGB")
         return frame.replace(color=out)
 
 

@@ -58,6 +58,9 @@ def warp(frame: Frame, forward: Matrix, fill: str, fill_value: float) -> Frame:
     left, top, right, bottom = _padding_needed(inverse, size)
     padded = _pad(image, (left, top, right, bottom), fill)
     shifted = translation(left, top) @ inverse
+    if _whole_shift(shifted):  # e.g. translate: resampling at whole-pixel offsets is a plain copy
+        x, y = round(shifted[0, 2]), round(shifted[1, 2])
+        return _split_alpha(padded.crop((x, y, x + size[0], y + size[1])), frame)
     out = padded.transform(
         size,
         Image.Transform.AFFINE,
@@ -76,6 +79,11 @@ def invert_affine(forward: Matrix) -> Matrix:
     return np.array(
         [[e / det, -b / det, (b * f - c * e) / det], [-d / det, a / det, (c * d - a * f) / det], [0.0, 0.0, 1.0]]
     )
+
+
+def _whole_shift(m: Matrix) -> bool:
+    """The matrix only moves by whole pixels (identity linear part, integer offsets)."""
+    return bool(np.array_equal(m[:2, :2], np.eye(2)) and float(m[0, 2]).is_integer() and float(m[1, 2]).is_integer())
 
 
 def _padding_needed(inverse: Matrix, size: tuple[int, int]) -> tuple[int, int, int, int]:

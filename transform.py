@@ -19,7 +19,8 @@ from augment.sources import SourceError
 def main(argv: list[str]) -> int:
     args, unknown = parse(argv)
     if unknown:
-        print(f"note: ignoring arguments this block does not use: {' '.join(a for a in unknown if a.startswith('-'))}")
+        names = " ".join(a.split("=", 1)[0] for a in unknown if a.startswith("-"))  # never echo values
+        print(f"note: ignoring arguments this block does not use: {names}")
     try:
         config = build_config(args, dict(os.environ))
     except (ConfigError, RecipeError) as e:

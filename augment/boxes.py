@@ -162,8 +162,10 @@ def _boxes(raw: Any, where: str) -> tuple[Box, ...]:
         if not isinstance(box, dict):
             raise LabelsError(f"{where}[{i}]: expected an object with label, x, y, width, height")
         label = box.get("label")
-        if not isinstance(label, str) or not label.strip() or any(ord(c) < 32 for c in label):
-            raise LabelsError(f"{where}[{i}]: 'label' must be a non-empty string without control characters")
+        if not isinstance(label, str) or not label.strip() or any(ord(c) < 32 or c in "/\\" for c in label):
+            raise LabelsError(f"{where}[{i}]: 'label' must be a non-empty string without slashes or control characters")
+        if label.strip() in (".", ".."):
+            raise LabelsError(f"{where}[{i}]: {label!r} is not a label")
         values = [box.get(k) for k in ("x", "y", "width", "height")]
         if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values):
             raise LabelsError(f"{where}[{i}]: x, y, width and height must be numbers, got {values}")

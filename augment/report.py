@@ -61,7 +61,7 @@ class Manifest:
             return
         lines = text.splitlines()
         old = _json(lines[0]) if lines else None
-        if old and old.get("fingerprint") != header["fingerprint"]:
+        if lines and (old is None or old.get("fingerprint") != header["fingerprint"]):
             raise ManifestMismatchError(
                 f"{sink.describe()} holds outputs of another recipe, seed or format (see its {name}); "
                 "use an empty --out-directory, or --overwrite 1 to regenerate"

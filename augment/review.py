@@ -55,7 +55,10 @@ def dry_run(config: RunConfig, source: Source, sink: Sink, tasks: list[Task], ma
     if per_output is not None:
         estimate = per_output * to_make / max(1, config.workers)
         log(f"estimated time: {_duration(estimate)} for {to_make} outputs with {config.workers} worker(s)")
-    write_preview(config, source, sink, tasks, log)
+    if config.ei_imports_output:  # EI would import preview.png as a sample
+        log("note: no preview.png: EI imports this folder into a project")
+    else:
+        write_preview(config, source, sink, tasks, log)
     return 0
 
 

@@ -83,7 +83,7 @@ def run(config: RunConfig, log: Log = print) -> int:
     )
     # Plan the whole listing (names are checked across all of it), then keep this run's share.
     planned, tasks, unchanged = _select(make_plan(listing.samples, settings), config)
-    header = _run_header(config)
+    header = _run_header(config, detection=any(s.boxes is not None for s in listing.samples))
     suffix = config.shard.suffix()
     manifest = Manifest(sink, header, config.overwrite, _suffixed(MANIFEST, suffix))
     _carry_over(manifest, unchanged)
@@ -310,7 +310,7 @@ def _sink(config: RunConfig, log: Log = print) -> Sink:
     return LocalSink(config.out_directory)
 
 
-def _run_header(config: RunConfig) -> dict[str, Any]:
+def _run_header(config: RunConfig, detection: bool = False) -> dict[str, Any]:
     recipe = {k: v for k, v in config.recipe.to_dict().items() if k != "copies"}
     settings = {
         "recipe": recipe,
@@ -323,6 +323,9 @@ def _run_header(config: RunConfig) -> dict[str, Any]:
     }
     if config.test_fraction:  # only then: fingerprints of runs without a hold-out stay as they were
         settings["test_fraction"] = config.test_fraction
+    if detection:  # which boxes survive, and whether box-less copies are kept
+        settings["min_box_visibility"] = config.min_box_visibility
+        settings["keep_boxless"] = config.keep_boxless
     return {"fingerprint": fingerprint(settings), "version": __version__, **settings}
 
 

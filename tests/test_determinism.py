@@ -109,3 +109,17 @@ def test_other_recipe_in_the_same_folder_is_refused_unless_overwrite(sample_dir,
     rc, _ = run_dir(sample_dir, out, "--seed", "7", "--overwrite", "1")
     assert rc == 0
     assert json.loads((out / "report.json").read_text())["totals"]["written"] == 24 * 5
+
+
+def test_file_mode_matches_directory_mode_for_prefixed_names_in_class_folders(tmp_path):
+    folder = tmp_path / "in" / "circle"
+    folder.mkdir(parents=True)
+    import numpy as np
+
+    from augment.demo import draw
+
+    draw("circle", np.random.default_rng(1)).save(folder / "circle.00.png")
+    run_dir(tmp_path / "in", tmp_path / "dir")
+    args, _ = parse(["--in-file", str(folder / "circle.00.png"), "--out-directory", str(tmp_path / "file")])
+    assert run(build_config(args, {}), lambda _: None) == 0
+    assert images(tmp_path / "file") == images(tmp_path / "dir")

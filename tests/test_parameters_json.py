@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from augment.cli import build_parser
-from tests.blockrun import ROOT, run_block
+from tests.blockrun import ROOT, ei_env, run_block
+from tests.ingestion_server import IngestionServer
 
 EI_TYPES = {"string", "int", "float", "select", "boolean", "bucket", "dataset", "flag", "secret"}
 INFO_KEYS = {
@@ -99,3 +100,26 @@ def test_block_accepts_every_default_as_ei_passes_it(sample_dir, tmp_path: Path)
     result = run_block([*args, "--hmac-key", "0"], workdir=tmp_path)
     assert result.returncode == 0, result.output
     assert "ignoring arguments" not in result.stdout
+
+
+def test_standalone_variant_accepts_every_category_with_its_defaults(sample_dir, tmp_path: Path):
+    """EI passes hidden (showIf) parameters with their defaults too: no category may make that an error."""
+    standalone = json.loads((ROOT / "blocks" / "standalone" / "parameters.json").read_text())
+    category = next(p for p in standalone["parameters"] if p["param"] == "upload-category")
+    values = [v["value"] if isinstance(v, dict) else v for v in category["valid"]]
+    with IngestionServer("k-123") as server:
+        for value in values:
+            args = []
+            for item in standalone["parameters"]:
+                if item["type"] in ("secret", "bucket", "dataset") or item["param"] in ("bucket", "bucket-prefix"):
+                    continue
+                v = value if item["param"] == "upload-category" else item["value"]
+                if item["type"] == "boolean":
+                    v = "1" if v else "0"
+                args += [f"--{item['param']}", str(v)]
+            out = tmp_path / value
+            args += ["--in-directory", str(sample_dir), "--out-directory", str(out), "--ingestion-url", server.url]
+            args += ["--dest", "ei", "--copies", "1"]
+            env = {"EI_PROJECT_API_KEY": "k-123", "EDGE_AUGMENT_RETRY_BACKOFF": "0.005"}
+            result = run_block(args, workdir=tmp_path, env=ei_env(env))
+            assert result.returncode == 0, (value, result.output)

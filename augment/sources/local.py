@@ -26,12 +26,14 @@ class LocalSource:
 
     @classmethod
     def from_file(cls, path: Path, label: str | None = None) -> LocalSource:
-        """One file. Its key is ``<parent>/<name>`` when the parent folder is its label, else ``<name>``,
-        so a file gets the same key (and outputs) in file mode as in directory mode."""
+        """One file. Its key is ``<name>`` when it sits in a flat folder of ``<label>.<uid>`` files (its parent
+        is not its label), else ``<parent>/<name>``: the key the file has in directory mode, so both modes
+        give it the same outputs."""
         path = path.absolute()
         if not path.is_file():
             raise SourceError(f"--in-file: {path} does not exist or is not a file")
-        if label_from_name(path.name):
+        prefix = label_from_name(path.name)
+        if prefix and prefix != path.parent.name:
             return cls(path.parent, path.name, label)
         return cls(path.parent.parent, f"{path.parent.name}/{path.name}", label)
 

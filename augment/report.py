@@ -74,10 +74,16 @@ class Manifest:
     def add(self, name: str, line: str) -> None:
         self.lines[name] = line
 
+    def entries(self, order: list[str]) -> list[str]:
+        """Output lines: this run's in ``order``, then earlier ones of the same settings it did not plan."""
+        planned = set(order)
+        lines = [self.lines[n] for n in order if n in self.lines]
+        return lines + [line for n, line in sorted(self.previous.items()) if n not in planned and n not in self.lines]
+
     def save(self, order: list[str]) -> None:
-        """Write the manifest with the given output order (names without a line are left out)."""
-        body = [json.dumps(self.header, sort_keys=True)]
-        body += [self.lines[n] for n in order if n in self.lines]
+        """Write the manifest: the outputs in ``order``, then earlier outputs of the same settings that this run
+        did not plan (e.g. after lowering --copies: their files are still there, so their lines stay)."""
+        body = [json.dumps(self.header, sort_keys=True), *self.entries(order)]
         body.append("")  # the final newline
         stream = getattr(self.sink, "write_lines", None)
         if stream is not None:  # a local folder streams it: no whole-text copies (large runs: ~0.5 KB per output)

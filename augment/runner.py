@@ -280,11 +280,10 @@ def _book(
 def _write_box_labels(sink: Sink, manifest: Manifest, order: list[str]) -> None:
     """A ``bounding_boxes.labels`` in every output folder that holds images with boxes."""
     folders: dict[str, dict[str, list]] = {}
-    for name in order:
-        line = manifest.lines.get(name)
-        entry = json.loads(line) if line else {}
+    for line in manifest.entries(order):
+        entry = json.loads(line)
         if "boxes" in entry:
-            folder, filename = posixpath.split(name)
+            folder, filename = posixpath.split(entry["output"])
             folders.setdefault(folder, {})[filename] = entry["boxes"]
     for folder, boxes in folders.items():
         sink.write_text(posixpath.join(folder, BOXES_FILE), labels_file_text(boxes))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -33,23 +34,7 @@ class LocalSink:
 
     def write(self, name: str, data: bytes) -> None:
         """Write ``data`` to ``name`` atomically: readers see the old file or the whole new one."""
-        target = self.path(name)
-        try:
-            if target.parent not in _MADE_DIRS:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                _MADE_DIRS.add(target.parent)
-            fd, tmp = _temp_file(target.parent, target.suffix)
-        except OSError as e:
-            raise SinkError(f"cannot write {target}: {e.strerror}") from None
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, target)
-        except BaseException as e:
-            Path(tmp).unlink(missing_ok=True)
-            if isinstance(e, OSError):
-                raise SinkError(f"cannot write {target}: {e.strerror}") from None
-            raise
+        _atomic_write(self.path(name), [data])
 
     def read_text(self, name: str) -> str | None:
         path = self.path(name)
@@ -60,26 +45,38 @@ class LocalSink:
 
     def write_lines(self, name: str, lines: list[str]) -> None:
         """``"\\n".join(lines)`` written atomically, streamed (the manifest of a large run is many MB)."""
-        target = self.path(name)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = _temp_file(target.parent, target.suffix)
-        except OSError as e:
-            raise SinkError(f"cannot write {target}: {e.strerror}") from None
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                for i, line in enumerate(lines):
-                    f.write(line if i == 0 else "\n" + line)
-            os.replace(tmp, target)
-        except BaseException as e:
-            Path(tmp).unlink(missing_ok=True)
-            if isinstance(e, OSError):
-                raise SinkError(f"cannot write {target}: {e.strerror}") from None
-            raise
+        _atomic_write(
+            self.path(name), ((line if i == 0 else "\n" + line).encode("utf-8") for i, line in enumerate(lines))
+        )
 
 
 _MADE_DIRS: set[Path] = set()  # output folders this process has made (one mkdir per folder, not per file)
 _TEMP_IDS = itertools.count()
+
+
+def _atomic_write(target: Path, chunks: Iterable[bytes]) -> None:
+    """Write ``chunks`` to a temp file beside ``target``, then rename it into place (never a partial file)."""
+    try:
+        if target.parent not in _MADE_DIRS:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _MADE_DIRS.add(target.parent)
+        try:
+            fd, tmp = _temp_file(target.parent, target.suffix)
+        except FileNotFoundError:  # the folder went away since this process made it
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = _temp_file(target.parent, target.suffix)
+    except OSError as e:
+        raise SinkError(f"cannot write {target}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+        os.replace(tmp, target)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise SinkError(f"cannot write {target}: {e.strerror}") from None
+        raise
 
 
 def _temp_file(folder: Path, suffix: str) -> tuple[int, str]:

@@ -331,7 +331,8 @@ def main() -> None:
     common = ["--copies", str(n), "--include-originals", "0", "--preset", args.preset]
     print(
         f"{len(files)} originals from {args.data}; {n} outputs per original; block preset {args.preset}; "
-        f"{os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
+        f"{os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"load average at start {os.getloadavg()[0]:.1f} (wall times need idle cores)\n"
     )
     tmp = Path(tempfile.mkdtemp(prefix="edge-augment-bench-"))
     try:
@@ -342,6 +343,13 @@ def main() -> None:
         outputs = sorted((tmp / "w1").rglob("*.png"))
         r["reencode"] = child("re-encode floor: block's outputs again (PNG 6)", "reencode", outputs, tmp / "re", 6)
         r["w2"] = block("block --workers 2", args.data, tmp / "w2", *common, "--workers", "2")
+        # The notebook's own ops (--preset workshop: 14 variants + the original, its 3 duplicate flips dropped).
+        workshop = ["--preset", "workshop", "--include-originals", "1"]
+        for workers in (1, 2):
+            key, label = f"ws{workers}", f"block --preset workshop --workers {workers} (15/original)"
+            r[key] = block(label, args.data, tmp / key, *workshop, "--workers", str(workers))
+        shutil.rmtree(tmp / "ws1")
+        shutil.rmtree(tmp / "ws2")
         for key in ("floor", "notebook", "reencode"):
             shutil.rmtree(tmp / {"floor": "floor", "notebook": "nb", "reencode": "re"}[key])
         shutil.rmtree(tmp / "w1")
@@ -384,7 +392,7 @@ def main() -> None:
 
     floor = r["floor"]
     print(HEADER)
-    for key in ("floor", "reencode", "notebook", "w1", "w2", *(key for key, _, _ in ENCODINGS)):
+    for key in ("floor", "reencode", "notebook", "w1", "w2", "ws1", "ws2", *(key for key, _, _ in ENCODINGS)):
         print(row(r[key], floor))
     print()
     for res in big_rows:
@@ -398,6 +406,8 @@ def main() -> None:
     ratios = [
         ("(a) block w1 vs notebook, per CPU-s", w1.per_cpu / nb.per_cpu, ""),
         ("(a) block w2 vs notebook, wall", w2.per_wall / nb.per_wall, ""),
+        ("(a) block --preset workshop w1 vs notebook, per CPU-s", r["ws1"].per_cpu / nb.per_cpu, ""),
+        ("(a) block --preset workshop w2 vs notebook, wall", r["ws2"].per_wall / nb.per_wall, ""),
         ("(a) block w2 PNG 1 vs notebook (PNG 6), wall", r["png1"].per_wall / nb.per_wall, "target >= 4"),
         ("(a) block w2 JPEG q90 vs notebook (PNG 6), wall", r["jpg90"].per_wall / nb.per_wall, "target >= 4"),
         ("(a) notebook vs I/O floor", nb.per_cpu / floor.per_cpu, ""),
@@ -405,6 +415,7 @@ def main() -> None:
         ("(b) block w1 vs re-encode floor of its own outputs", w1.per_cpu / r["reencode"].per_cpu, ""),
         ("(b) re-encode floor vs I/O floor (cost of the content)", r["reencode"].per_cpu / floor.per_cpu, ""),
         ("(c) workers 2 vs 1, wall", w1.wall / w2.wall, "target >= 1.8"),
+        ("(c) workers 2 vs 1, outputs per CPU-s (parallel overhead)", w2.per_cpu / w1.per_cpu, ""),
         ("(d) peak RSS 20x / 1x (process tree)", r["rss20"].peak_rss_kib / r["rss1"].peak_rss_kib, "target <= 1.2"),
     ]
     for label, value, target in ratios:
@@ -414,6 +425,7 @@ def main() -> None:
         f"  (e) venv start -> first output {venv_first:.3f} s (done {venv_done:.3f} s; 1 image, 4 copies; target < 0.5)"
     )
     print(f"  (e) {container}")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 def container_start(tmp: Path, data: Path, skip: bool) -> str:

@@ -36,7 +36,7 @@ from augment.report import (
 )
 from augment.review import dry_run, write_preview
 from augment.samples import ei_label_issue, printable
-from augment.selection import balance_copies, balance_lines, shard_of, split_since
+from augment.selection import Shard, balance_copies, balance_lines, shard_of, split_since
 from augment.sinks import Sink, SinkError
 from augment.sinks.ingestion import IngestionSink
 from augment.sinks.local import LocalSink
@@ -82,10 +82,11 @@ def run(config: RunConfig, log: Log = print) -> int:
         test_fraction=config.test_fraction,
     )
     # Plan the whole listing (names are checked across all of it), then keep this run's share.
-    planned, tasks, unchanged = _select(make_plan(listing.samples, settings), config)
+    planned = _shard(make_plan(listing.samples, settings), config)
     header = _run_header(config, detection=any(s.boxes is not None for s in listing.samples))
     suffix = config.shard.suffix()
     manifest = Manifest(sink, header, config.overwrite, _suffixed(MANIFEST, suffix))
+    tasks, unchanged = _since(planned, config, manifest)
     _carry_over(manifest, unchanged)
     holdout = holdout_counts((t.sample.label, category_of(t.sample.key, config.test_fraction)) for t in planned)
     for line in holdout_notes(holdout, config.test_fraction):
@@ -139,7 +140,7 @@ def run(config: RunConfig, log: Log = print) -> int:
         signal.signal(signal.SIGTERM, previous_handler)
 
     manifest.save(order)
-    _write_box_labels(sink, manifest, order)
+    _write_box_labels(sink, manifest, order, config.shard)
     if config.preview and not interrupted:
         if config.ei_imports_output:  # EI would import preview.png as a sample
             log("note: no preview.png: EI imports this folder into a project")
@@ -223,15 +224,28 @@ def _balance(config: RunConfig, samples: list, log: Log) -> tuple[dict[str, int]
     return per_sample, {k: vars(v) for k, v in table.items()}
 
 
-def _select(tasks: list[Task], config: RunConfig) -> tuple[list[Task], list[Task], list[Task]]:
-    """(this shard's tasks, the ones to run now, the ones --since skips as unchanged)."""
-    if config.shard.active:
-        tasks = [t for t in tasks if shard_of(t.sample.key, config.shard.count) == config.shard.index]
+def _shard(tasks: list[Task], config: RunConfig) -> list[Task]:
+    """This shard's tasks (all of them without sharding)."""
+    if not config.shard.active:
+        return tasks
+    return [t for t in tasks if shard_of(t.sample.key, config.shard.count) == config.shard.index]
+
+
+def _since(tasks: list[Task], config: RunConfig, manifest: Manifest) -> tuple[list[Task], list[Task]]:
+    """(the tasks to run now, the ones --since skips as unchanged).
+
+    An unchanged source is skipped only when none or all of its planned outputs are recorded: a partly
+    recorded one (an interrupted run, or --copies raised) is run, and its existing outputs are skipped."""
     if config.since is None:
-        return tasks, tasks, []
+        return tasks, []
     new, _ = split_since([t.sample for t in tasks], config.since)
     keys = {s.key for s in new}
-    return tasks, [t for t in tasks if t.sample.key in keys], [t for t in tasks if t.sample.key not in keys]
+    run, skip = [], []
+    for task in tasks:
+        recorded = sum(o.name in manifest.previous for o in task.outputs)
+        partial = 0 < recorded < len(task.outputs)
+        (run if task.sample.key in keys or partial else skip).append(task)
+    return run, skip
 
 
 def _carry_over(manifest: Manifest, unchanged: list[Task]) -> None:
@@ -277,11 +291,22 @@ def _book(
     progress.update(result)
 
 
-def _write_box_labels(sink: Sink, manifest: Manifest, order: list[str]) -> None:
-    """A ``bounding_boxes.labels`` in every output folder that holds images with boxes."""
+def _write_box_labels(sink: Sink, manifest: Manifest, order: list[str], shard: Shard) -> None:
+    """A ``bounding_boxes.labels`` in every output folder that holds images with boxes.
+
+    Shards sharing a folder each write the union of every shard manifest present, so the last shard to
+    finish leaves complete files (two shards finishing at the same instant can still race: rerun one)."""
+    lines = manifest.entries(order)
+    for other in range(shard.count if shard.active else 0):
+        if other != shard.index:
+            text = sink.read_text(_suffixed(MANIFEST, Shard(other, shard.count).suffix())) or ""
+            lines += text.splitlines()[1:]
     folders: dict[str, dict[str, list]] = {}
-    for line in manifest.entries(order):
-        entry = json.loads(line)
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:  # another shard's manifest, cut by a hard kill
+            continue
         if "boxes" in entry:
             folder, filename = posixpath.split(entry["output"])
             folders.setdefault(folder, {})[filename] = entry["boxes"]

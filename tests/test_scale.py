@@ -204,3 +204,26 @@ def test_balance_end_to_end(sample_dir, tmp_path):
     assert per_class == {"circle": 6, "square": 8, "triangle": 8}  # majority classes: originals only
     with pytest.raises(ConfigError, match="--balance needs a random"):
         config(sample_dir, tmp_path / "w", "--balance", "1", "--preset", "workshop")
+
+
+def test_shards_sharing_a_folder_leave_complete_box_labels(tmp_path):
+    from tests.boxes_data import detection_folder
+
+    src = detection_folder(tmp_path / "in", 8)
+    assert run_dir(src, tmp_path / "single", "--copies", "1")[0] == 0
+    for i in range(2):
+        assert run_dir(src, tmp_path / "shared", "--copies", "1", "--shard-index", str(i), "--shard-count", "2")[0] == 0
+    single = json.loads((tmp_path / "single" / "blue" / "bounding_boxes.labels").read_text())
+    shared = json.loads((tmp_path / "shared" / "blue" / "bounding_boxes.labels").read_text())
+    assert shared == single and len(single["boundingBoxes"]) == 16
+
+
+def test_since_still_adds_copies_to_a_partly_done_source(sample_dir, tmp_path):
+    for path in sample_dir.rglob("*.png"):
+        os.utime(path, (OLD, OLD))
+    out = tmp_path / "out"
+    assert run_dir(sample_dir, out, "--copies", "2", "--since", "off")[0] == 0
+    rc, _ = run_dir(sample_dir, out, "--copies", "3", "--since", "2024-01-01T00:00:00Z")  # nothing modified since
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["totals"]["written"] == 24 and len(images(out)) == 24 * 4

@@ -43,12 +43,6 @@ def shard_of(key: str, count: int) -> int:
     return stable_hash(key) % count
 
 
-def in_shard(samples: Iterable[Sample], shard: Shard) -> list[Sample]:
-    if not shard.active:
-        return list(samples)
-    return [s for s in samples if shard_of(s.key, shard.count) == shard.index]
-
-
 def parse_since(text: str | None) -> datetime | None:
     """An ISO 8601 instant (``2026-11-25T12:00:00Z``, ``2026-11-25``; no zone = UTC), or None for off."""
     raw = (text or "").strip()

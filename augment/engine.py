@@ -33,6 +33,11 @@ class Rendered:
         return hashlib.sha256(self.data).hexdigest()
 
 
+# Bump when any kernel, the fusion rules or the encoder settings change the bytes of an output: it is part
+# of the manifest fingerprint, so a resumed or --since run never mixes outputs of two kernel versions.
+KERNELS = 2
+
+
 def output_rng(seed: int, key: str, index: int) -> np.random.Generator:
     """The generator for copy ``index`` of the sample at ``key``."""
     return np.random.default_rng([seed, stable_hash(key), index])

@@ -18,7 +18,8 @@ from augment import __version__
 from augment.boxes import BOXES_FILE, labels_file_text
 from augment.codec import IMAGE_EXTENSIONS
 from augment.config import RunConfig
-from augment.holdout import category_of
+from augment.engine import KERNELS
+from augment.holdout import TESTING, category_of
 from augment.holdout import counts as holdout_counts
 from augment.holdout import notes as holdout_notes
 from augment.holdout import report as holdout_report
@@ -216,8 +217,12 @@ def _balance(config: RunConfig, samples: list, log: Log) -> tuple[dict[str, int]
     if not config.balance:
         return None, {}
     copies = config.copies if config.copies is not None else (config.recipe.copies or 0)
-    per_sample, table = balance_copies(samples, copies, config.include_originals, config.target_per_class, MAX_COPIES)
+    # Held-out originals get no copies (they go to testing as they are): balance the training side only.
+    training = [s for s in samples if category_of(s.key, config.test_fraction) != TESTING]
+    per_sample, table = balance_copies(training, copies, config.include_originals, config.target_per_class, MAX_COPIES)
     goal = f"target {config.target_per_class}" if config.target_per_class else "match the largest class"
+    if config.test_fraction:
+        goal += ", training side: held-out originals are not counted"
     kept = "in" if config.include_originals else "out"
     for line in balance_lines(table, f"{goal} (outputs per class, originals {kept})"):
         log(line)
@@ -344,6 +349,7 @@ def _run_header(config: RunConfig, detection: bool = False) -> dict[str, Any]:
         "png_compression": config.encode.png_compression,
         "layout": config.layout,
         "label": config.label,
+        "kernels": KERNELS,
     }
     if config.test_fraction:  # only then: fingerprints of runs without a hold-out stay as they were
         settings["test_fraction"] = config.test_fraction

@@ -126,6 +126,8 @@ def resolve_shard(index_arg: str | None, count_arg: str | None, env: Mapping[str
         count_text = count_text if count_text not in ("", "1") else env.get(AWS_SIZE, "").strip()
     elif not index_text and env.get(K8S_INDEX, "").strip():
         index_text, source = env[K8S_INDEX].strip(), K8S_INDEX
+        if count_text in ("", "1"):  # Kubernetes does not pass the completions count to the pod
+            raise ValueError(f"--shard-count is required with {K8S_INDEX} (set it to the Job's completions)")
     try:
         count = int(count_text) if count_text else 1
         index = int(index_text) if index_text else 0
@@ -136,7 +138,7 @@ def resolve_shard(index_arg: str | None, count_arg: str | None, env: Mapping[str
     if count < 1:
         raise ValueError(f"--shard-count: {count} must be 1 or more")
     if not 0 <= index < count:
-        hint = f" (count from {AWS_SIZE} or --shard-count)" if source != "--shard-index" else ""
+        hint = f" (count from {AWS_SIZE} or --shard-count)" if source == AWS_INDEX else ""
         raise ValueError(f"--shard-index: {index} (from {source}) must be in 0..{count - 1}{hint}")
     shard = Shard(index, count)
     return shard, (f"shard {index} of {count} (index from {source})" if shard.active else None)

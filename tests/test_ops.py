@@ -204,3 +204,27 @@ def test_samplers_stay_in_range(seed, w, h):
 def test_invalid_settings_are_named(op, settings_, message):
     with pytest.raises(RecipeError, match=message.replace("[", r"\[").replace("]", r"\]")):
         get_op(op).validate("recipe.pipeline[0]", settings_)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "I;16", "P"])
+@pytest.mark.parametrize(
+    "chain",
+    [
+        [("rotate", {"degrees": 7.0, "fill": "edge", "fill_value": 0.0})],
+        [("zoom", {"scale": 1.15, "x": 0.3, "y": 0.7})],
+        [("shear", {"x": 6.0, "y": 0.0, "fill": "reflect", "fill_value": 0.0})],
+        [("translate", {"dx": 3, "dy": -2, "fill": "edge", "fill_value": 0.0})],
+        [("hflip", {}), ("translate", {"dx": 2, "dy": 1, "fill": "edge", "fill_value": 0.0})],
+    ],
+)
+def test_geometric_ops_keep_a_flat_image_flat_in_every_mode(mode, chain):
+    """Resampling must interpolate real values: a flat image stays flat (catches garbled 16-bit warps)."""
+    from augment.engine import apply_chain
+
+    value = {"I;16": 40000, "L": 90, "LA": (90, 200), "RGB": (90, 30, 200), "RGBA": (90, 30, 200, 180)}
+    flat = Image.new(mode if mode != "P" else "RGB", (33, 21), value.get(mode, (90, 30, 200)))
+    if mode == "P":
+        flat = flat.quantize(4)
+    frame, info = to_frame(flat)
+    out = from_frame(apply_chain(frame, chain), info)
+    assert out.tobytes() == flat.tobytes(), (mode, chain)

@@ -227,3 +227,25 @@ def test_since_still_adds_copies_to_a_partly_done_source(sample_dir, tmp_path):
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     assert report["totals"]["written"] == 24 and len(images(out)) == 24 * 4
+
+
+def test_balance_counts_only_the_training_side_with_a_hold_out(tmp_path):
+    from PIL import Image
+
+    for label, n in (("a", 60), ("b", 10)):
+        (tmp_path / "in" / label).mkdir(parents=True)
+        for i in range(n):
+            Image.new("L", (8, 8), i).save(tmp_path / "in" / label / f"{i}.png")
+    out = tmp_path / "out"
+    rc, _ = run_dir(tmp_path / "in", out, "--balance", "1", "--copies", "2", "--test-fraction", "0.2", "--since", "off")
+    assert rc == 0
+    training = Counter(p.parent.name for p in (out / "training").rglob("*.png"))
+    report = json.loads((out / "report.json").read_text())
+    assert training == {label: row["after"] for label, row in report["balance"].items()}
+    assert abs(training["a"] - training["b"]) <= 2
+
+
+def test_kubernetes_index_needs_a_count():
+    with pytest.raises(ValueError, match="--shard-count is required with JOB_COMPLETION_INDEX"):
+        resolve_shard(None, None, {"JOB_COMPLETION_INDEX": "0"})
+    assert resolve_shard(None, "4", {"JOB_COMPLETION_INDEX": "3"})[0] == Shard(3, 4)

@@ -64,7 +64,8 @@ class _Warp(Op):
     def border(self, params: dict[str, Any]) -> tuple[str, float]:
         """(fill, fill_value) for the pixels this op uncovers; ops with the same border can share one warp
         (engine.apply_chain fuses them)."""
-        return params["fill"], params["fill_value"]
+        fill = params["fill"]
+        return fill, params["fill_value"] if fill == "constant" else 0.0  # the value matters only when constant
 
 
 class Rotate(_Warp):

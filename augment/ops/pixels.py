@@ -41,33 +41,32 @@ def warp(frame: Frame, forward: Matrix, fill: str, fill_value: float) -> Frame:
     """Resample a frame through a forward affine map, keeping its size.
 
     Pixels that map from outside the source are filled by repeating the edge, reflecting, or with a
-    constant (colour = ``fill_value`` as a fraction of full scale, alpha opaque).
+    constant (colour = ``fill_value`` as a fraction of full scale, alpha opaque). Colour and alpha are
+    resampled as separate planes (not premultiplied), so colour values never lose precision to alpha;
+    an all-opaque alpha stays as it is (every fill is opaque).
     """
-    image = _merge_alpha(frame)
+    color = _warp_plane(frame.color, forward, fill, _fill_color(frame.color.mode, fill_value))
+    if frame.alpha is None or _opaque(frame.alpha):
+        return Frame(color, frame.alpha)
+    return Frame(color, _warp_plane(frame.alpha, forward, fill, 255))
+
+
+def _warp_plane(image: Image.Image, forward: Matrix, fill: str, constant: int | tuple[int, ...]) -> Image.Image:
+    if image.mode == "I;16":  # Pillow's bilinear transform garbles I;16: resample in 32-bit I, round back
+        wide = _warp_plane(image.convert("I"), forward, fill, constant)
+        return to_image(np.asarray(wide), "I;16")
     size = image.size
     inverse = invert_affine(forward)
     if fill == "constant":
-        out = image.transform(
-            size,
-            Image.Transform.AFFINE,
-            tuple(inverse[:2].ravel()),
-            Image.Resampling.BILINEAR,
-            fillcolor=_fill_color(image.mode, fill_value),
-        )
-        return _split_alpha(out, frame)
+        data = tuple(inverse[:2].ravel())
+        return image.transform(size, Image.Transform.AFFINE, data, Image.Resampling.BILINEAR, fillcolor=constant)
     left, top, right, bottom = _padding_needed(inverse, size)
     padded = _pad(image, (left, top, right, bottom), fill)
     shifted = translation(left, top) @ inverse
     if _whole_shift(shifted):  # e.g. translate: resampling at whole-pixel offsets is a plain copy
         x, y = round(shifted[0, 2]), round(shifted[1, 2])
-        return _split_alpha(padded.crop((x, y, x + size[0], y + size[1])), frame)
-    out = padded.transform(
-        size,
-        Image.Transform.AFFINE,
-        tuple(shifted[:2].ravel()),
-        Image.Resampling.BILINEAR,
-    )
-    return _split_alpha(out, frame)
+        return padded.crop((x, y, x + size[0], y + size[1]))
+    return padded.transform(size, Image.Transform.AFFINE, tuple(shifted[:2].ravel()), Image.Resampling.BILINEAR)
 
 
 def invert_affine(forward: Matrix) -> Matrix:
@@ -110,29 +109,11 @@ def _fill_color(mode: str, fraction: float) -> int | tuple[int, ...]:
     if mode == "I;16":
         return round(fraction * 65535)
     v = round(fraction * 255)
-    return {"L": v, "LA": (v, 255), "RGB": (v, v, v), "RGBA": (v, v, v, 255)}[mode]
-
-
-def _merge_alpha(frame: Frame) -> Image.Image:
-    if frame.alpha is None or _opaque(frame.alpha):
-        return frame.color  # no alpha to move (an opaque one stays opaque: _split_alpha keeps it)
-    bands = (frame.color,) if frame.color.mode == "L" else frame.color.split()
-    return Image.merge("LA" if frame.color.mode == "L" else "RGBA", (*bands, frame.alpha))
-
-
-def _split_alpha(image: Image.Image, like: Frame) -> Frame:
-    if like.alpha is None:
-        return Frame(image)
-    if image.mode == like.color.mode:  # the alpha was opaque and not warped: every output pixel is opaque too
-        return Frame(image, like.alpha)
-    *bands, alpha = image.split()
-    color = bands[0] if len(bands) == 1 else Image.merge("RGB", bands)
-    return Frame(color, alpha)
+    return (v, v, v) if mode == "RGB" else v
 
 
 def _opaque(alpha: Image.Image) -> bool:
-    """All 255: warping it gives all 255 again (every fill is opaque), and Pillow's RGBA resampling
-    (premultiply to RGBa and back) would change no colour, so the colour planes can be warped alone."""
+    """All 255: warping it would give all 255 again (every fill is opaque), so it is not warped."""
     return alpha.getextrema() == (255, 255)
 
 

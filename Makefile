@@ -14,7 +14,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 ## Run the block on the built-in sample set: demo/input -> demo/output (no Docker, no credentials).
 demo: $(STAMP)
 	$(BIN)/python -m augment.demo demo/input
-	$(BIN)/python -u transform.py --in-directory demo/input --out-directory demo/output --copies 4 --seed 42
+	$(BIN)/python -u transform.py --in-directory demo/input --out-directory demo/output --copies 4 --seed 42 --preview 1
 
 ## Lint and the whole test suite (the container tests run when podman is installed; .ci/run installs it).
 test: $(STAMP) lint

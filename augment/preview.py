@@ -24,10 +24,10 @@ BOX_COLOURS = ("#ff2d55", "#34c759", "#0a84ff", "#ffcc00", "#af52de", "#ff9500")
 _SHORT = {
     "hflip": lambda p: "hflip",
     "vflip": lambda p: "vflip",
-    "rotate": lambda p: f"rot {p['degrees']:+.0f}°",
+    "rotate": lambda p: f"rot {_angle(p['degrees'])}",
     "zoom": lambda p: f"zoom {p['scale']:.2f}",
     "translate": lambda p: f"shift {p['dx']:+d},{p['dy']:+d}",
-    "shear": lambda p: f"shear {p['x']:+.0f}°",
+    "shear": lambda p: f"shear {_angle(p['x'])}",
     "brightness": lambda p: f"bright {p['factor']:.2f}",
     "contrast": lambda p: f"contrast {p['factor']:.2f}",
     "gamma": lambda p: f"gamma {p['gamma']:.2f}",
@@ -41,6 +41,10 @@ _SHORT = {
 }
 
 
+def _angle(degrees: float) -> str:
+    return f"{degrees:+.1f}°" if abs(degrees) < 9.95 else f"{degrees:+.0f}°"
+
+
 @dataclass(frozen=True)
 class Cell:
     image: Image.Image
@@ -49,7 +53,7 @@ class Cell:
 
 
 def caption(ops: list[dict[str, Any]]) -> str:
-    """A short text for an op chain, e.g. ``hflip · rot -7° · gamma 1.21``."""
+    """A short text for an op chain, e.g. ``hflip · rot -6.9° · gamma 1.21``."""
     if not ops:
         return "original"
     return " · ".join(_SHORT.get(op["op"], lambda p, n=op["op"]: n)(op) for op in ops)

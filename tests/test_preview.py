@@ -45,7 +45,7 @@ def test_preview_shows_the_run_s_own_outputs_with_boxes(tmp_path):
 def test_captions_summarise_the_chain():
     assert caption([]) == "original"
     text = caption([{"op": "hflip"}, {"op": "rotate", "degrees": -6.9, "fill": "edge", "fill_value": 0}])
-    assert text == "hflip · rot -7°"
+    assert text == "hflip · rot -6.9°"
 
 
 def test_many_classes_get_a_sheet_each(tmp_path):

@@ -28,6 +28,11 @@ IMAGE_EXTENSIONS = {
     ".gif": "GIF",
 }
 OUTPUT_FORMATS = ("same", "png", "jpeg")
+# zlib strategy for PNG: "rle" (Z_RLE) encodes photos 2-3x faster than the default at the same or smaller
+# size (measured on the workshop set, its augmented outputs and 640x480 photos); "default" is zlib's own,
+# better for graphics with repeated patterns.
+PNG_STRATEGIES = ("rle", "default")
+_Z_RLE = 3
 _FORMAT_ALIASES = {"MPO": "JPEG"}  # phone JPEGs with extra frames decode as MPO
 # Modes each writer takes as they are; anything else is converted (see _writable).
 _WRITABLE = {
@@ -58,6 +63,7 @@ class EncodeOptions:
     image_format: str = "same"  # same | png | jpeg
     jpeg_quality: int = 90
     png_compression: int = 6
+    png_strategy: str = "rle"
 
 
 def decode(data: bytes) -> Decoded:
@@ -105,7 +111,8 @@ def encode(frame: Frame, mode: ModeInfo, fmt: str, options: EncodeOptions) -> by
     image = _writable(from_frame(frame, mode), fmt)
     out = io.BytesIO()
     if fmt == "PNG":
-        image.save(out, "PNG", compress_level=options.png_compression)
+        strategy = {"compress_type": _Z_RLE} if options.png_strategy == "rle" else {}
+        image.save(out, "PNG", compress_level=options.png_compression, **strategy)
     elif fmt == "JPEG":
         image.save(out, "JPEG", quality=options.jpeg_quality)
     elif fmt == "WEBP":

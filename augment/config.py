@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from augment.codec import OUTPUT_FORMATS, EncodeOptions
+from augment.codec import OUTPUT_FORMATS, PNG_STRATEGIES, EncodeOptions
 from augment.ops.pixels import FILL_MODES
 from augment.presets import get_preset
 from augment.recipe import MAX_COPIES, Recipe, load_recipe
@@ -147,6 +147,7 @@ def build_config(args: Any, env: dict[str, str]) -> RunConfig:
         args.image_format,
         _int(args.jpeg_quality, "jpeg-quality", 1, 100),
         _int(args.png_compression, "png-compression", 0, 9),
+        _choice(getattr(args, "png_strategy", "rle"), "png-strategy", PNG_STRATEGIES),
     )
     workers = _int(args.workers, "workers", 0, 256) or len(os.sched_getaffinity(0))
     max_failures = _float(args.max_failures, "max-failures", 0.0, 1e12)
@@ -301,6 +302,13 @@ def _metadata(raw: str | None, notes: list[str]) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         notes.append("--metadata ignored: expected a JSON object")
         return None
+    return value
+
+
+def _choice(raw: Any, name: str, options: tuple[str, ...]) -> str:
+    value = str(raw or "").strip().lower()
+    if value not in options:
+        raise ConfigError(f"--{name}: {raw!r} is not one of {', '.join(options)}")
     return value
 
 

@@ -35,7 +35,7 @@ class Rendered:
 
 # Bump when any kernel, the fusion rules or the encoder settings change the bytes of an output: it is part
 # of the manifest fingerprint, so a resumed or --since run never mixes outputs of two kernel versions.
-KERNELS = 2
+KERNELS = 3
 
 
 def output_rng(seed: int, key: str, index: int) -> np.random.Generator:

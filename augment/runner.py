@@ -347,6 +347,7 @@ def _run_header(config: RunConfig, detection: bool = False) -> dict[str, Any]:
         "image_format": config.encode.image_format,
         "jpeg_quality": config.encode.jpeg_quality,
         "png_compression": config.encode.png_compression,
+        "png_strategy": config.encode.png_strategy,
         "layout": config.layout,
         "label": config.label,
         "kernels": KERNELS,

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "electronic-components-png"
 IMAGE = "localhost/edge-augment:test"
 ENCODINGS = [  # (key, label, extra block arguments): speed and size of the output encodings, 2 workers
+    ("pngz", "--png-strategy default (zlib's)", ["--png-strategy", "default"]),
     ("png1", "--png-compression 1", ["--png-compression", "1"]),
     ("png9", "--png-compression 9", ["--png-compression", "9"]),
     ("jpg90", "--image-format jpeg (quality 90)", ["--image-format", "jpeg"]),
@@ -52,7 +53,15 @@ NOTEBOOK_PER_ORIGINAL = 18  # original + flips x3 + flips x3 again + 3 rotations
 # Contenders that run in a child process of this script (`bench/run.py --child <name> ...`)
 
 
-def child_floor(files: list[Path], out: Path, per_original: int, level: int) -> int:
+def png_options(level: str) -> dict[str, int]:
+    """``"6"``: zlib's default strategy (what PIL and the notebook use); ``"6rle"``: Z_RLE, the block's default."""
+    options = {"compress_level": int(level.removesuffix("rle"))}
+    if level.endswith("rle"):
+        options["compress_type"] = 3
+    return options
+
+
+def child_floor(files: list[Path], out: Path, per_original: int, level: str) -> int:
     """I/O floor: decode each original once, encode it unchanged ``per_original`` times, write the files."""
     from PIL import Image
 
@@ -64,13 +73,13 @@ def child_floor(files: list[Path], out: Path, per_original: int, level: int) -> 
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(per_original):
             buffer = io.BytesIO()
-            image.save(buffer, "PNG", compress_level=level)
+            image.save(buffer, "PNG", **png_options(level))
             (folder / f"{path.stem}_{i}.png").write_bytes(buffer.getvalue())
             n += 1
     return n
 
 
-def child_reencode(files: list[Path], out: Path, level: int) -> int:
+def child_reencode(files: list[Path], out: Path, level: str) -> int:
     """Re-encode floor: decode each of the block's outputs and encode it again (what its content costs)."""
     from PIL import Image
 
@@ -79,7 +88,7 @@ def child_reencode(files: list[Path], out: Path, level: int) -> int:
         image = Image.open(path)
         image.load()
         buffer = io.BytesIO()
-        image.save(buffer, "PNG", compress_level=level)
+        image.save(buffer, "PNG", **png_options(level))
         (out / f"{i}.png").write_bytes(buffer.getvalue())
     return len(files)
 
@@ -155,9 +164,9 @@ def child_main(argv: list[str]) -> None:
     name, out, level, per_original, *paths = argv
     files = [Path(p) for p in paths]
     if name == "floor":
-        child_floor(files, Path(out), int(per_original), int(level))
+        child_floor(files, Path(out), int(per_original), level)
     elif name == "reencode":
-        child_reencode(files, Path(out), int(level))
+        child_reencode(files, Path(out), level)
     elif name == "notebook":
         child_notebook(files, Path(out))
 
@@ -237,7 +246,7 @@ def block(name: str, data: Path, out: Path, *args: str) -> Result:
     return measure(name, [*command, "--out-directory", str(out), *args], out)
 
 
-def child(name: str, kind: str, files: list[Path], out: Path, level: int = 6, per_original: int = 1) -> Result:
+def child(name: str, kind: str, files: list[Path], out: Path, level: str = "6rle", per_original: int = 1) -> Result:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", kind, str(out), str(level), str(per_original)]
     return measure(name, [*command, *map(str, files)], out)
 
@@ -337,11 +346,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="edge-augment-bench-"))
     try:
         r = {}
-        r["floor"] = child("I/O floor: decode once, encode N (PNG 6)", "floor", files, tmp / "floor", 6, n)
+        r["floor"] = child("I/O floor: decode once, encode N (PNG 6 RLE)", "floor", files, tmp / "floor", "6rle", n)
+        r["floor_z"] = child("I/O floor, zlib default strategy (PNG 6)", "floor", files, tmp / "floor_z", "6", n)
         r["notebook"] = child("workshop notebook (scikit-image, PNG 6)", "notebook", files, tmp / "nb")
         r["w1"] = block("block --workers 1", args.data, tmp / "w1", *common, "--workers", "1")
         outputs = sorted((tmp / "w1").rglob("*.png"))
-        r["reencode"] = child("re-encode floor: block's outputs again (PNG 6)", "reencode", outputs, tmp / "re", 6)
+        r["reencode"] = child("re-encode floor: block's outputs again (PNG 6 RLE)", "reencode", outputs, tmp / "re")
         r["w2"] = block("block --workers 2", args.data, tmp / "w2", *common, "--workers", "2")
         # The notebook's own ops (--preset workshop: 14 variants + the original, its 3 duplicate flips dropped).
         workshop = ["--preset", "workshop", "--include-originals", "1"]
@@ -350,8 +360,8 @@ def main() -> None:
             r[key] = block(label, args.data, tmp / key, *workshop, "--workers", str(workers))
         shutil.rmtree(tmp / "ws1")
         shutil.rmtree(tmp / "ws2")
-        for key in ("floor", "notebook", "reencode"):
-            shutil.rmtree(tmp / {"floor": "floor", "notebook": "nb", "reencode": "re"}[key])
+        for folder in ("floor", "floor_z", "nb", "re"):
+            shutil.rmtree(tmp / folder)
         shutil.rmtree(tmp / "w1")
         shutil.rmtree(tmp / "w2")
         for key, label, extra in ENCODINGS:
@@ -392,7 +402,7 @@ def main() -> None:
 
     floor = r["floor"]
     print(HEADER)
-    for key in ("floor", "reencode", "notebook", "w1", "w2", "ws1", "ws2", *(key for key, _, _ in ENCODINGS)):
+    for key in ("floor", "floor_z", "reencode", "notebook", "w1", "w2", "ws1", "ws2", *(k for k, _, _ in ENCODINGS)):
         print(row(r[key], floor))
     print()
     for res in big_rows:
@@ -408,9 +418,11 @@ def main() -> None:
         ("(a) block w2 vs notebook, wall", w2.per_wall / nb.per_wall, ""),
         ("(a) block --preset workshop w1 vs notebook, per CPU-s", r["ws1"].per_cpu / nb.per_cpu, ""),
         ("(a) block --preset workshop w2 vs notebook, wall", r["ws2"].per_wall / nb.per_wall, ""),
+        ("(a) block w2 (PNG 6 RLE) vs notebook (PNG 6), wall", w2.per_wall / nb.per_wall, "target >= 4"),
         ("(a) block w2 PNG 1 vs notebook (PNG 6), wall", r["png1"].per_wall / nb.per_wall, "target >= 4"),
         ("(a) block w2 JPEG q90 vs notebook (PNG 6), wall", r["jpg90"].per_wall / nb.per_wall, "target >= 4"),
-        ("(a) notebook vs I/O floor", nb.per_cpu / floor.per_cpu, ""),
+        ("(a) notebook vs its own encoder's floor (PNG 6 zlib)", nb.per_cpu / r["floor_z"].per_cpu, ""),
+        ("(b) RLE vs zlib-default I/O floor (the encoder alone)", floor.per_cpu / r["floor_z"].per_cpu, ""),
         ("(b) block w1 vs I/O floor", w1.per_cpu / floor.per_cpu, "target >= 0.90"),
         ("(b) block w1 vs re-encode floor of its own outputs", w1.per_cpu / r["reencode"].per_cpu, ""),
         ("(b) re-encode floor vs I/O floor (cost of the content)", r["reencode"].per_cpu / floor.per_cpu, ""),

@@ -123,3 +123,15 @@ def test_png_compression_level_changes_size_not_pixels():
     small = encode(decoded.frame, decoded.mode, "PNG", EncodeOptions(png_compression=9))
     assert len(small) <= len(fast)
     assert Image.open(io.BytesIO(fast)).tobytes() == Image.open(io.BytesIO(small)).tobytes()
+
+
+def test_png_rle_strategy_keeps_pixels_and_is_no_larger_on_photos(workshop_folders):
+    photos = sorted(workshop_folders.rglob("*.png"))[:20]
+    sizes = {"rle": 0, "default": 0}
+    for path in photos:
+        decoded = decode(path.read_bytes())
+        for strategy in sizes:
+            data = encode(decoded.frame, decoded.mode, "PNG", EncodeOptions(png_strategy=strategy))
+            assert Image.open(io.BytesIO(data)).tobytes() == Image.open(path).tobytes()
+            sizes[strategy] += len(data)
+    assert sizes["rle"] <= sizes["default"] * 1.02

@@ -37,6 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.procfs import process_tree, rss_kib  # noqa: E402
+
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "electronic-components-png"
 IMAGE = "localhost/edge-augment:test"
 ENCODINGS = [  # (key, label, extra block arguments): speed and size of the output encodings, 2 workers
@@ -191,29 +195,6 @@ class Result:
     @property
     def per_wall(self) -> float:
         return self.outputs / self.wall if self.wall else 0.0
-
-
-def rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError, ValueError):
-        pass
-    return 0
-
-
-def process_tree(pid: int) -> list[int]:
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        try:
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return pids
 
 
 def measure(name: str, command: list[str], out: Path, cwd: Path = ROOT) -> Result:

@@ -27,33 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 from augment.codec import IMAGE_EXTENSIONS  # noqa: E402
 from augment.sinks.s3 import content_type  # noqa: E402
+from bench.procfs import process_tree, rss_kib  # noqa: E402
 from tests.s3server import SeaweedServer, weed_binary  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "electronic-components-png"
 BUCKET = "bench-data"
-
-
-def rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError, ValueError):
-        pass
-    return 0
-
-
-def tree(pid: int) -> list[int]:
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        try:
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return pids
 
 
 def run_block(args: list[str], env: dict[str, str]) -> tuple[float, int, int]:
@@ -70,7 +48,7 @@ def run_block(args: list[str], env: dict[str, str]) -> tuple[float, int, int]:
 
     def sample() -> None:
         while proc.poll() is None:
-            sizes = [rss_kib(p) for p in tree(proc.pid)]
+            sizes = [rss_kib(p) for p in process_tree(proc.pid)]
             peak["tree"] = max(peak["tree"], sum(sizes))
             peak["one"] = max(peak["one"], max(sizes, default=0))
             time.sleep(0.02)

@@ -71,13 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="42",
         help="run seed; same inputs + seed = byte-identical outputs",
     )
-    rec.add_argument(
-        "--include-originals",
-        nargs="?",
-        const="1",
-        default="1",
-        help="copy each original through too (1/0)",
-    )
+    _switch(rec, "--include-originals", "1", "copy each original through too (1/0)")
     rec.add_argument(
         "--fill",
         default="recipe",
@@ -90,9 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="0.3",
         help="drop a box when less than this share of it stays in the image (default: %(default)s)",
     )
-    det.add_argument(
-        "--keep-boxless", nargs="?", const="1", default="0", help="keep copies whose boxes were all dropped (1/0)"
-    )
+    _switch(det, "--keep-boxless", "0", "keep copies whose boxes were all dropped (1/0)")
 
     out = p.add_argument_group("output format")
     out.add_argument(
@@ -122,12 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     look = p.add_argument_group("looking before using")
-    look.add_argument(
-        "--preview", nargs="?", const="1", default="0", help="also write preview.png: originals beside their copies"
-    )
-    look.add_argument(
-        "--dry-run", nargs="?", const="1", default="0", help="print the plan and estimated time; write only the preview"
-    )
+    _switch(look, "--preview", "0", "also write preview.png: originals beside their copies")
+    _switch(look, "--dry-run", "0", "print the plan and estimated time; write only the preview")
 
     run = p.add_argument_group("running")
     run.add_argument("--workers", default="0", help="worker processes (default 0 = one per CPU)")
@@ -136,13 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="0.01",
         help="bad inputs tolerated before exiting 1: a fraction of samples (<1) or a count (>=1); default %(default)s",
     )
-    run.add_argument(
-        "--overwrite",
-        nargs="?",
-        const="1",
-        default="0",
-        help="regenerate outputs that already exist (1/0)",
-    )
+    _switch(run, "--overwrite", "0", "regenerate outputs that already exist (1/0)")
 
     scale = p.add_argument_group("sharding, scheduled refresh, class balancing")
     scale.add_argument(
@@ -157,13 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--since",
         help="only sources modified after this ISO 8601 time (default: EI_LAST_SUCCESSFUL_RUN if set; 'off' = all)",
     )
-    scale.add_argument(
-        "--balance",
-        nargs="?",
-        const="1",
-        default="0",
-        help="per-class copies so every class ends near --target-per-class outputs (1/0)",
-    )
+    _switch(scale, "--balance", "0", "per-class copies so every class ends near --target-per-class outputs (1/0)")
     scale.add_argument(
         "--target-per-class",
         default="0",
@@ -199,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     ei.add_argument("--upload-label", help="label for every output (overrides folder/name labels)")
     p.add_argument("--version", action="version", version=f"edge-augment {__version__}")
     return p
+
+
+def _switch(group: argparse._ArgumentGroup, flag: str, default: str, help: str) -> None:
+    """A boolean parameter: EI passes ``--flag 1``/``--flag 0``; people may type just ``--flag``."""
+    group.add_argument(flag, nargs="?", const="1", default=default, help=help)
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:

@@ -365,3 +365,18 @@ def test_answers_are_matched_to_files_by_name_else_by_position():
     named.append(ok1 | {"fileName": "a.1.orig.png"})
     assert [m["sampleId"] for m in _match(items, named)] == [1, 2]
     assert [m["success"] for m in _match(items, [ok1])] == [False, False]  # cannot tell which landed
+
+
+def test_detection_outputs_land_with_their_boxes(tmp_path: Path):
+    from tests.boxes_data import detection_folder
+
+    src = detection_folder(tmp_path / "in", 3)
+    out = tmp_path / "stage"
+    with IngestionServer(KEY) as server:
+        result = upload(server, src, ["--test-fraction", "0"], tmp_path / "w", out)
+        assert result.returncode == 0, result.output
+        stored = {s.name: s for s in server.stored}
+    lines = {Path(line["output"]).name: line for line in manifest_lines(out)}
+    assert set(stored) == set(lines) and len(stored) == 3 * 3  # 2 copies + the original per image
+    for name, sample in stored.items():
+        assert sample.boxes == lines[name]["boxes"] and sample.boxes, name

@@ -12,9 +12,11 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any
 
 from augment import __version__
+from augment.backends import sink_for, source_for
 from augment.boxes import BOXES_FILE, labels_file_text
 from augment.codec import IMAGE_EXTENSIONS
 from augment.config import RunConfig
@@ -39,12 +41,7 @@ from augment.review import dry_run, write_preview
 from augment.samples import ei_label_issue, printable
 from augment.selection import Shard, balance_copies, balance_lines, shard_of, split_since
 from augment.sinks import Sink, SinkError
-from augment.sinks.ingestion import IngestionSink
-from augment.sinks.local import LocalSink
-from augment.sinks.s3 import S3Sink
-from augment.sources import Source, SourceError
-from augment.sources.local import LocalSource
-from augment.sources.s3 import S3Source, parse_s3_url
+from augment.sources import Listing, Source, SourceError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EI_METADATA = "ei-metadata.json"  # EI reads it from --out-directory to update a clinical data item
@@ -57,9 +54,47 @@ class Interrupted(Exception):
 
 def run(config: RunConfig, log: Log = print) -> int:
     """Run the block; return the process exit code."""
-    source, sink = _source(config), _sink(config, log)
+    source, sink = source_for(config), sink_for(config, log)
     for note in config.notes:
         log(f"note: {note}")
+    prepared = _prepare(config, source, sink, log)
+    if isinstance(prepared, int):
+        return prepared
+    if config.dry_run:
+        return dry_run(config, source, sink, prepared.tasks, prepared.manifest, log)
+    outcome = _augment(config, prepared, source, sink, log)
+    if isinstance(outcome, int):
+        return outcome
+    return _finish(config, prepared, outcome, source, sink, log)
+
+
+@dataclass
+class _Prepared:
+    """What a run will do: the listing, this shard's plan, what --since leaves to do, the manifest."""
+
+    listing: Listing
+    planned: list[Task]  # this shard's tasks
+    tasks: list[Task]  # the ones to run now
+    unchanged: list[Task]  # --since: left as they are
+    manifest: Manifest
+    header: dict[str, Any]
+    holdout: Any
+    balance_table: dict[str, Any]
+
+    @property
+    def order(self) -> list[str]:
+        return [o.name for t in self.planned for o in t.outputs]
+
+
+@dataclass
+class _Outcome:
+    progress: Progress
+    interrupted: str | None  # "SIGINT" | "SIGTERM"
+    upload: dict[str, Any] | None  # the EI upload summary
+
+
+def _prepare(config: RunConfig, source: Source, sink: Sink, log: Log) -> _Prepared | int:
+    """List the source (reporting what it skips), plan every output, load the manifest."""
     listing = source.list()
     for key, reason in listing.skipped:
         log(f"skipped {printable(key)}: {reason}")
@@ -85,22 +120,24 @@ def run(config: RunConfig, log: Log = print) -> int:
     # Plan the whole listing (names are checked across all of it), then keep this run's share.
     planned = _shard(make_plan(listing.samples, settings), config)
     header = _run_header(config, detection=any(s.boxes is not None for s in listing.samples))
-    suffix = config.shard.suffix()
-    manifest = Manifest(sink, header, config.overwrite, _suffixed(MANIFEST, suffix))
+    manifest = Manifest(sink, header, config.overwrite, _suffixed(MANIFEST, config.shard.suffix()))
     tasks, unchanged = _since(planned, config, manifest)
     _carry_over(manifest, unchanged)
     holdout = holdout_counts((t.sample.label, category_of(t.sample.key, config.test_fraction)) for t in planned)
     for line in holdout_notes(holdout, config.test_fraction):
         log(line)
-    if config.dry_run:
-        return dry_run(config, source, sink, tasks, manifest, log)
+    return _Prepared(listing, planned, tasks, unchanged, manifest, header, holdout, balance_table)
+
+
+def _augment(config: RunConfig, prep: _Prepared, source: Source, sink: Sink, log: Log) -> _Outcome | int:
+    """Run the tasks in the pool, book every result, checkpoint the manifest; stop cleanly on a signal."""
+    tasks, manifest, order = prep.tasks, prep.manifest, prep.order
     outputs = sum(len(t.outputs) for t in tasks)
     log(
         f"edge-augment {__version__}: {len(tasks)} images in {len(_labels(tasks))} classes from {source.describe()}"
         f" -> {outputs} outputs in {sink.describe()} (recipe {config.recipe.name}, seed {config.seed},"
         f" {config.workers} worker{'s' if config.workers != 1 else ''})"
     )
-
     progress = Progress(len(tasks), log)
     context = WorkContext(
         source,
@@ -114,7 +151,6 @@ def run(config: RunConfig, log: Log = print) -> int:
     )
     interrupted = None
     late: list[TaskResult] = []  # finished by workers after an interruption: recorded too
-    order = [o.name for t in planned for o in t.outputs]
     saved_at = time.monotonic()
     commit = getattr(sink, "commit", None)  # sinks that act on booked outputs (the EI upload)
     upload: dict[str, Any] | None = None
@@ -139,10 +175,15 @@ def run(config: RunConfig, log: Log = print) -> int:
         return EXIT_FAILED
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+    return _Outcome(progress, interrupted, upload)
 
-    manifest.save(order)
-    _write_box_labels(sink, manifest, order, config.shard)
-    if config.preview and not interrupted:
+
+def _finish(config: RunConfig, prep: _Prepared, done: _Outcome, source: Source, sink: Sink, log: Log) -> int:
+    """Save the manifest, labels files, preview and report; print the summary; decide the exit code."""
+    tasks, manifest, progress, upload = prep.tasks, prep.manifest, done.progress, done.upload
+    manifest.save(prep.order)
+    _write_box_labels(sink, manifest, prep.order, config.shard)
+    if config.preview and not done.interrupted:
         if config.ei_imports_output:  # EI would import preview.png as a sample
             log("note: no preview.png: EI imports this folder into a project")
         else:
@@ -151,23 +192,23 @@ def run(config: RunConfig, log: Log = print) -> int:
     failed = len(progress.errors)
     report = progress.report(
         {
-            "run": header,
+            "run": prep.header,
             "copies": config.copies,
             "include_originals": config.include_originals,
             "workers": config.workers,
-            "skipped_files": [{"source": k, "reason": r} for k, r in listing.skipped],
-            "empty_folders": listing.empty_folders,
+            "skipped_files": [{"source": k, "reason": r} for k, r in prep.listing.skipped],
+            "empty_folders": prep.listing.empty_folders,
             "metadata": config.metadata,
-            "interrupted": interrupted,
+            "interrupted": done.interrupted,
             "failure_budget": budget,
         }
     )
-    report.update(_scale_report(config, tasks, unchanged, progress, balance_table))
+    report.update(_scale_report(config, tasks, prep.unchanged, progress, prep.balance_table))
     if config.test_fraction:
-        report["holdout"] = holdout_report(holdout, config.test_fraction)
+        report["holdout"] = holdout_report(prep.holdout, config.test_fraction)
     if upload is not None:
         report["upload"] = upload
-    sink.write_text(_suffixed(REPORT, suffix), json.dumps(report, indent=2, sort_keys=True) + "\n")
+    sink.write_text(_suffixed(REPORT, config.shard.suffix()), json.dumps(report, indent=2, sort_keys=True) + "\n")
     if config.write_ei_metadata:
         sink.write_text(EI_METADATA, _ei_metadata(report, config))
     for line in progress.summary_lines():
@@ -175,8 +216,8 @@ def run(config: RunConfig, log: Log = print) -> int:
     if config.since is not None:
         s = report["since"]
         log(f"since {s['time']}: {s['new']} new or modified ({s['done']} done), {s['unchanged']} unchanged (skipped)")
-    if interrupted:
-        return 130 if interrupted == "SIGINT" else 143
+    if done.interrupted:
+        return 130 if done.interrupted == "SIGINT" else 143
     if failed > budget:
         log(
             f"FAILED: {failed} of {len(tasks)} images could not be augmented "
@@ -317,26 +358,6 @@ def _write_box_labels(sink: Sink, manifest: Manifest, order: list[str], shard: S
             folders.setdefault(folder, {})[filename] = entry["boxes"]
     for folder, boxes in folders.items():
         sink.write_text(posixpath.join(folder, BOXES_FILE), labels_file_text(boxes))
-
-
-def _source(config: RunConfig) -> Source:
-    if config.source is not None:
-        url, dest = parse_s3_url(config.source), parse_s3_url(config.dest) if config.dest else None
-        return S3Source(url, config.label, dest if dest and url.contains(dest) else None, config.s3_endpoint)
-    if config.in_file is not None:
-        return LocalSource.from_file(config.in_file, config.label)
-    assert config.in_directory is not None
-    out, root = config.out_directory.resolve(), config.in_directory.resolve()
-    inside = config.dest is None and out.is_relative_to(root)
-    return LocalSource(root, None, config.label, out if inside else None)
-
-
-def _sink(config: RunConfig, log: Log = print) -> Sink:
-    if config.upload is not None:
-        return IngestionSink(config.upload, LocalSink(config.out_directory), log)
-    if config.dest is not None:
-        return S3Sink(parse_s3_url(config.dest), config.s3_endpoint)
-    return LocalSink(config.out_directory)
 
 
 def _run_header(config: RunConfig, detection: bool = False) -> dict[str, Any]:

@@ -18,8 +18,8 @@ def files(folder: Path) -> dict[str, bytes]:
 
 
 def test_sigterm_then_rerun_equals_an_uninterrupted_run(tmp_path):
-    images = write_sample_set(tmp_path / "in", per_class=60)  # more than the pool keeps in flight
-    args = ["--in-directory", str(tmp_path / "in"), "--copies", "5", "--workers", "2"]
+    images = write_sample_set(tmp_path / "in", per_class=100)  # far more than the pool keeps in flight
+    args = ["--in-directory", str(tmp_path / "in"), "--copies", "8", "--workers", "2"]
     out = tmp_path / "out"
     cmd = [sys.executable, "-u", str(ROOT / "transform.py"), *args, "--out-directory", str(out)]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=ei_env(), stdout=subprocess.PIPE, text=True)
@@ -34,12 +34,12 @@ def test_sigterm_then_rerun_equals_an_uninterrupted_run(tmp_path):
     assert not list(out.rglob(".tmp*"))
     recorded = [json.loads(x)["output"] for x in (out / "manifest.jsonl").read_text().splitlines()[1:]]
     on_disk = files(out)
-    assert sorted(recorded) == sorted(on_disk) and 0 < len(on_disk) < images * 6
+    assert sorted(recorded) == sorted(on_disk) and 0 < len(on_disk) < images * 9
 
     resumed = subprocess.run([*cmd], cwd=tmp_path, env=ei_env(), capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout
     totals = json.loads((out / "report.json").read_text())["totals"]
-    assert totals["existing"] == len(on_disk) and totals["existing"] + totals["written"] == images * 6
+    assert totals["existing"] == len(on_disk) and totals["existing"] + totals["written"] == images * 9
 
     clean = tmp_path / "clean"
     subprocess.run([*cmd[:-1], str(clean)], cwd=tmp_path, env=ei_env(), check=True, capture_output=True)

@@ -6,11 +6,11 @@ import json
 
 from PIL import Image
 
+from augment.backends import source_for as _source
 from augment.cli import parse
 from augment.config import build_config
 from augment.plan import PlanSettings, make_plan
 from augment.preview import CAPTION, CELL, build, caption
-from augment.runner import _source
 from tests.blockrun import run_block
 from tests.boxes_data import detection_folder
 

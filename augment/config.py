@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -98,6 +99,26 @@ class RunConfig:
         return int(self.max_failures * samples)
 
 
+def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup CPU quota (a container's --cpus, or the
+    limit EI sets for a block), so --workers 0 never starts one process per host CPU inside a small limit."""
+    cpus = len(os.sched_getaffinity(0))
+    quota = period = None
+    try:
+        fields = (cgroup / "cpu.max").read_text().split()  # cgroup v2: "<quota|max> <period>"
+        if fields and fields[0] != "max":
+            quota, period = int(fields[0]), int(fields[1])
+    except (OSError, ValueError, IndexError):
+        try:  # cgroup v1
+            quota = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
+            period = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            pass
+    if quota is not None and period and quota > 0:
+        cpus = min(cpus, max(1, math.ceil(quota / period)))
+    return cpus
+
+
 def parse_bool(value: str | bool | None, name: str) -> bool:
     """EI passes booleans as 1/0; people type true/false/yes/no."""
     if isinstance(value, bool):
@@ -149,7 +170,7 @@ def build_config(args: Any, env: dict[str, str]) -> RunConfig:
         _int(args.png_compression, "png-compression", 0, 9),
         _choice(getattr(args, "png_strategy", "rle"), "png-strategy", PNG_STRATEGIES),
     )
-    workers = _int(args.workers, "workers", 0, 256) or len(os.sched_getaffinity(0))
+    workers = _int(args.workers, "workers", 0, 256) or available_cpus()
     max_failures = _float(args.max_failures, "max-failures", 0.0, 1e12)
     label = (args.upload_label or "").strip() or None
     if (label is not None and any(c in label for c in "/\\\n\r\t")) or label in (".", ".."):

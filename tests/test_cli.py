@@ -212,3 +212,22 @@ def test_bucket_parameter_without_mount_reads_from_s3_and_rejects_escapes(tmp_pa
     args, _ = parse(["--bucket", "raw", "--bucket-prefix", "../etc", "--bucket-mount-root", str(tmp_path)])
     with pytest.raises(ConfigError, match="not a bucket name and prefix"):
         build_config(args, {})
+
+
+def test_workers_zero_respects_a_cgroup_cpu_quota(tmp_path, monkeypatch):
+    import os
+
+    from augment.config import available_cpus
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(64)))
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # a 1.5-CPU limit, cgroup v2
+    assert available_cpus(tmp_path) == 2
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert available_cpus(tmp_path) == 64
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("300000\n")  # cgroup v1, 3 CPUs
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert available_cpus(tmp_path) == 3
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert available_cpus(tmp_path) == 64

@@ -31,7 +31,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.procfs import process_tree, rss_kib  # noqa: E402
+from bench.procfs import time_first_output, watch_memory  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "electronic-components-png"
 IMAGE = "localhost/edge-augment:test"
@@ -202,24 +201,16 @@ def measure(name: str, command: list[str], out: Path, cwd: Path = ROOT) -> Resul
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = [0]
-
-    def sample() -> None:
-        while proc.poll() is None:
-            peak[0] = max(peak[0], sum(rss_kib(p) for p in process_tree(proc.pid)))
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    peaks = watch_memory(proc)
     output, _ = proc.communicate()
     wall = time.perf_counter() - start
-    sampler.join()
+    peak_tree, _ = peaks()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"{name} failed ({proc.returncode}):\n{output[-3000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     images = [p for p in out.rglob("*") if p.suffix in (".png", ".jpg")]
-    return Result(name, len(images), wall, cpu, peak[0], sum(p.stat().st_size for p in images))
+    return Result(name, len(images), wall, cpu, peak_tree, sum(p.stat().st_size for p in images))
 
 
 def block(name: str, data: Path, out: Path, *args: str) -> Result:
@@ -236,12 +227,7 @@ def first_output(command: list[str], out: Path, cwd: Path) -> tuple[float, float
     """Seconds from starting ``command`` until a file appears under ``out``, and until it exits."""
     start = time.perf_counter()
     proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = None
-    while proc.poll() is None:
-        if first is None and any(p.is_file() for p in out.rglob("*")):
-            first = time.perf_counter() - start
-        time.sleep(0.005)
-    done = time.perf_counter() - start
+    first, done = time_first_output(proc, out, start)
     if first is None and any(p.is_file() for p in out.rglob("*")):
         first = done
     return (first if first is not None else float("nan")), done
@@ -447,12 +433,7 @@ def container_start(tmp: Path, data: Path, skip: bool) -> str:
     command += ["--in-directory", "/data/in", "--out-directory", "/data/out", "--copies", "4", "--workers", "1"]
     start = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    first = None
-    while proc.poll() is None:
-        if first is None and any(p.is_file() for p in out.rglob("*")):
-            first = time.perf_counter() - start
-        time.sleep(0.005)
-    done = time.perf_counter() - start
+    first, done = time_first_output(proc, out, start)
     if proc.returncode != 0:
         return f"container: failed ({proc.returncode}): {proc.stderr.read()[-300:] if proc.stderr else ''}"
     first = first if first is not None else done

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from augment.codec import IMAGE_EXTENSIONS  # noqa: E402
 from augment.sinks.s3 import content_type  # noqa: E402
-from bench.procfs import process_tree, rss_kib  # noqa: E402
+from bench.procfs import watch_memory  # noqa: E402
 from tests.s3server import SeaweedServer, weed_binary  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "electronic-components-png"
@@ -44,23 +43,13 @@ def run_block(args: list[str], env: dict[str, str]) -> tuple[float, int, int]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    peak = {"tree": 0, "one": 0}
-
-    def sample() -> None:
-        while proc.poll() is None:
-            sizes = [rss_kib(p) for p in process_tree(proc.pid)]
-            peak["tree"] = max(peak["tree"], sum(sizes))
-            peak["one"] = max(peak["one"], max(sizes, default=0))
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    peaks = watch_memory(proc)
     output, _ = proc.communicate()
     wall = time.perf_counter() - start
-    sampler.join()
+    tree, one = peaks()
     if proc.returncode != 0:
         sys.exit(f"block failed ({proc.returncode}):\n{output[-3000:]}")
-    return wall, peak["tree"], peak["one"]
+    return wall, tree, one
 
 
 def digests_local(root: Path) -> dict[str, str]:

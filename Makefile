@@ -2,11 +2,11 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-STAMP   = $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+STAMP   = $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt bench/requirements-quality.txt | sha256sum | cut -c1-12)
 
-.PHONY: demo test lint format bench container push push-standalone clean
+.PHONY: demo test lint format bench quality container push push-standalone clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt bench/requirements-quality.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	rm -f $(VENV)/.installed-*; touch $@
@@ -37,6 +37,11 @@ container: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	$(BIN)/python bench/run.py
+
+## Outcome benchmark (bench/quality.py): the workshop CNN trained on each preset's output, 5 paired seeds, scored on
+## clean held-out photos and on the field-conditions set (bench/field.py). About 20 minutes on 2 cores.
+quality: $(STAMP)
+	mkdir -p .cache && $(BIN)/python bench/quality.py --results .cache/quality-$$(date +%Y%m%d-%H%M%S).jsonl
 
 ## Push the block to your Edge Impulse organization (needs edge-impulse-cli): the directory-mode block, or the
 ## standalone variant (data source; blocks/standalone/parameters.json) from a temporary build folder.

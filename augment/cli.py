@@ -11,7 +11,7 @@ import argparse
 from augment import __version__
 from augment.codec import OUTPUT_FORMATS
 from augment.config import FILL_CHOICES, LAYOUTS
-from augment.presets import DEFAULT_PRESET, PRESETS
+from augment.presets import DEFAULT_PRESET, ORIENTATIONS, PRESETS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_PRESET,
         choices=[*PRESETS, "custom"],
         help="built-in recipe (default: %(default)s); 'custom' = use --recipe",
+    )
+    rec.add_argument(
+        "--orientation",
+        default="upright",
+        help=f"{' or '.join(ORIENTATIONS)}: 'any' (objects seen from above) adds quarter turns, vertical flips and "
+        "full-circle rotation to the random presets (default: %(default)s)",
     )
     rec.add_argument(
         "--recipe",

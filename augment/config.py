@@ -12,7 +12,7 @@ from typing import Any
 
 from augment.codec import OUTPUT_FORMATS, PNG_STRATEGIES, EncodeOptions
 from augment.ops.pixels import FILL_MODES
-from augment.presets import get_preset
+from augment.presets import ORIENTATIONS, get_preset
 from augment.recipe import MAX_COPIES, Recipe, load_recipe
 from augment.selection import Shard, parse_since, resolve_shard
 from augment.sinks import ingestion
@@ -302,14 +302,20 @@ def _s3_args(args: Any, notes: list[str]) -> tuple[str | None, str | None, str |
 
 
 def _recipe(args: Any, notes: list[str]) -> Recipe:
+    orientation = _choice(getattr(args, "orientation", None) or "upright", "orientation", ORIENTATIONS)
     text = (args.recipe or "").replace("\\n", "\n").strip()  # EI may pass multiline strings with literal \n
     if text:
         if args.preset not in ("custom", None, ""):
             notes.append(f"--recipe given: it replaces --preset {args.preset}")
+        if orientation != "upright":
+            notes.append(f"--orientation {orientation} ignored: a --recipe says its own rotations and flips")
         return load_recipe(text)
     if args.preset == "custom":
         raise ConfigError("--preset custom needs --recipe (JSON text or a path to a .json file)")
-    return get_preset(args.preset)
+    recipe = get_preset(args.preset, orientation)
+    if recipe.is_fixed and orientation != "upright":
+        notes.append(f"--orientation {orientation} ignored: preset {args.preset!r} makes a fixed list of variants")
+    return recipe
 
 
 def _metadata(raw: str | None, notes: list[str]) -> dict[str, Any] | None:

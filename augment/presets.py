@@ -192,10 +192,42 @@ HEAVY = {
 
 PRESETS: dict[str, dict[str, Any]] = {r["name"]: r for r in (LIGHT, MEDIUM, HEAVY, WORKSHOP)}
 DEFAULT_PRESET = "medium"
+ORIENTATIONS = ("upright", "any")
+
+# --orientation any (objects seen from above): every copy gets one of the 8 dihedral poses (a uniform quarter
+# turn after the chain's horizontal flip, plus a vertical flip half the time), and the chain's free rotation
+# spans one quarter turn either way, so together they cover the full circle.
+_ANY_POSE = [
+    {"op": "vflip", "p": 0.5},
+    {"op": "rotate", "angles": [0, 90, 180, 270], "fill": "reflect"},
+]
+_ANY_ROTATION = [-45.0, 45.0]
 
 
-def get_preset(name: str) -> Recipe:
-    """The built-in recipe called ``name``."""
+def oriented(preset: dict[str, Any], orientation: str) -> dict[str, Any]:
+    """``preset`` for objects photographed ``upright`` (as it is) or from above in ``any`` orientation."""
+    if orientation == "upright" or "pipeline" not in preset:
+        return preset
+    if orientation != "any":
+        raise RecipeError(f"--orientation: {orientation!r} is not one of {', '.join(ORIENTATIONS)}")
+    pipeline = [step for step in preset["pipeline"] if step.get("op") != "vflip"]
+    pipeline[1:1] = _ANY_POSE  # after the leading hflip
+    return {**preset, "pipeline": [_rotate_any(step) for step in pipeline]}
+
+
+def _rotate_any(step: dict[str, Any]) -> dict[str, Any]:
+    if step.get("op") == "rotate" and "angles" not in step:
+        return {**step, "degrees": _ANY_ROTATION}
+    if "some_of" in step:
+        return {**step, "some_of": [_rotate_any(s) for s in step["some_of"]]}
+    if "one_of" in step:
+        return {**step, "one_of": [_rotate_any(s) for s in step["one_of"]]}
+    return step
+
+
+def get_preset(name: str, orientation: str = "upright") -> Recipe:
+    """The built-in recipe called ``name``, for objects in ``orientation`` (``upright`` or ``any``)."""
     if name not in PRESETS:
         raise RecipeError(f"--preset: unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return parse_recipe({k: v for k, v in PRESETS[name].items() if k != "description"})
+    preset = oriented(PRESETS[name], orientation)
+    return parse_recipe({k: v for k, v in preset.items() if k != "description"})

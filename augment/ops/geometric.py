@@ -165,4 +165,21 @@ class Shear(_Warp):
         return pixels.about_center(np.array([[1.0, kx], [ky, 1.0]]), size)
 
 
-OPS: tuple[Op, ...] = (HFlip(), VFlip(), Rotate(), Zoom(), Translate(), Shear())
+class Scale(_Warp):
+    name = "scale"
+    summary = "scale about the centre, canvas size kept: below 1 the part is seen from farther (border filled)"
+    spec = {
+        "factor": Range((0.8, 1.0), (0.25, 4.0), "scale factor range (1 = none, 0.5 = half the size)"),
+        "fill": FILL,
+        "fill_value": FILL_VALUE,
+    }
+
+    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        return {"factor": uniform(rng, spec["factor"]), "fill": spec["fill"], "fill_value": spec["fill_value"]}
+
+    def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
+        s = params["factor"]
+        return pixels.about_center(np.array([[s, 0.0], [0.0, s]]), size)
+
+
+OPS: tuple[Op, ...] = (HFlip(), VFlip(), Rotate(), Zoom(), Translate(), Shear(), Scale())

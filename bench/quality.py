@@ -1,0 +1,304 @@
+"""Outcome benchmark: what the block's output does to a model (``make quality``).
+
+For each seed, the workshop dataset is split per class (``--holdout`` originals of every class held out, never
+augmented); the rest goes through the block (``transform.py``, as a user runs it) under each condition; the
+workshop's CNN, as EI builds it for 96x96 greyscale input, is trained on the result for the same number of
+optimizer steps whatever the condition (a recipe cannot win by making more images); and it is scored on the
+clean held-out photos and on the field set (``bench/field.py``: the same photos as a deployed camera sees
+them). Seeds are paired: one split, one initialisation and one batch order per seed, whatever the condition.
+
+    python bench/quality.py                              # the README table: 5 seeds, the default conditions
+    python bench/quality.py --conditions medium@2,medium@8 --seeds 5    # the copies curve, more candidates
+
+With ``--results FILE``, each (seed, condition) is appended to FILE as a JSON line and reused when a later run
+asks for the same seed, condition and steps, so a table can be grown one condition at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import field
+import trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "electronic-components-png"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+# TrivialAugment-style (Mueller & Hutter 2021): one op per copy, chosen uniformly, its magnitude uniform over
+# a wide range; parameter-free apart from the ranges. Poses as for --orientation any.
+TRIVIAL = {
+    "name": "trivial",
+    "pipeline": [
+        {"op": "hflip", "p": 0.5},
+        {"op": "vflip", "p": 0.5},
+        {"op": "rotate", "angles": [0, 90, 180, 270], "fill": "reflect"},
+        {
+            "one_of": [
+                {"op": "rotate", "degrees": [-45, 45], "fill": "reflect"},
+                {"op": "zoom", "scale": [1.0, 1.5]},
+                {"op": "translate", "x": [-0.3, 0.3], "y": [-0.3, 0.3], "fill": "reflect"},
+                {"op": "shear", "x": [-20, 20], "y": [-20, 20], "fill": "reflect"},
+                {"op": "brightness", "factor": [0.3, 1.7]},
+                {"op": "contrast", "factor": [0.3, 1.7]},
+                {"op": "gamma", "gamma": [0.4, 2.5]},
+                {"op": "hue_saturation", "hue": [-0.1, 0.1], "saturation": [0.3, 1.7]},
+                {"op": "blur", "sigma": [0.3, 2.5]},
+                {"op": "sharpen", "amount": [0.3, 2.0]},
+                {"op": "gaussian_noise", "sigma": [0.01, 0.1]},
+                {"op": "cutout", "count": [1, 2], "size": [0.1, 0.3]},
+            ]
+        },
+    ],
+}
+
+# A candidate for the default: fewer geometric ops per copy with wider magnitudes (zoom out and in, shifts as
+# wide as the workshop's), lighting that reaches flat and dim light, focus and noise less often.
+WIDE = {
+    "name": "wide",
+    "pipeline": [
+        {"op": "hflip", "p": 0.5},
+        {"op": "vflip", "p": 0.5},
+        {"op": "rotate", "angles": [0, 90, 180, 270], "fill": "reflect"},
+        {
+            "some_of": [
+                {"op": "rotate", "degrees": [-45, 45], "fill": "reflect"},
+                {"op": "scale", "factor": [0.6, 1.0], "fill": "reflect"},
+                {"op": "zoom", "scale": [1.0, 1.3]},
+                {"op": "translate", "x": [-0.25, 0.25], "y": [-0.25, 0.25], "fill": "reflect"},
+            ],
+            "k": [1, 2],
+        },
+        {
+            "some_of": [
+                {"op": "brightness", "factor": [0.5, 1.5]},
+                {"op": "contrast", "factor": [0.4, 1.3]},
+                {"op": "gamma", "gamma": [0.5, 1.8]},
+                {"op": "hue_saturation", "hue": [-0.05, 0.05], "saturation": [0.6, 1.4]},
+            ],
+            "k": [1, 2],
+            "p": 0.9,
+        },
+        {"one_of": [{"op": "blur", "sigma": [0.5, 2.0]}, {"op": "sharpen", "amount": [0.3, 1.0]}], "p": 0.3},
+        {
+            "one_of": [
+                {"op": "gaussian_noise", "sigma": [0.01, 0.06]},
+                {"op": "poisson_noise", "peak": 0},
+                {"op": "salt_pepper", "amount": [0.002, 0.01]},
+            ],
+            "p": 0.3,
+        },
+    ],
+}
+
+# name -> the block's arguments (None: the originals alone). A name may end in @N for --copies N.
+CONDITIONS: dict[str, list[str] | None] = {
+    "none": None,
+    "workshop": ["--preset", "workshop"],
+    "light": ["--preset", "light", "--orientation", "any"],
+    "medium": ["--preset", "medium", "--orientation", "any"],
+    "heavy": ["--preset", "heavy", "--orientation", "any"],
+    "medium-upright": ["--preset", "medium"],
+    "trivial": ["--recipe", json.dumps(TRIVIAL)],
+    "wide": ["--recipe", json.dumps(WIDE)],
+}
+DEFAULT_CONDITIONS = "none,workshop,light,medium,heavy,trivial,medium-upright"
+
+
+def block_args(condition: str) -> list[str] | None:
+    """The block's arguments for ``condition`` (``name`` or ``name@copies``)."""
+    name, _, copies = condition.partition("@")
+    if name not in CONDITIONS:
+        raise SystemExit(f"unknown condition {name!r}; choose from {', '.join(CONDITIONS)} (optionally @copies)")
+    args = CONDITIONS[name]
+    if args is None or not copies:
+        return args
+    return [*args, "--copies", copies]
+
+
+def split(data: Path, seed: int, holdout: int) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+    """Per class, ``holdout`` originals to test (ranked by a seeded hash of the name) and the rest to train."""
+    train: dict[str, list[Path]] = {}
+    test: dict[str, list[Path]] = {}
+    for folder in sorted(p for p in data.iterdir() if p.is_dir()):
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files.sort(key=lambda p: hashlib.sha256(f"{seed}/{folder.name}/{p.name}".encode()).digest())
+        test[folder.name], train[folder.name] = files[:holdout], files[holdout:]
+    return train, test
+
+
+def grey(rgb: np.ndarray) -> np.ndarray:
+    """EI's image DSP in greyscale mode: ITU-R 601 luma, which is Pillow's RGB -> L."""
+    return np.asarray(Image.fromarray(rgb).convert("L"))
+
+
+def rgb_of(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def training_set(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Every image the block wrote under ``folder/<class>/``, greyscale, with its class index."""
+    images, labels = [], []
+    for index, name in enumerate(classes):
+        for path in sorted((folder / name).rglob("*")):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(grey(rgb_of(path)))
+                labels.append(index)
+    return np.stack(images), np.asarray(labels)
+
+
+def augment(train: dict[str, list[Path]], work: Path, seed: int, args: list[str], workers: int) -> float:
+    """Run the block over the training originals into ``work/out``; returns its wall time in seconds."""
+    src = work / "train"
+    if not src.exists():
+        for label, files in train.items():
+            (src / label).mkdir(parents=True)
+            for path in files:
+                shutil.copyfile(path, src / label / path.name)
+    out = work / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-u", str(ROOT / "transform.py"), "--in-directory", str(src), "--out-directory"]
+    cmd += [str(out), "--seed", str(seed), "--workers", str(workers), "--since", "off", "--preview", "0", *args]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the block failed ({done.returncode}): {' '.join(cmd)}\n{done.stdout}\n{done.stderr}")
+    return time.perf_counter() - start
+
+
+def run_one(seed: int, condition: str, opts: argparse.Namespace, work: Path) -> dict:
+    """Train and score one (seed, condition)."""
+    train, test = split(opts.data, seed, opts.holdout)
+    classes = sorted(train)
+    args = block_args(condition)
+    if args is None:
+        x = np.stack([grey(rgb_of(p)) for c in classes for p in train[c]])
+        y = np.asarray([i for i, c in enumerate(classes) for _ in train[c]])
+        aug_s = 0.0
+    else:
+        aug_s = augment(train, work, seed, args, opts.workers)
+        x, y = training_set(work / "out", classes)
+    originals = {f"{c}/{p.name}": rgb_of(p) for c in classes for p in test[c]}
+    truth = {key: classes.index(key.split("/")[0]) for key in originals}
+    start = time.perf_counter()
+    model = trainer.train(x, y, len(classes), seed=seed, steps=opts.steps)
+    train_s = time.perf_counter() - start
+    clean = trainer.accuracy(model, np.stack([grey(v) for v in originals.values()]), np.asarray(list(truth.values())))
+    per_condition = {}
+    for name, images in field.field_set(originals, seed).items():
+        labels = np.asarray([truth["/".join(k.split("/")[:2])] for k in images])
+        per_condition[name] = trainer.accuracy(model, np.stack([grey(v) for v in images.values()]), labels)
+    return {
+        "seed": seed,
+        "condition": condition,
+        "steps": opts.steps,
+        "args": args,
+        "train_images": len(x),
+        "augment_s": round(aug_s, 2),
+        "train_s": round(train_s, 1),
+        "clean": clean,
+        "field": float(np.mean(list(per_condition.values()))),
+        "per_condition": per_condition,
+    }
+
+
+def load_results(path: Path) -> dict[tuple[int, str, int], dict]:
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(r["seed"], r["condition"], r["steps"]): r for r in rows}
+
+
+def table(rows: list[dict], conditions: list[str]) -> str:
+    """Markdown: per condition, mean +- std over seeds of clean, field and worst field condition accuracy."""
+
+    def stat(values: list[float]) -> str:
+        return f"{100 * np.mean(values):.1f} ± {100 * np.std(values, ddof=1 if len(values) > 1 else 0):.1f}"
+
+    lines = [
+        "| condition | train images | augment s | clean % | field % | worst condition % (which) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for condition in conditions:
+        mine = [r for r in rows if r["condition"] == condition]
+        if not mine:
+            continue
+        names = list(mine[0]["per_condition"])
+        means = {n: np.mean([r["per_condition"][n] for r in mine]) for n in names}
+        worst = min(means, key=means.get)
+        worst_values = [r["per_condition"][worst] for r in mine]
+        lines.append(
+            f"| {condition} | {mine[0]['train_images']} | {np.mean([r['augment_s'] for r in mine]):.1f} "
+            f"| {stat([r['clean'] for r in mine])} | {stat([r['field'] for r in mine])} "
+            f"| {stat(worst_values)} ({worst}) |"
+        )
+    names = list(rows[0]["per_condition"]) if rows else []
+    lines += ["", "| condition | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for condition in conditions:
+        mine = [r for r in rows if r["condition"] == condition]
+        if mine:
+            cells = [f"{100 * np.mean([r['per_condition'][n] for r in mine]):.0f}" for n in names]
+            lines.append(f"| {condition} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=DATA, help="class folders of photos (default: %(default)s)")
+    p.add_argument("--conditions", default=DEFAULT_CONDITIONS, help="comma-separated (default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=5, help="paired seeds 0..N-1 (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=705, help="optimizer steps per model (default: %(default)s)")
+    p.add_argument("--holdout", type=int, default=10, help="originals per class held out (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=2, help="the block's --workers (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
+    p.add_argument("--results", type=Path, help="JSON lines to append to, and to reuse finished runs from")
+    opts = p.parse_args(argv)
+    if not opts.data.is_dir():
+        print(f"no dataset at {opts.data}: nothing to measure", file=sys.stderr)
+        return 0
+    torch.set_num_threads(opts.threads)
+    conditions = [c.strip() for c in opts.conditions.split(",") if c.strip()]
+    for condition in conditions:
+        block_args(condition)  # unknown names fail before any work
+    if opts.results:
+        opts.results.parent.mkdir(parents=True, exist_ok=True)
+    done = load_results(opts.results) if opts.results else {}
+    rows = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="quality-") as tmp:
+        for seed in range(opts.seeds):
+            for condition in conditions:
+                key = (seed, condition, opts.steps)
+                if key not in done:
+                    done[key] = run_one(seed, condition, opts, Path(tmp) / str(seed))
+                    if opts.results:
+                        with opts.results.open("a") as f:
+                            f.write(json.dumps(done[key]) + "\n")
+                r = done[key]
+                rows.append(r)
+                print(
+                    f"seed {seed} {condition:>16}: clean {100 * r['clean']:5.1f}  field {100 * r['field']:5.1f}  "
+                    f"({r['train_images']} images, augment {r['augment_s']:.1f} s, train {r['train_s']:.0f} s)",
+                    flush=True,
+                )
+    print(f"\n{opts.seeds} seeds x {opts.steps} steps, {time.perf_counter() - started:.0f} s\n")
+    print(table(rows, conditions))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The outcome benchmark's harness (bench/quality.py, field.py, trainer.py): a smoke run and its parts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from augment.demo import write_sample_set
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+import field  # noqa: E402
+import quality  # noqa: E402
+import trainer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    a = np.full((48, 48, 3), 120, np.uint8)
+    a[10:20, 8:40] = (200, 90, 40)
+    return np.clip(a + rng.normal(0, 4, a.shape), 0, 255).astype(np.uint8)
+
+
+def test_every_field_condition_changes_the_photo_deterministically(photo: np.ndarray) -> None:
+    first = field.field_set({"c/a.png": photo}, seed=1)
+    again = field.field_set({"c/a.png": photo}, seed=1)
+    assert list(first) == list(field.CONDITIONS)
+    for condition, images in first.items():
+        assert len(images) >= 2, condition
+        for name, image in images.items():
+            assert image.shape == photo.shape and image.dtype == np.uint8, (condition, name)
+            assert np.abs(image.astype(int) - photo).mean() > 1.0, f"{condition}/{name} leaves the photo as it is"
+            assert np.array_equal(image, again[condition][name]), f"{condition}/{name} is not repeatable"
+
+
+def test_quarter_turns_are_exact(photo: np.ndarray) -> None:
+    turned = field.field_set({"c/a.png": photo})["quarter_turn"]
+    assert np.array_equal(turned["c/a.png/rot180"], photo[::-1, ::-1])
+
+
+def test_split_holds_out_exactly_per_class_and_depends_on_the_seed(tmp_path: Path) -> None:
+    write_sample_set(tmp_path, per_class=8)
+    train, test = quality.split(tmp_path, seed=0, holdout=3)
+    assert {len(v) for v in test.values()} == {3} and {len(v) for v in train.values()} == {5}
+    assert all(not set(train[c]) & set(test[c]) for c in train)
+    assert quality.split(tmp_path, seed=0, holdout=3) == (train, test)
+    assert quality.split(tmp_path, seed=1, holdout=3)[1] != test
+
+
+def test_trainer_learns_a_separable_problem() -> None:
+    rng = np.random.default_rng(0)
+    dark = rng.integers(0, 60, (40, 24, 24)).astype(np.uint8)
+    light = rng.integers(180, 255, (40, 24, 24)).astype(np.uint8)
+    x, y = np.concatenate([dark, light]), np.asarray([0] * 40 + [1] * 40)
+    model = trainer.train(x, y, 2, seed=0, steps=40)
+    assert trainer.accuracy(model, x, y) == 1.0
+    flipped = trainer.accuracy(model, x, 1 - y)
+    assert flipped == 0.0
+
+
+def test_smoke_run_on_one_seed_and_a_few_steps(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_sample_set(data, per_class=6)
+    results = tmp_path / "results.jsonl"
+    cmd = [sys.executable, str(BENCH / "quality.py"), "--data", str(data), "--seeds", "1", "--steps", "3"]
+    cmd += ["--holdout", "2", "--conditions", "none,medium@1,trivial@2", "--results", str(results)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    classes = len([p for p in data.iterdir() if p.is_dir()])
+    assert [(r["condition"], r["train_images"]) for r in rows] == [
+        ("none", 4 * classes),
+        ("medium@1", 8 * classes),  # originals + one copy each
+        ("trivial@2", 12 * classes),
+    ]
+    for r in rows:
+        assert set(r["per_condition"]) == set(field.CONDITIONS)
+        assert all(0.0 <= v <= 1.0 for v in [r["clean"], r["field"], *r["per_condition"].values()])
+    assert "| medium@1 |" in done.stdout and "| trivial@2 |" in done.stdout
+    # A second run reuses what the results file holds instead of training again.
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 0 and len(results.read_text().splitlines()) == 3
+
+
+def test_unknown_condition_fails_before_any_work(tmp_path: Path) -> None:
+    write_sample_set(tmp_path, per_class=3)
+    cmd = [sys.executable, str(BENCH / "quality.py"), "--data", str(tmp_path), "--conditions", "none,bogus"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode != 0 and "unknown condition 'bogus'" in done.stderr
+
+
+def test_greyscale_is_eis_luma() -> None:
+    rgb = np.asarray([[[255, 0, 0], [0, 255, 0], [0, 0, 255]]], np.uint8)
+    assert quality.grey(rgb).tolist() == [[76, 150, 29]]
+    assert Image.fromarray(quality.grey(rgb)).mode == "L"

@@ -17,11 +17,22 @@ import numpy as np
 from PIL import Image
 
 Instance = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-_PAD = 48  # photos extend past the frame: a far or turned view shows more of the same table, not a black border
+_PAD = 48
+
+
+def _table(rgb: np.ndarray) -> np.ndarray:
+    """The photo set in more of the same table: a wider view shows the table's colour (the median of the
+    photo's outer ring), not a mirror image or smeared edge pixels, which no camera sees."""
+    ring = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    h, w = rgb.shape[:2]
+    big = np.empty((h + 2 * _PAD, w + 2 * _PAD, 3), np.uint8)
+    big[:] = np.median(ring, axis=0).astype(np.uint8)
+    big[_PAD : _PAD + h, _PAD : _PAD + w] = rgb
+    return big
 
 
 def _padded(rgb: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.pad(rgb, ((_PAD, _PAD), (_PAD, _PAD), (0, 0)), mode="symmetric"))
+    return Image.fromarray(_table(rgb))
 
 
 def _centre(img: Image.Image, size: tuple[int, int]) -> np.ndarray:
@@ -74,7 +85,7 @@ def framed(fx: float, fy: float) -> Instance:
 
     def run(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         h, w = rgb.shape[:2]
-        big = np.pad(rgb, ((_PAD, _PAD), (_PAD, _PAD), (0, 0)), mode="symmetric")
+        big = _table(rgb)
         x0, y0 = _PAD + round(fx * w), _PAD + round(fy * h)
         return big[y0 : y0 + h, x0 : x0 + w].copy()
 

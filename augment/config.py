@@ -19,6 +19,9 @@ from augment.sinks import ingestion
 from augment.sources.s3 import parse_s3_url
 
 LAYOUTS = ("folders", "flat")
+# Where the manifest, report and preview go when EI imports --out-directory into a project: EI's uploader
+# skips every file and folder whose name starts with "." (edge-impulse-cli cli-common/fs-helpers.ts).
+BOOKS = ".edge-augment/"
 FILL_CHOICES = ("recipe", *FILL_MODES)
 
 
@@ -91,6 +94,12 @@ class RunConfig:
     def ei_imports_output(self) -> bool:
         """EI passed --upload-category: it imports --out-directory into a project itself."""
         return self.upload_category is not None and self.upload is None
+
+    @property
+    def books(self) -> str:
+        """Prefix of the bookkeeping files (manifest, report, preview) in the output: a hidden folder when EI
+        imports it into a project (else EI would read report.json and preview.png as samples), else none."""
+        return BOOKS if self.ei_imports_output else ""
 
     def failure_budget(self, samples: int) -> int:
         """How many samples may fail before the run exits non-zero."""

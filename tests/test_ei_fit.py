@@ -51,3 +51,53 @@ def test_eis_project_key_wins_and_an_empty_secret_never_overrides_it(sample_dir:
         args[args.index(str(tmp_path / "o-s"))] = str(tmp_path / "o-b")
         result = run_block([*args, "--ingestion-url", server.url], workdir=tmp_path, env=blank)
         assert result.returncode == 2 and "needs a project API key" in result.stdout, result.output
+
+
+# What EI's uploader picks up from a folder (edge-impulse-cli): cli-common/fs-helpers.ts readAllFiles skips every
+# file and folder whose name starts with "." or contains "readme"; cli-common/make-image.ts uploads these
+# extensions (.json among them: a report.json would become a sample); cli/uploader.ts reads bounding_boxes.labels
+# for the boxes instead of uploading it.
+EI_EXTENSIONS = {".wav", ".cbor", ".json", ".jpg", ".jpeg", ".png", ".csv", ".txt", ".mp4", ".avi", ".parquet"}
+
+
+def picked_up_by_eis_uploader(folder: Path) -> set[str]:
+    found = set()
+    for path in folder.rglob("*"):
+        parts = path.relative_to(folder).parts
+        if any(p.startswith(".") or "readme" in p.lower() for p in parts) or not path.is_file():
+            continue
+        if path.suffix.lower() in EI_EXTENSIONS and path.name != "bounding_boxes.labels":
+            found.add("/".join(parts))
+    return found
+
+
+def test_an_ei_import_picks_up_only_the_images_and_a_rerun_still_resumes(tmp_path: Path):
+    from tests.boxes_data import detection_folder
+
+    src = detection_folder(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    args = [*ARGS, "--in-directory", str(src), "--out-directory", str(out), "--preview", "1"]
+    args += ["--upload-category", "training"]
+    result = run_block(args, workdir=tmp_path)
+    assert result.returncode == 0, result.output
+    books = out / ".edge-augment"
+    lines = [json.loads(line) for line in (books / "manifest.jsonl").read_text().splitlines()[1:]]
+    assert picked_up_by_eis_uploader(out) == {line["output"] for line in lines}
+    assert (books / "report.json").is_file() and (books / "preview.png").is_file()
+    assert not (out / "report.json").exists() and not (out / "manifest.jsonl").exists()
+    assert all((out / line["output"]).parent.joinpath("bounding_boxes.labels").is_file() for line in lines)
+
+    before = {p: p.read_bytes() for p in out.rglob("*.png") if books not in p.parents}
+    again = run_block(args, workdir=tmp_path)
+    assert again.returncode == 0, again.output
+    totals = json.loads((books / "report.json").read_text())["totals"]
+    assert totals["written"] == 0 and totals["existing"] == len(lines) == len(before)
+    assert {p: p.read_bytes() for p in out.rglob("*.png") if books not in p.parents} == before
+
+
+def test_without_an_ei_import_the_bookkeeping_stays_beside_the_outputs(sample_dir: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    args = [*ARGS, "--in-directory", str(sample_dir / "circle"), "--out-directory", str(out), "--preview", "1"]
+    assert run_block(args, workdir=tmp_path).returncode == 0
+    assert {p.name for p in out.iterdir() if p.is_file()} == {"manifest.jsonl", "report.json", "preview.png"}
+    assert not (out / ".edge-augment").exists()

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from augment.codec import OUTPUT_FORMATS, PNG_STRATEGIES, EncodeOptions
+from augment.codec import EI_SAME, OUTPUT_FORMATS, PNG_STRATEGIES, EncodeOptions
 from augment.ops.pixels import FILL_MODES
 from augment.presets import get_preset
 from augment.recipe import MAX_COPIES, Recipe, load_recipe
@@ -173,8 +173,14 @@ def build_config(args: Any, env: dict[str, str]) -> RunConfig:
         raise ConfigError(f"--image-format: {args.image_format!r} is not one of {', '.join(OUTPUT_FORMATS)}")
     if args.output_layout not in LAYOUTS:
         raise ConfigError(f"--output-layout: {args.output_layout!r} is not one of {', '.join(LAYOUTS)}")
+    image_format = args.image_format
+    if image_format == "same" and (dest_ei or (args.upload_category and not dest)):
+        image_format = EI_SAME  # the outputs go into a project: only formats EI ingests
+        notes.append(
+            "--image-format same into an Edge Impulse project: PNG/JPEG inputs keep their format, others become PNG"
+        )
     encode = EncodeOptions(
-        args.image_format,
+        image_format,
         _int(args.jpeg_quality, "jpeg-quality", 1, 100),
         _int(args.png_compression, "png-compression", 0, 9),
         _choice(getattr(args, "png_strategy", "rle"), "png-strategy", PNG_STRATEGIES),

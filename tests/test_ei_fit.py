@@ -101,3 +101,53 @@ def test_without_an_ei_import_the_bookkeeping_stays_beside_the_outputs(sample_di
     assert run_block(args, workdir=tmp_path).returncode == 0
     assert {p.name for p in out.iterdir() if p.is_file()} == {"manifest.jsonl", "report.json", "preview.png"}
     assert not (out / ".edge-augment").exists()
+
+
+def mixed_formats(folder: Path) -> Path:
+    """One class folder with an image in every input format the block reads."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    (folder / "part").mkdir(parents=True)
+    for i, ext in enumerate(("png", "jpg", "jpeg", "webp", "bmp", "tif", "gif")):
+        pixels = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / "part" / f"p{i}.{ext}")
+    return folder
+
+
+EXPECTED = {"p0": ".png", "p1": ".jpg", "p2": ".jpeg", "p3": ".png", "p4": ".png", "p5": ".png", "p6": ".png"}
+
+
+def suffixes(names) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for name in names:
+        found.setdefault(Path(name).name.split(".")[1], set()).add(Path(name).suffix)
+    return found
+
+
+def test_outputs_into_a_project_are_in_formats_ei_ingests(tmp_path: Path):
+    src = mixed_formats(tmp_path / "in")
+    base = [*ARGS, "--in-directory", str(src), "--test-fraction", "0"]
+    plain = run_block([*base, "--out-directory", str(tmp_path / "plain")], workdir=tmp_path)
+    assert plain.returncode == 0, plain.output
+    assert suffixes(p.name for p in (tmp_path / "plain").rglob("p*.*"))["p3"] == {".webp"}  # unchanged locally
+
+    imported = run_block(
+        [*base, "--out-directory", str(tmp_path / "imp"), "--upload-category", "training"], workdir=tmp_path
+    )
+    assert imported.returncode == 0, imported.output
+    assert suffixes(picked_up_by_eis_uploader(tmp_path / "imp")) == {k: {v} for k, v in EXPECTED.items()}
+
+    with IngestionServer(KEY) as server:
+        result = upload(server, src, ["--test-fraction", "0"], tmp_path / "w", tmp_path / "stage")
+        assert result.returncode == 0, result.output
+        assert suffixes(s.name for s in server.stored) == {k: {v} for k, v in EXPECTED.items()}
+        asked = upload(server, src, ["--image-format", "jpeg"], tmp_path / "w2", tmp_path / "stage2")
+        assert asked.returncode == 0, asked.output
+        assert {Path(s.name).suffix for s in server.stored[len(EXPECTED) * 3 :]} == {".jpg"}
+
+    # PNG and JPEG inputs give the same bytes as before, whether or not the outputs go into a project.
+    for name in ("p0", "p1", "p2"):
+        for path in (tmp_path / "plain").rglob(f"part.{name}.*"):
+            assert (tmp_path / "imp" / path.relative_to(tmp_path / "plain")).read_bytes() == path.read_bytes()

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 
-.PHONY: demo test lint format bench container push push-standalone clean
+.PHONY: demo test lint format bench container ei-local push push-standalone clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ format: $(STAMP)
 ## Build the image with podman and run the container + end-to-end tests in it (installs podman if missing; root).
 container: $(STAMP)
 	scripts/container.sh test -n 2 --dist loadgroup
+
+## Run the image the way Edge Impulse does, in each mode (directory, file, standalone): tests/test_ei_local.py.
+ei-local: $(STAMP)
+	scripts/container.sh ei-local
 
 ## Benchmarks (bench/run.py): the block vs the workshop notebook (scikit-image, a bench-only tool), the I/O floor, workers, RSS, start-up.
 bench: $(STAMP)

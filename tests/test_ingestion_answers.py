@@ -64,5 +64,6 @@ def test_every_answer_shape_lands_every_file_once_with_failures_named(tmp_path: 
         # A rerun sends only the refused files again.
         before = len(server.seen)
         again = upload(server, src, args, tmp_path / "w2", out)
-        assert again.returncode == 1 and 1 <= len(server.seen) - before <= len(refused)
+        # (a batch the text answer refuses is sent again file by file: at most one more request each)
+        assert again.returncode == 1 and 1 <= len(server.seen) - before <= 2 * len(refused)
         assert Counter(s.name for s in server.stored) == stored

@@ -242,8 +242,9 @@ def _project_args(args: Any, env: dict[str, str], dest_ei: bool, recipe: Recipe,
     notes.extend(more)
     raw = (getattr(args, "write_ei_metadata", None) or "auto").strip().lower()
     if raw == "auto":  # EI passes a clinical data item's metadata with its dataItemInfo; outputs go to a folder
-        item = _metadata(args.metadata, []) or {}
-        write = "dataItemInfo" in item and not dest_ei and not args.dest
+        item = _metadata(args.metadata, []) or {}  # not when EI imports the folder into a project: a .json
+        imported = bool((args.upload_category or "").strip())  # there could be read as a sample
+        write = "dataItemInfo" in item and not dest_ei and not args.dest and not imported
     else:
         write = parse_bool(raw, "write-ei-metadata")
     return {"test_fraction": fraction, "upload": upload, "write_ei_metadata": write}

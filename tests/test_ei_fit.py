@@ -76,7 +76,8 @@ def test_an_ei_import_picks_up_only_the_images_and_a_rerun_still_resumes(tmp_pat
 
     src = detection_folder(tmp_path / "in", 3)
     out = tmp_path / "out"
-    args = [*ARGS, "--in-directory", str(src), "--out-directory", str(out), "--preview", "1"]
+    meta = json.dumps({"subject": "AAA001", "dataItemInfo": {"id": 101, "dataset": "raw"}})  # a clinical item
+    args = [*ARGS, "--in-directory", str(src), "--out-directory", str(out), "--preview", "1", "--metadata", meta]
     args += ["--upload-category", "training"]
     result = run_block(args, workdir=tmp_path)
     assert result.returncode == 0, result.output

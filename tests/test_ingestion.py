@@ -224,6 +224,9 @@ def test_ei_import_mode_writes_files_and_uploads_nothing(sample_dir: Path, tmp_p
     images = sorted(p.name for p in (tmp_path / "out").rglob("*.png"))
     assert len(images) == 8 * 3 and all(n.startswith("round thing.") for n in images)
     assert not (tmp_path / "out" / "uploads.jsonl").exists()
+    assert not (tmp_path / "out" / "ei-metadata.json").exists()  # a .json EI's import could take as a sample
+    forced = run_block([*args, "--write-ei-metadata", "1"], workdir=tmp_path)
+    assert forced.returncode == 0, forced.output
     meta_file = json.loads((tmp_path / "out" / "ei-metadata.json").read_text())
     assert meta_file["version"] == 1 and meta_file["action"] == "add"
     assert meta_file["metadata"]["augment_outputs"] == "24" and meta_file["metadata"]["augment_seed"] == "7"

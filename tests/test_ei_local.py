@@ -7,8 +7,8 @@ not opened up for other users (0755), as the `ei-block-data` folder of `edge-imp
   --rm -v <dir>:/data <image> --in-directory /data --out-directory /data/out` (file mode: `-v <fileDir>:/data
   ... --in-file /data/<name>`), then `--metadata <json>` when the data item has metadata;
 - standalone: a data-source job of the standalone variant: the bucket mounted at /mnt/s3fs/<bucket>
-  (info.transformMountpoints), EI_PROJECT_API_KEY and EI_PROJECT_ID set, the optional PROJECT_API_KEY secret
-  empty, the variant's cliArguments plus every parameter at its default as EI passes it, uploading to the
+  (info.transformMountpoints), EI_PROJECT_API_KEY and EI_PROJECT_ID set, the optional secrets (PROJECT_API_KEY,
+  AWS_*) empty, the variant's cliArguments plus every parameter at its default as EI passes it, uploading to the
   loopback ingestion service.
 """
 
@@ -101,7 +101,8 @@ def test_standalone_data_source_job(image: str, tmp_path: Path):
     args = [*params["info"]["cliArguments"].split(), *ei_arguments(params)]
     args += ["--bucket", "raw-images", "--bucket-prefix", "images", "--copies", "1"]
     with IngestionServer(KEY) as server:
-        env = [*runner_env(EI_PROJECT_API_KEY=KEY, EI_PROJECT_ID="77"), "--env=PROJECT_API_KEY="]
+        unset = [f"--env={name}=" for name in ("PROJECT_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+        env = [*runner_env(EI_PROJECT_API_KEY=KEY, EI_PROJECT_ID="77"), *unset]  # the optional secrets, empty
         mount = f"--volume={bucket}:/mnt/s3fs/raw-images"
         result = ok(podman_run([mount, *env], [*args, "--ingestion-url", server.url], image=image))
         assert "ignoring arguments" not in result.stdout and KEY not in result.output

@@ -42,8 +42,9 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	$(BIN)/python bench/run.py
 
-## Push the block to your Edge Impulse organization (needs edge-impulse-cli): the directory-mode block, or the
-## standalone variant (data source; blocks/standalone/parameters.json) from a temporary build folder.
+## Push the block to your Edge Impulse organization (needs edge-impulse-cli), each variant from a temporary build
+## folder, running `edge-impulse-blocks init` first on a first push: the directory-mode block, or the standalone
+## variant (data source; blocks/standalone/parameters.json; EI_BUCKET_ID/EI_BUCKET_NAME declare its bucket mount).
 push:
 	scripts/push-block.sh directory
 

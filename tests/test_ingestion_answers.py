@@ -67,3 +67,18 @@ def test_every_answer_shape_lands_every_file_once_with_failures_named(tmp_path: 
         # (a batch the text answer refuses is sent again file by file: at most one more request each)
         assert again.returncode == 1 and 1 <= len(server.seen) - before <= 2 * len(refused)
         assert Counter(s.name for s in server.stored) == stored
+
+
+def test_the_service_enforces_eis_documented_limits():
+    """At most 1000 files a request (docs); more is a 400, and nothing is stored."""
+    import requests
+
+    with IngestionServer(KEY) as server:
+        parts = [("data", (f"f{i}.png", b"x", "image/png")) for i in range(1001)]
+        answer = requests.post(f"{server.url}/api/training/files", headers={"x-api-key": KEY}, files=parts, timeout=30)
+        assert answer.status_code == 400 and not server.stored
+        answer = requests.post(
+            f"{server.url}/api/training/files", headers={"x-api-key": KEY}, files=parts[:2], timeout=30
+        )
+        assert answer.status_code == 200 and len(server.stored) == 2
+        assert [f["success"] for f in answer.json()["files"]] == [True, True]

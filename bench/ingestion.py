@@ -66,6 +66,31 @@ def upload_phase(entries: list[tuple[str, str]], folder: Path, latency: float, b
         return {"seconds": seconds, "files_per_s": len(entries) / seconds, "requests": len(server.seen)}
 
 
+def client_cpu(entries: list[tuple[str, str]], folder: Path, latency: float, batch: int, threads: int) -> float:
+    """Milliseconds of this process's CPU per file sent, with the service in another process (as on EI)."""
+    code = (
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from tests.ingestion_server import IngestionServer\n"
+        "with IngestionServer('" + KEY + "', latency=float(sys.argv[2])) as s:\n"
+        "    print(s.url, flush=True); time.sleep(3600)"
+    )
+    server = subprocess.Popen([sys.executable, "-c", code, str(ROOT), str(latency)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        settings = UploadSettings(url, KEY, "training", batch, threads, recipe="bench", seed=batch)
+        (folder / "uploads.jsonl").unlink(missing_ok=True)
+        sink = IngestionSink(settings, LocalSink(folder), log=lambda line: None)
+        start = time.process_time()
+        for name, line in entries:
+            sink.commit(name, line)
+        summary = sink.close()
+        assert summary["failed"] == 0 and summary["landed"] + summary["duplicates"] == len(entries), summary
+        return (time.process_time() - start) * 1000 / len(entries)
+    finally:
+        server.kill()
+        server.wait()
+
+
 def block(args: list[str], env: dict[str, str], workdir: Path) -> tuple[float, subprocess.CompletedProcess]:
     start = time.perf_counter()
     proc = subprocess.run(
@@ -105,6 +130,12 @@ def main() -> None:
         )
         for name, r in runs:
             print(f"   {name:<28} {r['seconds']:7.2f} s  {r['files_per_s']:8.1f} files/s  {r['requests']:5} requests")
+        cpu = {
+            b: client_cpu(entries, staged, opts.latency, b, t)
+            for b, t in ((DEFAULT_BATCH, DEFAULT_CONCURRENCY), (50, 4))
+        }
+        print(f"   the block's own CPU per file (service in another process): defaults {cpu[DEFAULT_BATCH]:.2f} ms,"
+              f" batched {cpu[50]:.2f} ms")  # fmt: skip
         print(f"   ratio defaults / serial: {default['files_per_s'] / serial['files_per_s']:.1f}x, "
               f"batched / defaults: {batched['files_per_s'] / default['files_per_s']:.1f}x")  # fmt: skip
 

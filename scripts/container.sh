@@ -138,9 +138,11 @@ info() {
 
 run_tests() {
   build
-  # The container tests, plus every test file that runs the block through tests.blockrun.run_block.
+  # The container tests, plus every test file that runs the block through tests.blockrun.run_block (directly or
+  # through test_ingestion's upload helper).
   local files
-  mapfile -t files < <(grep -l 'run_block' tests/test_*.py | grep -v -e tests/test_container.py -e tests/test_ei_local.py || true)
+  mapfile -t files < <(grep -l -e 'run_block' -e 'from tests.test_ingestion import' tests/test_*.py \
+    | grep -v -e tests/test_container.py -e tests/test_ei_local.py || true)
   EDGE_AUGMENT_RUNNER=podman EDGE_AUGMENT_IMAGE=$IMAGE \
     "$PYTHON" -m pytest -p no:cacheprovider tests/test_container.py tests/test_ei_local.py "${files[@]}" "$@"
 }

@@ -20,6 +20,8 @@ COPY transform.py parameters.json ./
 COPY augment ./augment
 RUN python3 -m compileall -q transform.py augment
 
-USER 10001
-
+# No USER: the default user is root, as in every EI example block, so the block can create --out-directory
+# wherever EI's jobs and `edge-impulse-blocks runner` mount it (a host folder at /data, owned by the host
+# user). Running unprivileged works too: `docker run --user 10001` (the `augment` user) or any uid, also with
+# --read-only; that uid then needs write access to the out folder.
 ENTRYPOINT ["python3", "-u", "transform.py"]

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt bench/requirements-quality.txt | sha256sum | cut -c1-12)
 
-.PHONY: demo test lint format bench quality container push push-standalone clean
+.PHONY: demo test lint format bench quality container ei-local push push-standalone clean
 
 $(STAMP): requirements.txt requirements-dev.txt bench/requirements-quality.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ format: $(STAMP)
 container: $(STAMP)
 	scripts/container.sh test -n 2 --dist loadgroup
 
+## Run the image the way Edge Impulse does, in each mode (directory, file, standalone): tests/test_ei_local.py.
+ei-local: $(STAMP)
+	scripts/container.sh ei-local
+
 ## Benchmarks (bench/run.py): the block vs the workshop notebook (scikit-image, a bench-only tool), the I/O floor, workers, RSS, start-up.
 bench: $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
@@ -43,8 +47,9 @@ bench: $(STAMP)
 quality: $(STAMP)
 	mkdir -p .cache && $(BIN)/python bench/quality.py --results .cache/quality-$$(date +%Y%m%d-%H%M%S).jsonl
 
-## Push the block to your Edge Impulse organization (needs edge-impulse-cli): the directory-mode block, or the
-## standalone variant (data source; blocks/standalone/parameters.json) from a temporary build folder.
+## Push the block to your Edge Impulse organization (needs edge-impulse-cli), each variant from a temporary build
+## folder, running `edge-impulse-blocks init` first on a first push: the directory-mode block, or the standalone
+## variant (data source; blocks/standalone/parameters.json; EI_BUCKET_ID/EI_BUCKET_NAME declare its bucket mount).
 push:
 	scripts/push-block.sh directory
 

@@ -162,8 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ingestion-url",
         help="ingestion service base URL (default from EI_INGESTION_HOST: https://ingestion.<host>)",
     )
-    proj.add_argument("--batch-size", help="files per upload request, 1-1000 (default: 50)")
-    proj.add_argument("--upload-concurrency", help="upload requests at once (default: 4)")
+    proj.add_argument("--batch-size", help="files per upload request, 1-1000 (default: 1, as EI's own uploader)")
+    proj.add_argument("--upload-concurrency", help="upload requests at once (default: 20)")
     proj.add_argument(
         "--write-ei-metadata",
         default="auto",

@@ -28,6 +28,11 @@ IMAGE_EXTENSIONS = {
     ".gif": "GIF",
 }
 OUTPUT_FORMATS = ("same", "png", "jpeg")
+# "same" when the outputs go into an Edge Impulse project (set by the config, not a user choice): PNG and JPEG
+# inputs keep their format, others become PNG. EI's tools upload images as .jpg/.jpeg/.png only
+# (edge-impulse-cli cli-common/make-image.ts EXTENSION_MAPPING).
+EI_SAME = "ei-same"
+EI_IMAGE_FORMATS = ("PNG", "JPEG")
 # zlib strategy for PNG: "rle" (Z_RLE) encodes photos 2-3x faster than the default at the same or smaller
 # size (measured on the workshop set, its augmented outputs and 640x480 photos); "default" is zlib's own,
 # better for graphics with repeated patterns.
@@ -60,7 +65,7 @@ class Decoded:
 
 @dataclass(frozen=True)
 class EncodeOptions:
-    image_format: str = "same"  # same | png | jpeg
+    image_format: str = "same"  # same | png | jpeg | ei-same (same, but only formats EI ingests)
     jpeg_quality: int = 90
     png_compression: int = 6
     png_strategy: str = "rle"
@@ -103,7 +108,10 @@ def output_format(options: EncodeOptions, source_suffix: str) -> tuple[str, str]
     if options.image_format == "jpeg":
         return "JPEG", ".jpg"
     suffix = source_suffix.lower()
-    return IMAGE_EXTENSIONS.get(suffix, "PNG"), suffix if suffix in IMAGE_EXTENSIONS else ".png"
+    fmt = IMAGE_EXTENSIONS.get(suffix)
+    if fmt is None or (options.image_format == EI_SAME and fmt not in EI_IMAGE_FORMATS):
+        return "PNG", ".png"
+    return fmt, suffix
 
 
 def encode(frame: Frame, mode: ModeInfo, fmt: str, options: EncodeOptions) -> bytes:

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from augment.codec import OUTPUT_FORMATS, PNG_STRATEGIES, EncodeOptions
+from augment.codec import EI_SAME, OUTPUT_FORMATS, PNG_STRATEGIES, EncodeOptions
 from augment.ops.pixels import FILL_MODES
 from augment.presets import ORIENTATIONS, get_preset
 from augment.recipe import MAX_COPIES, Recipe, load_recipe
@@ -19,6 +19,9 @@ from augment.sinks import ingestion
 from augment.sources.s3 import parse_s3_url
 
 LAYOUTS = ("folders", "flat")
+# Where the manifest, report and preview go when EI imports --out-directory into a project: EI's uploader
+# skips every file and folder whose name starts with "." (edge-impulse-cli cli-common/fs-helpers.ts).
+BOOKS = ".edge-augment/"
 FILL_CHOICES = ("recipe", *FILL_MODES)
 
 
@@ -92,6 +95,12 @@ class RunConfig:
         """EI passed --upload-category: it imports --out-directory into a project itself."""
         return self.upload_category is not None and self.upload is None
 
+    @property
+    def books(self) -> str:
+        """Prefix of the bookkeeping files (manifest, report, preview) in the output: a hidden folder when EI
+        imports it into a project (else EI would read report.json and preview.png as samples), else none."""
+        return BOOKS if self.ei_imports_output else ""
+
     def failure_budget(self, samples: int) -> int:
         """How many samples may fail before the run exits non-zero."""
         if self.max_failures >= 1:
@@ -164,8 +173,14 @@ def build_config(args: Any, env: dict[str, str]) -> RunConfig:
         raise ConfigError(f"--image-format: {args.image_format!r} is not one of {', '.join(OUTPUT_FORMATS)}")
     if args.output_layout not in LAYOUTS:
         raise ConfigError(f"--output-layout: {args.output_layout!r} is not one of {', '.join(LAYOUTS)}")
+    image_format = args.image_format
+    if image_format == "same" and (dest_ei or (args.upload_category and not dest)):
+        image_format = EI_SAME  # the outputs go into a project: only formats EI ingests
+        notes.append(
+            "--image-format same into an Edge Impulse project: PNG/JPEG inputs keep their format, others become PNG"
+        )
     encode = EncodeOptions(
-        args.image_format,
+        image_format,
         _int(args.jpeg_quality, "jpeg-quality", 1, 100),
         _int(args.png_compression, "png-compression", 0, 9),
         _choice(getattr(args, "png_strategy", "rle"), "png-strategy", PNG_STRATEGIES),
@@ -227,8 +242,9 @@ def _project_args(args: Any, env: dict[str, str], dest_ei: bool, recipe: Recipe,
     notes.extend(more)
     raw = (getattr(args, "write_ei_metadata", None) or "auto").strip().lower()
     if raw == "auto":  # EI passes a clinical data item's metadata with its dataItemInfo; outputs go to a folder
-        item = _metadata(args.metadata, []) or {}
-        write = "dataItemInfo" in item and not dest_ei and not args.dest
+        item = _metadata(args.metadata, []) or {}  # not when EI imports the folder into a project: a .json
+        imported = bool((args.upload_category or "").strip())  # there could be read as a sample
+        write = "dataItemInfo" in item and not dest_ei and not args.dest and not imported
     else:
         write = parse_bool(raw, "write-ei-metadata")
     return {"test_fraction": fraction, "upload": upload, "write_ei_metadata": write}

@@ -19,13 +19,14 @@ _TIMING_SAMPLES = 6  # originals rendered to estimate the time of a dry run
 
 
 def write_preview(config: RunConfig, source: Source, sink: Sink, tasks: list[Task], log: Log) -> None:
-    """Render and store ``preview.png`` (and per-class sheets for many classes) in the destination."""
+    """Render and store ``preview.png`` (and per-class sheets for many classes) in the destination (in its
+    hidden bookkeeping folder when EI imports it into a project: ``RunConfig.books``)."""
     sheets = build(tasks, source.read, config.seed, config.encode, config.min_box_visibility)
     for name, image in sheets.items():
         out = io.BytesIO()
         image.save(out, "PNG", optimize=True)
-        sink.write(name, out.getvalue())
-    log(f"preview: {', '.join(sheets)} in {sink.describe()}")
+        sink.write(config.books + name, out.getvalue())
+    log(f"preview: {', '.join(config.books + name for name in sheets)} in {sink.describe()}")
 
 
 def dry_run(config: RunConfig, source: Source, sink: Sink, tasks: list[Task], manifest: Manifest, log: Log) -> int:
@@ -55,10 +56,7 @@ def dry_run(config: RunConfig, source: Source, sink: Sink, tasks: list[Task], ma
     if per_output is not None:
         estimate = per_output * to_make / max(1, config.workers)
         log(f"estimated time: {_duration(estimate)} for {to_make} outputs with {config.workers} worker(s)")
-    if config.ei_imports_output:  # EI would import preview.png as a sample
-        log("note: no preview.png: EI imports this folder into a project")
-    else:
-        write_preview(config, source, sink, tasks, log)
+    write_preview(config, source, sink, tasks, log)
     return 0
 
 

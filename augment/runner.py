@@ -120,7 +120,7 @@ def _prepare(config: RunConfig, source: Source, sink: Sink, log: Log) -> _Prepar
     # Plan the whole listing (names are checked across all of it), then keep this run's share.
     planned = _shard(make_plan(listing.samples, settings), config)
     header = _run_header(config, detection=any(s.boxes is not None for s in listing.samples))
-    manifest = Manifest(sink, header, config.overwrite, _suffixed(MANIFEST, config.shard.suffix()))
+    manifest = Manifest(sink, header, config.overwrite, config.books + _suffixed(MANIFEST, config.shard.suffix()))
     tasks, unchanged = _since(planned, config, manifest)
     _carry_over(manifest, unchanged)
     holdout = holdout_counts((t.sample.label, category_of(t.sample.key, config.test_fraction)) for t in planned)
@@ -182,12 +182,9 @@ def _finish(config: RunConfig, prep: _Prepared, done: _Outcome, source: Source, 
     """Save the manifest, labels files, preview and report; print the summary; decide the exit code."""
     tasks, manifest, progress, upload = prep.tasks, prep.manifest, done.progress, done.upload
     manifest.save(prep.order)
-    _write_box_labels(sink, manifest, prep.order, config.shard)
+    _write_box_labels(sink, manifest, prep.order, config.shard, config.books)
     if config.preview and not done.interrupted:
-        if config.ei_imports_output:  # EI would import preview.png as a sample
-            log("note: no preview.png: EI imports this folder into a project")
-        else:
-            write_preview(config, source, sink, tasks, log)
+        write_preview(config, source, sink, tasks, log)
     budget = config.failure_budget(len(tasks))
     failed = len(progress.errors)
     report = progress.report(
@@ -208,7 +205,8 @@ def _finish(config: RunConfig, prep: _Prepared, done: _Outcome, source: Source, 
         report["holdout"] = holdout_report(prep.holdout, config.test_fraction)
     if upload is not None:
         report["upload"] = upload
-    sink.write_text(_suffixed(REPORT, config.shard.suffix()), json.dumps(report, indent=2, sort_keys=True) + "\n")
+    report_name = config.books + _suffixed(REPORT, config.shard.suffix())
+    sink.write_text(report_name, json.dumps(report, indent=2, sort_keys=True) + "\n")
     if config.write_ei_metadata:
         sink.write_text(EI_METADATA, _ei_metadata(report, config))
     for line in progress.summary_lines():
@@ -337,7 +335,7 @@ def _book(
     progress.update(result)
 
 
-def _write_box_labels(sink: Sink, manifest: Manifest, order: list[str], shard: Shard) -> None:
+def _write_box_labels(sink: Sink, manifest: Manifest, order: list[str], shard: Shard, books: str = "") -> None:
     """A ``bounding_boxes.labels`` in every output folder that holds images with boxes.
 
     Shards sharing a folder each write the union of every shard manifest present, so the last shard to
@@ -345,7 +343,7 @@ def _write_box_labels(sink: Sink, manifest: Manifest, order: list[str], shard: S
     lines = manifest.entries(order)
     for other in range(shard.count if shard.active else 0):
         if other != shard.index:
-            text = sink.read_text(_suffixed(MANIFEST, Shard(other, shard.count).suffix())) or ""
+            text = sink.read_text(books + _suffixed(MANIFEST, Shard(other, shard.count).suffix())) or ""
             lines += text.splitlines()[1:]
     folders: dict[str, dict[str, list]] = {}
     for line in lines:

@@ -3,8 +3,9 @@
     python bench/ingestion.py [--files 400] [--latency 0.05] [--data ../shared/data/electronic-components-png]
 
 1. Upload phase alone: the same staged files (the workshop's PNGs, else generated ones) committed to the
-   ingestion sink and sent: serial one file a request (--batch-size 1 --upload-concurrency 1) against the
-   block's defaults (50 files a request, 4 at once). The server adds --latency to every answer.
+   ingestion sink and sent: serial one file a request (--batch-size 1 --upload-concurrency 1), the block's
+   defaults (one file a request, 20 at once, as EI's CLI uploader) and opt-in batching (50 files a request,
+   4 at once). The server adds --latency to every answer.
 2. The whole block (render + upload overlapped) with the defaults, against a local-folder run.
 3. A 429 storm: the server answers a share of requests 429 (Retry-After: 1); files landed / duplicates /
    failures as the block reports them, and whether every file is stored exactly once.
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from augment.demo import write_sample_set  # noqa: E402
-from augment.sinks.ingestion import IngestionSink, UploadSettings  # noqa: E402
+from augment.sinks.ingestion import DEFAULT_BATCH, DEFAULT_CONCURRENCY, IngestionSink, UploadSettings  # noqa: E402
 from augment.sinks.local import LocalSink  # noqa: E402
 from tests.ingestion_server import IngestionServer  # noqa: E402
 
@@ -65,6 +66,31 @@ def upload_phase(entries: list[tuple[str, str]], folder: Path, latency: float, b
         return {"seconds": seconds, "files_per_s": len(entries) / seconds, "requests": len(server.seen)}
 
 
+def client_cpu(entries: list[tuple[str, str]], folder: Path, latency: float, batch: int, threads: int) -> float:
+    """Milliseconds of this process's CPU per file sent, with the service in another process (as on EI)."""
+    code = (
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from tests.ingestion_server import IngestionServer\n"
+        "with IngestionServer('" + KEY + "', latency=float(sys.argv[2])) as s:\n"
+        "    print(s.url, flush=True); time.sleep(3600)"
+    )
+    server = subprocess.Popen([sys.executable, "-c", code, str(ROOT), str(latency)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        settings = UploadSettings(url, KEY, "training", batch, threads, recipe="bench", seed=batch)
+        (folder / "uploads.jsonl").unlink(missing_ok=True)
+        sink = IngestionSink(settings, LocalSink(folder), log=lambda line: None)
+        start = time.process_time()
+        for name, line in entries:
+            sink.commit(name, line)
+        summary = sink.close()
+        assert summary["failed"] == 0 and summary["landed"] + summary["duplicates"] == len(entries), summary
+        return (time.process_time() - start) * 1000 / len(entries)
+    finally:
+        server.kill()
+        server.wait()
+
+
 def block(args: list[str], env: dict[str, str], workdir: Path) -> tuple[float, subprocess.CompletedProcess]:
     start = time.perf_counter()
     proc = subprocess.run(
@@ -94,11 +120,24 @@ def main() -> None:
               f" KiB each) from {data}; server latency {opts.latency * 1000:.0f} ms a request")  # fmt: skip
 
         serial = upload_phase(entries, staged, opts.latency, 1, 1)
-        default = upload_phase(entries, staged, opts.latency, 50, 4)
+        default = upload_phase(entries, staged, opts.latency, DEFAULT_BATCH, DEFAULT_CONCURRENCY)
+        batched = upload_phase(entries, staged, opts.latency, 50, 4)
         print("\n1. upload phase alone")
-        for name, r in (("serial, 1 file a request", serial), ("defaults, 50 a request x 4", default)):
+        runs = (
+            ("serial, 1 file a request", serial),
+            (f"defaults, {DEFAULT_BATCH} a request x {DEFAULT_CONCURRENCY}", default),
+            ("batched, 50 a request x 4", batched),
+        )
+        for name, r in runs:
             print(f"   {name:<28} {r['seconds']:7.2f} s  {r['files_per_s']:8.1f} files/s  {r['requests']:5} requests")
-        print(f"   ratio defaults / serial: {default['files_per_s'] / serial['files_per_s']:.1f}x")
+        cpu = {
+            b: client_cpu(entries, staged, opts.latency, b, t)
+            for b, t in ((DEFAULT_BATCH, DEFAULT_CONCURRENCY), (50, 4))
+        }
+        print(f"   the block's own CPU per file (service in another process): defaults {cpu[DEFAULT_BATCH]:.2f} ms,"
+              f" batched {cpu[50]:.2f} ms")  # fmt: skip
+        print(f"   ratio defaults / serial: {default['files_per_s'] / serial['files_per_s']:.1f}x, "
+              f"batched / defaults: {batched['files_per_s'] / default['files_per_s']:.1f}x")  # fmt: skip
 
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "EI_PROJECT_API_KEY": KEY}
         src = tmp_path / "src"
@@ -113,10 +152,18 @@ def main() -> None:
             ei_s, ei = block(up, env, tmp_path)
             assert ei.returncode == 0, ei.stdout
             outputs = json.loads((tmp_path / "up" / "report.json").read_text())["upload"]["landed"]
+        with IngestionServer(KEY, latency=opts.latency) as server:
+            up = [*common, "--out-directory", str(tmp_path / "up50"), "--dest", "ei", "--ingestion-url", server.url]
+            batch_s, batch = block([*up, "--batch-size", "50", "--upload-concurrency", "4"], env, tmp_path)
+            assert batch.returncode == 0, batch.stdout
         print("\n2. whole block, --copies 4 (render + upload overlapped)")
         print(f"   local folder              {local_s:7.2f} s  {outputs / local_s:8.1f} outputs/s")
         print(
             f"   --dest ei (defaults)      {ei_s:7.2f} s  {outputs / ei_s:8.1f} outputs/s  ({ei_s / local_s:.2f}x time)"
+        )
+        print(
+            f"   --dest ei, 50 a request   {batch_s:7.2f} s  {outputs / batch_s:8.1f} outputs/s"
+            f"  ({batch_s / local_s:.2f}x time)"
         )
 
         with IngestionServer(KEY, latency=opts.latency, rate_limit=opts.storm, rate_limit_after="1") as server:

@@ -5,8 +5,9 @@
 #                                     missing, build the Dockerfile (only BASE_IMAGE is overridden)
 #   scripts/container.sh run ARGS...  run the image like `docker run`, with $PWD mounted at /data
 #                                     (e.g. run --in-directory /data/demo/input --out-directory /data/demo/output);
-#                                     as with docker, the image's user (uid 10001) must be able to write the out dir
+#                                     (the image runs as root, as EI's examples; --user for another uid)
 #   scripts/container.sh test [PYTEST ARGS]  build, then the container tests and the end-to-end tests in the image
+#   scripts/container.sh ei-local     build, then run the image as EI does (tests/test_ei_local.py)
 #   scripts/container.sh info         image size and start-up times (container vs. venv)
 #   scripts/container.sh env          what tests/podman.py uses (IMAGE=, CONTAINERS_CONF=, SOURCE= hash)
 #
@@ -120,7 +121,7 @@ info() {
   local t0 run=(podman run --rm --network host)
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  chmod 0777 "$tmp"  # the image's user (uid 10001) writes here
+  chmod 0755 "$tmp"  # the image's default user (root, as EI's examples) writes here
   echo "image $IMAGE: $(size_mb "$IMAGE") (base $BASE_IMAGE: $(size_mb "$BASE_IMAGE"))"
   t0=$(now); "${run[@]}" "$IMAGE" --help >/dev/null; echo "container --help: $(since "$t0") s"
   t0=$(now); "${run[@]}" "$IMAGE" --help >/dev/null; echo "container --help (again): $(since "$t0") s"
@@ -137,18 +138,21 @@ info() {
 
 run_tests() {
   build
-  # The container tests, plus every test file that runs the block through tests.blockrun.run_block.
+  # The container tests, plus every test file that runs the block through tests.blockrun.run_block (directly or
+  # through test_ingestion's upload helper).
   local files
-  mapfile -t files < <(grep -l 'run_block' tests/test_*.py | grep -v tests/test_container.py || true)
+  mapfile -t files < <(grep -l -e 'run_block' -e 'from tests.test_ingestion import' tests/test_*.py \
+    | grep -v -e tests/test_container.py -e tests/test_ei_local.py || true)
   EDGE_AUGMENT_RUNNER=podman EDGE_AUGMENT_IMAGE=$IMAGE \
-    "$PYTHON" -m pytest -p no:cacheprovider tests/test_container.py "${files[@]}" "$@"
+    "$PYTHON" -m pytest -p no:cacheprovider tests/test_container.py tests/test_ei_local.py "${files[@]}" "$@"
 }
 
 case "${1:-}" in
   build) build ;;
   run) shift; run "$@" ;;
   test) shift; run_tests "$@"; info ;;
+  ei-local) shift; build; "$PYTHON" -m pytest -p no:cacheprovider tests/test_ei_local.py -v "$@" ;;
   info) info ;;
   env) printf 'IMAGE=%s\nCONTAINERS_CONF=%s\nSOURCE=%s\n' "$IMAGE" "$CONTAINERS_CONF" "$(source_hash)" ;;
-  *) sed -n '2,13p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
 esac

@@ -1,10 +1,16 @@
 """A loopback stand-in for Edge Impulse's ingestion service, as documented and as EI's own clients use it
 (ei-contract.md section 4): ``POST /api/{training|testing|split|anomaly}/files``, multipart parts named
-``data`` (a ``bounding_boxes.labels`` part carries boxes), ``x-api-key`` (401 when wrong or missing),
-``x-label`` (URL-encoded), ``x-disallow-duplicates``, ``x-metadata`` (a JSON object of strings, else 400),
-and the JSON answer ``{"success", "files": [{"success", "error"?, "sampleId"?, "fileName"}]}``; a duplicate
-(same sha256 in the same project and category) is refused with EI's text "An item with this hash already
-exists". ``split`` puts a file in training or testing by its hash, 80/20, as EI does.
+``data`` (at most 1000 a request, 100 MB a file, else 400; a ``bounding_boxes.labels`` part carries boxes),
+``x-api-key`` (401 when wrong or missing), ``x-label`` (URL-encoded), ``x-disallow-duplicates``,
+``x-metadata`` (a JSON object of strings, else 400); a duplicate (same sha256 in the same project and
+category) is refused with EI's text "An item with this hash already exists". ``split`` puts a file in
+training or testing by its hash, 80/20, as EI does.
+
+Answer shapes (``answer=``), since no EI source fixes one: ``"cli"``: what EI's CLI reads
+(edge-impulse-cli cli-common/make-image.ts), ``{"success", "files": [{"success", "error"?}]}`` in the order
+of the ``data`` parts, the labels part listed among them; ``"named"`` (default): the same with extra fields
+(``sampleId``, ``fileName``) and the labels part left out; ``"text"``: the documented text/plain answer, 200
+with the file names, or 400 with the first file's error.
 
 Faults for the tests, consumed per request in order: ``storm(429, n, retry_after)``, ``storm(503, n)``,
 ``drop(n, after_store=...)`` (close the connection without answering; optionally after storing, i.e. the
@@ -31,6 +37,8 @@ from urllib.parse import unquote
 
 DUPLICATE = "An item with this hash already exists"
 CATEGORIES = ("training", "testing", "split", "anomaly")
+MAX_FILES, MAX_FILE_BYTES = 1000, 100 * 1024 * 1024  # EI's documented limits per request and per file
+ANSWERS = ("named", "cli", "text")
 
 
 @dataclass
@@ -73,6 +81,7 @@ class IngestionServer:
     down_after: int | None = None
     rate_limit: float = 0.0  # share of requests answered 429 (Retry-After: rate_limit_after), seeded
     rate_limit_after: str | None = "1"
+    answer: str = "named"  # answer shape: see the module docstring
     stored: list[Stored] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
     rejected_duplicates: int = 0
@@ -156,13 +165,18 @@ class IngestionServer:
                 raise ValueError("x-metadata must be a JSON object of strings")
         except ValueError as e:
             return self._answer(h, 400, "text/plain", str(e).encode(), 0, key_ok)
-        if not files:
+        if all(name.endswith(".labels") for name, _ in files):
             return self._answer(h, 400, "text/plain", b"No 'data' files in the request", 0, key_ok)
+        if len(files) > MAX_FILES or any(len(data) > MAX_FILE_BYTES for _, data in files):
+            return self._answer(h, 400, "text/plain", b"Too many files or a file over 100MB", 0, key_ok)
         label = unquote(h.headers["x-label"]) if "x-label" in h.headers else None
         disallow = (h.headers.get("x-disallow-duplicates") or "").lower() in ("1", "true")
         results = []
         with self.lock:
             for name, data in files:
+                if name.endswith(".labels"):  # annotations for the other parts: listed, never stored
+                    results.append({"success": True, "fileName": name})
+                    continue
                 sha = hashlib.sha256(data).hexdigest()
                 category = parts[1]
                 if category == "split":
@@ -181,7 +195,18 @@ class IngestionServer:
                 results.append({"success": True, "sampleId": sample_id, "fileName": name})
         if fault and fault.kind == "drop":  # stored, but the answer is lost
             return self._drop(h, key_ok)
-        answer = {"success": all(r["success"] for r in results), "files": results}
+        ok = all(r["success"] for r in results)
+        if self.answer == "text":  # the documented answer: text/plain, the file name in the body
+            if not ok:
+                error = next(r["error"] for r in results if not r["success"])
+                return self._answer(h, 400, "text/plain", error.encode(), len(files), key_ok)
+            names = "\n".join(r["fileName"] for r in results)
+            return self._answer(h, 200, "text/plain", names.encode(), len(files), key_ok)
+        if self.answer == "cli":  # what EI's CLI reads: per-file success/error in part order, labels part listed
+            results = [{k: v for k, v in r.items() if k in ("success", "error")} for r in results]
+        else:  # "named": extra fields, the labels part left out
+            results = [r for r in results if not r["fileName"].endswith(".labels")]
+        answer = {"success": ok, "files": results}
         self._answer(h, 200, "application/json", json.dumps(answer).encode(), len(files), key_ok)
 
     def _answer(
@@ -213,7 +238,7 @@ class IngestionServer:
 
 
 def _multipart(content_type: str, body: bytes) -> tuple[list[tuple[str, bytes]], dict[str, list]]:
-    """``data`` parts as (file name, bytes), and boxes from a ``bounding_boxes.labels`` part."""
+    """Every ``data`` part in order as (file name, bytes), and the boxes of a ``bounding_boxes.labels`` part."""
     if not content_type.startswith("multipart/form-data"):
         raise ValueError("expected multipart/form-data")
     message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
@@ -227,8 +252,7 @@ def _multipart(content_type: str, body: bytes) -> tuple[list[tuple[str, bytes]],
         data = part.get_payload(decode=True) or b""
         if name.endswith(".labels"):
             boxes.update(json.loads(data).get("boundingBoxes", {}))
-        else:
-            files.append((name, data))
+        files.append((name, data))
     return files, boxes
 
 

@@ -1,11 +1,12 @@
 """The container runner: run the image built by ``scripts/container.sh build`` like ``docker run`` does.
 
 Host paths in the arguments are mounted at the same path in the container, so a test passes the same paths
-to both runners. The image keeps its non-root user (uid 10001) and, when all paths are absolute, its WORKDIR
-/app and ENTRYPOINT, as on Edge Impulse; a relative path runs /app/transform.py in the test's workdir instead,
-as the venv runner does. The out-directory (or, if it does not exist yet, its nearest existing parent) is
-made world-writable so that user can write there: root podman has no ``--userns keep-id``, and ``--user 0``
-would hide permission bugs.
+to both runners. The image's default user is root (as EI's example blocks; tests/test_ei_local.py runs it so),
+but this runner runs it as an arbitrary unprivileged uid (``UNPRIVILEGED``, in no /etc/passwd), so every
+end-to-end test also proves the block needs no root and no home folder. When all paths are absolute it keeps
+its WORKDIR /app and ENTRYPOINT, as on Edge Impulse; a relative path runs /app/transform.py in the test's
+workdir instead, as the venv runner does. The out-directory (or, if it does not exist yet, its nearest
+existing parent) is made world-writable so that uid can write there: root podman has no ``--userns keep-id``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tests.blockrun import ROOT, Completed
 SCRIPT = ROOT / "scripts" / "container.sh"
 PATH_OPTIONS = ("--in-directory", "--in-file", "--out-directory")
 NOT_PASSED = {"PATH", "HOME"}  # the host's values would break the image's venv PATH and non-root HOME
+UNPRIVILEGED = "54321:54321"  # run_in_container's user: any uid works, none is needed in the image
 
 
 @functools.cache
@@ -146,4 +148,5 @@ def run_in_container(
     if reason:  # EDGE_AUGMENT_RUNNER=podman was asked for explicitly: don't pass by skipping everything
         pytest.fail(f"EDGE_AUGMENT_RUNNER=podman: {reason}")
     envs = [f"--env={k}={v}" for k, v in env.items() if k not in NOT_PASSED]
-    return podman_run([*host_mounts(args, workdir.resolve()), *envs, *podman_args], args, timeout=timeout)
+    options = [f"--user={UNPRIVILEGED}", *host_mounts(args, workdir.resolve()), *envs, *podman_args]
+    return podman_run(options, args, timeout=timeout)

@@ -33,12 +33,14 @@ def test_directory_mode_with_everything_ei_passes(sample_dir, tmp_path):
     assert "--some-future-flag" in result.stdout  # named as ignored
     files = outputs(out)
     assert len([f for f in files if f.endswith(".png")]) == 24 * 3
-    assert {f.split("/")[0] for f in files if "/" in f} == {"circle", "square", "triangle"}
-    assert all(Path(f).name.startswith(f.split("/")[0] + ".") for f in files if "/" in f)
-    report = json.loads((out / "report.json").read_text())
+    # EI imports the folder (--upload-category): the bookkeeping is in a hidden folder its uploader skips
+    assert {f.split("/")[0] for f in files if "/" in f} == {"circle", "square", "triangle", ".edge-augment"}
+    assert all(Path(f).name.startswith(f.split("/")[0] + ".") for f in files if "/" in f and f[0] != ".")
+    report_text = (out / ".edge-augment" / "report.json").read_text()
+    report = json.loads(report_text)
     assert report["metadata"] == {"site": "lab 3"} and report["totals"]["written"] == 72
     assert "total" in result.stdout and "images/s" in result.stdout
-    assert "ei_test_org_key_not_real" not in result.output + (out / "report.json").read_text()
+    assert "ei_test_org_key_not_real" not in result.output + report_text
 
 
 def test_file_mode_one_container_per_file(sample_dir, tmp_path):

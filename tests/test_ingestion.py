@@ -52,12 +52,14 @@ def test_holdout_upload_lands_every_file_once_then_reruns_send_nothing_new(sampl
         lines = manifest_lines(out)
         report = json.loads((out / "report.json").read_text())
 
-        # Every output landed once, in its category, with its label; batched (50 a request by default).
+        # Every output landed once, in its category, with its label; one file a request by default (as EI's
+        # own uploader), so each sample's metadata also names its source and variant.
         assert len(server.stored) == len(lines) == report["upload"]["landed"]
         assert report["upload"] | {"seconds": 0} == report["upload"] | {
             "landed": len(lines), "duplicates": 0, "failed": 0, "previously_uploaded": 0, "not_sent": 0, "seconds": 0
         }  # fmt: skip
-        assert len(server.seen) < len(lines) / 5
+        assert len(server.seen) == len(lines) and all(s.files == 1 for s in server.seen)
+        assert all(s.metadata["source"] and s.metadata["variant"] for s in server.stored)
         stored = {(s.category, s.name) for s in server.stored}
         assert stored == {(line["category"], Path(line["output"]).name) for line in lines}
         assert all(s.label == s.name.split(".")[0] for s in server.stored)
@@ -125,7 +127,16 @@ def test_retry_after_is_honoured(sample_dir: Path, tmp_path: Path):
         result = upload(
             server,
             sample_dir,
-            ["--upload-category", "training", "--upload-label", "shape", "--upload-concurrency", "1"],
+            [
+                "--upload-category",
+                "training",
+                "--upload-label",
+                "shape",
+                "--upload-concurrency",
+                "1",
+                "--batch-size",
+                "50",
+            ],
             tmp_path,
             tmp_path / "o",
         )
@@ -213,6 +224,9 @@ def test_ei_import_mode_writes_files_and_uploads_nothing(sample_dir: Path, tmp_p
     images = sorted(p.name for p in (tmp_path / "out").rglob("*.png"))
     assert len(images) == 8 * 3 and all(n.startswith("round thing.") for n in images)
     assert not (tmp_path / "out" / "uploads.jsonl").exists()
+    assert not (tmp_path / "out" / "ei-metadata.json").exists()  # a .json EI's import could take as a sample
+    forced = run_block([*args, "--write-ei-metadata", "1"], workdir=tmp_path)
+    assert forced.returncode == 0, forced.output
     meta_file = json.loads((tmp_path / "out" / "ei-metadata.json").read_text())
     assert meta_file["version"] == 1 and meta_file["action"] == "add"
     assert meta_file["metadata"]["augment_outputs"] == "24" and meta_file["metadata"]["augment_seed"] == "7"
@@ -277,7 +291,7 @@ def test_url_rules_label_encoding_and_category_resolution():
     assert KEY not in repr(settings)
     assert resolve(True, "training", None, env)[0] == 0.0
     assert "leakage" in resolve(True, "split", None, env)[2][0]
-    assert resolve(True, None, None, {"EI_PROJECT_API_KEY": "a", "PROJECT_API_KEY": "b"})[1].api_key == "b"
+    assert resolve(True, None, None, {"EI_PROJECT_API_KEY": "a", "PROJECT_API_KEY": "b"})[1].api_key == "a"
     # EI passes a hidden test-fraction too: with a fixed category it is ignored, with a note
     fraction, _, notes = resolve(True, "training", "0.3", env)
     assert fraction == 0.0 and "--test-fraction ignored" in notes[0]
@@ -353,18 +367,6 @@ def test_push_script_builds_the_standalone_variant_in_its_own_folder():
     for needed in ("./Dockerfile", "./parameters.json", "./transform.py", "./augment/runner.py", "./requirements.txt"):
         assert needed in result.stdout.splitlines()
     assert "__pycache__" not in result.stdout
-
-
-def test_answers_are_matched_to_files_by_name_else_by_position():
-    from augment.sinks.ingestion_upload import _Item, _match
-
-    items = [_Item("training/a/a.1.orig.png", {}), _Item("training/a/a.2.orig.png", {})]
-    ok1, ok2 = {"success": True, "sampleId": 1}, {"success": True, "sampleId": 2}
-    assert _match(items, [ok1, ok2]) == [ok1, ok2]
-    named = [ok2 | {"fileName": "a.2.orig.png"}, {"success": True, "fileName": "bounding_boxes.labels"}]
-    named.append(ok1 | {"fileName": "a.1.orig.png"})
-    assert [m["sampleId"] for m in _match(items, named)] == [1, 2]
-    assert [m["success"] for m in _match(items, [ok1])] == [False, False]  # cannot tell which landed
 
 
 def test_detection_outputs_land_with_their_boxes(tmp_path: Path):

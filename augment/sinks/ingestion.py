@@ -2,10 +2,13 @@
 
 How it fits the runner: workers render outputs into a local staging folder (``--out-directory``, the same
 files a local run writes), so ``exists``/``write``/``read_text``/``write_text`` are the local sink's. The
-main process then *commits* each booked output (name + manifest line) to an uploader: files are grouped by
-(category, label), since ``x-label`` and ``x-metadata`` are per request, and sent ``--batch-size`` files a
-request (``POST {url}/api/{category}/files``, every file a multipart part named ``data``) by a few threads.
-``close()`` sends what is left and waits.
+main process then *commits* each booked output (name + manifest line) to an uploader that sends it
+(``POST {url}/api/{category}/files``, the file a multipart part named ``data``) from a pool of threads.
+By default one file a request, 20 at once, as EI's CLI uploader does (edge-impulse-cli cli/uploader.ts,
+cli-common/make-image.ts): any answer then names its one file. ``--batch-size N`` (opt-in, up to EI's
+documented 1000 files a request) groups files by (category, label), since ``x-label`` and ``x-metadata``
+are per request; a batch answer is matched by the order of the ``data`` parts (``answer_results``), and one
+that cannot be matched is resolved by sending each file alone. ``close()`` sends what is left and waits.
 
 What landed is appended to ``uploads.jsonl`` beside the manifest (output, sha256, category, outcome) after
 every response. A rerun into the same folder renders nothing it already has and uploads only outputs
@@ -42,7 +45,7 @@ HOLDOUT = "holdout"  # the block's own split: --test-fraction of originals to te
 MAX_BATCH = 1000  # EI: at most 1,000 files a request
 MAX_FILE_BYTES = 100 * 1024 * 1024  # EI: at most 100 MB a file
 MAX_REQUEST_BYTES = 64 * 1024 * 1024  # a batch is sent early past this many bytes
-DEFAULT_BATCH, DEFAULT_CONCURRENCY = 50, 4
+DEFAULT_BATCH, DEFAULT_CONCURRENCY = 1, 20  # as EI's own clients: one image a request, 20 at once
 MAX_RETRY_AFTER = 120.0  # seconds: a longer Retry-After is cut to this
 BACKOFF_ENV = "EDGE_AUGMENT_RETRY_BACKOFF"  # urllib3 backoff factor in seconds (default 0.5); tests use less
 _ENCODE_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves as is (EI's CLI encodes labels so)
@@ -141,7 +144,9 @@ def resolve(
             )
     else:
         raise ValueError(f"--upload-category: {category!r} is not one of {HOLDOUT}, {', '.join(CATEGORIES)}")
-    key = (env.get("PROJECT_API_KEY") or "").strip() or (env.get("EI_PROJECT_API_KEY") or "").strip()
+    key, note = project_key(env)
+    if note:
+        notes.append(note)
     if not key:
         raise ValueError(
             "--dest ei needs a project API key: EI_PROJECT_API_KEY (set by EI for data sources) or the "
@@ -160,6 +165,18 @@ def resolve(
         seed=seed,
     )
     return fraction, settings, notes
+
+
+def project_key(env: dict[str, str]) -> tuple[str, str | None]:
+    """(the project API key, a note or None). ``EI_PROJECT_API_KEY`` wins: EI sets it only when the block runs
+    as a project's data source, and that project is where its images belong. The ``PROJECT_API_KEY`` secret
+    is for runs without it (a transformation job); empty or blank counts as unset. No key value is returned
+    in the note."""
+    ei_key = (env.get("EI_PROJECT_API_KEY") or "").strip()
+    secret = (env.get("PROJECT_API_KEY") or "").strip()
+    if ei_key and secret and secret != ei_key:
+        return ei_key, "PROJECT_API_KEY ignored: EI passed EI_PROJECT_API_KEY (this project's data source)"
+    return ei_key or secret, None
 
 
 def _backoff(raw: str | None) -> float:

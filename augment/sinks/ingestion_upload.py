@@ -203,19 +203,20 @@ class Uploader:
             self._stop(f"{url} answered HTTP {response.status_code} after {self.settings.retries} retries")
             return None
         body = _json(text)
-        files = body.get("files") if isinstance(body, dict) else None
-        if response.status_code != 200 or not isinstance(files, list):
-            error = (body.get("error") if isinstance(body, dict) else None) or text.strip()[:300] or "no details"
-            if len(items) > 1 and response.status_code != 200:  # which file? send each alone
+        if response.status_code != 200:
+            if len(items) > 1:  # which file? send each alone (one that had landed comes back a duplicate)
                 return [row for item in items for row in (self._post(category, label, [item]) or [])]
-            status = "duplicate" if DUPLICATE in error else "failed"
-            return [(item, status, f"HTTP {response.status_code}: {error}", None) for item in items]
+            error = (body.get("error") if isinstance(body, dict) else None) or text.strip()[:300] or "no details"
+            error = f"HTTP {response.status_code}: {error}"
+            return [(items[0], "duplicate" if DUPLICATE in error else "failed", error, None)]
+        results = answer_results(len(items), bool(boxes), body)
+        if results is None:  # a batch answer that cannot be matched to its files: send each alone
+            return [row for item in items for row in (self._post(category, label, [item]) or [])]
         rows = []
-        for item, result in zip(items, _match(items, files), strict=True):
-            if result.get("success") is True:  # top-level success is false when any file failed
-                rows.append((item, "landed", None, result.get("sampleId")))
+        for item, (ok, error, sample_id) in zip(items, results, strict=True):
+            if ok:
+                rows.append((item, "landed", None, sample_id))
             else:
-                error = str(result.get("error") or body.get("error") or "rejected, no reason given")
                 rows.append((item, "duplicate" if DUPLICATE in error else "failed", error, None))
         return rows
 
@@ -294,18 +295,39 @@ def _session(settings: UploadSettings) -> Any:
     return session
 
 
-def _match(items: list[_Item], files: list[Any]) -> list[dict[str, Any]]:
-    """Each item's entry in the answer's ``files``: by ``fileName`` when the answer names files, else by
-    position when the counts agree; an item without one gets a failure entry."""
-    results = [f for f in files if isinstance(f, dict)]
-    by_name: dict[str, list[dict[str, Any]]] = {}
-    for result in results:
-        if isinstance(result.get("fileName"), str):
-            by_name.setdefault(result["fileName"], []).append(result)
-    missing = {"success": False, "error": "the answer has no result for this file"}
-    if by_name:
-        return [(by_name.get(PurePosixPath(i.name).name) or [missing]).pop(0) for i in items]
-    return results if len(results) == len(items) else [missing] * len(items)
+def answer_results(count: int, labels_part: bool, body: Any) -> list[tuple[bool, str, Any]] | None:
+    """(landed, error, sample id) for each of the ``count`` files of a request answered HTTP 200, or None when a
+    batch answer cannot be matched to its files.
+
+    Only what EI documents is relied on: 200 means stored (docs: "Stored the file"), and the files are the
+    request's ``data`` parts in order, the ``bounding_boxes.labels`` part last. The JSON answer EI's own
+    client reads (``{"success", "error"?, "files": [{"success", "error"?}]}``, edge-impulse-cli
+    cli-common/make-image.ts) is matched by position: ``files`` may list the labels part or not; other fields
+    (``fileName``, ``sampleId``...) are extra and never needed."""
+    if not isinstance(body, dict):  # a plain-text 200, as the docs describe it: stored
+        return [(True, "", None)] * count
+    top_error = str(body.get("error") or "rejected, no reason given")
+    files = body.get("files")
+    if not isinstance(files, list):
+        if body.get("success") is False:
+            return [(False, top_error, None)] if count == 1 else None
+        return [(True, "", None)] * count
+    entries = [f if isinstance(f, dict) else {} for f in files]
+    labels = entries[count] if labels_part and len(entries) == count + 1 else None
+    if len(entries) != count and labels is None:
+        if count > 1:
+            return None
+        failed = [e for e in entries if e.get("success") is not True]
+        if entries and not failed:
+            return [(True, "", entries[0].get("sampleId"))]
+        return [(False, str((failed[0].get("error") if failed else None) or top_error), None)]
+    if labels is not None and labels.get("success") is not True:  # the boxes did not attach
+        error = f"bounding_boxes.labels: {labels.get('error') or top_error}"
+        return [(False, error, None)] if count == 1 else None
+    return [
+        (True, "", e.get("sampleId")) if e.get("success") is True else (False, str(e.get("error") or top_error), None)
+        for e in entries[:count]
+    ]
 
 
 def _read_ledger(path: Path) -> dict[str, str]:

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument(
         "--copies",
-        help="augmented copies per original for random presets (default: the preset's, 4)",
+        help="augmented copies per original for random presets (default: the preset's, 8; light 4)",
     )
     rec.add_argument(
         "--seed",

@@ -50,7 +50,7 @@ def _chain(
         {"op": "hflip", "p": 0.5},
         *flips,
         {"some_of": geo["ops"], "k": geo["k"]},
-        {"some_of": light["ops"], "k": light["k"]},
+        {"some_of": light["ops"], "k": light["k"], "p": light.get("p", 1.0)},
         {
             "one_of": [
                 {"op": "blur", "sigma": light["blur"]},
@@ -100,44 +100,45 @@ LIGHT = {
 
 MEDIUM = {
     "name": "medium",
-    "description": "moderate pose, framing, lighting, focus and sensor-noise changes (the default)",
-    "copies": 4,
+    "description": "pose, distance, framing, lighting, focus and sensor noise, one or two of each per copy (the default)",
+    "copies": 8,
     "pipeline": _chain(
         {
             "k": [1, 2],
             "ops": [
                 {"op": "rotate", "degrees": [-15, 15], "fill": "reflect"},
-                {"op": "zoom", "scale": [1.0, 1.2]},
+                {"op": "scale", "factor": [0.6, 1.0], "fill": "reflect"},
+                {"op": "zoom", "scale": [1.0, 1.3]},
                 {
                     "op": "translate",
-                    "x": [-0.1, 0.1],
-                    "y": [-0.1, 0.1],
+                    "x": [-0.25, 0.25],
+                    "y": [-0.25, 0.25],
                     "fill": "reflect",
                 },
-                {"op": "shear", "x": [-8, 8], "fill": "reflect"},
             ],
         },
         {
-            "k": [1, 3],
+            "k": [1, 2],
+            "p": 0.9,
             "ops": [
-                {"op": "brightness", "factor": [0.7, 1.3]},
-                {"op": "contrast", "factor": [0.7, 1.3]},
-                {"op": "gamma", "gamma": [0.7, 1.4]},
+                {"op": "brightness", "factor": [0.5, 1.5]},
+                {"op": "contrast", "factor": [0.4, 1.3]},
+                {"op": "gamma", "gamma": [0.5, 1.8]},
                 {
                     "op": "hue_saturation",
-                    "hue": [-0.03, 0.03],
-                    "saturation": [0.8, 1.2],
+                    "hue": [-0.05, 0.05],
+                    "saturation": [0.6, 1.4],
                 },
             ],
-            "blur": [0.3, 1.2],
+            "blur": [0.5, 2.0],
             "sharpen": [0.3, 1.0],
             "noise": [
-                {"op": "gaussian_noise", "sigma": [0.01, 0.04]},
+                {"op": "gaussian_noise", "sigma": [0.01, 0.06]},
                 {"op": "poisson_noise", "peak": 0},
                 {"op": "salt_pepper", "amount": [0.002, 0.01]},
             ],
         },
-        focus=0.4,
+        focus=0.3,
         noise=0.3,
         flips=[],
         last=[],

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from augment.presets import DEFAULT_PRESET, PRESETS
 from tests.blockrun import ei_env, run_block
 from tests.conftest import gradient
+
+PER_ORIGINAL = 1 + PRESETS[DEFAULT_PRESET]["copies"]  # outputs per image with the defaults (+ the original)
 
 
 def outputs(folder: Path) -> list[str]:
@@ -134,7 +137,7 @@ def test_bad_inputs_are_named_skipped_and_counted(sample_dir, tmp_path):
     files = outputs(out)
     assert not any(("zero" in f or "text" in f or "truncated" in f) for f in files)
     assert not any(Path(f).name.startswith(".tmp") for f in files)
-    assert len([f for f in files if f.endswith(".png")]) == 24 * 5  # the good ones all landed
+    assert len([f for f in files if f.endswith(".png")]) == 24 * PER_ORIGINAL  # the good ones all landed
     lenient = run_block(
         ["--in-directory", str(sample_dir), "--out-directory", str(out), "--max-failures", "3"], workdir=tmp_path
     )
@@ -202,7 +205,7 @@ def test_bucket_parameter_reads_through_eis_mount(sample_dir, tmp_path):
     assert direct.returncode == 0
     a = {p.relative_to(tmp_path / "a"): p.read_bytes() for p in (tmp_path / "a").rglob("*.png")}
     b = {p.relative_to(tmp_path / "b"): p.read_bytes() for p in (tmp_path / "b").rglob("*.png")}
-    assert a == b and len(a) == 24 * 5
+    assert a == b and len(a) == 24 * PER_ORIGINAL
 
 
 def test_bucket_parameter_without_mount_reads_from_s3_and_rejects_escapes(tmp_path):

@@ -9,7 +9,10 @@ from pathlib import Path
 
 from augment.cli import parse
 from augment.config import build_config
+from augment.presets import DEFAULT_PRESET, PRESETS
 from augment.runner import run
+
+PER_ORIGINAL = 1 + PRESETS[DEFAULT_PRESET]["copies"]  # outputs per image with the defaults (+ the original)
 
 
 def run_dir(in_dir: Path, out_dir: Path, *extra: str) -> tuple[int, list[str]]:
@@ -49,7 +52,7 @@ def test_a_subset_gives_the_same_outputs_as_the_full_run(sample_dir, tmp_path):
     run_dir(sample_dir, tmp_path / "full")
     run_dir(subset, tmp_path / "part")
     full, part = images(tmp_path / "full"), images(tmp_path / "part")
-    assert len(part) == 2 * 5
+    assert len(part) == 2 * PER_ORIGINAL
     assert all(full[name] == data for name, data in part.items())
 
 
@@ -80,7 +83,7 @@ def test_rerun_skips_existing_and_regenerates_deleted(sample_dir, tmp_path):
     rc, _ = run_dir(sample_dir, out)
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["totals"]["written"] == 1 and report["totals"]["existing"] == 24 * 5 - 1
+    assert report["totals"]["written"] == 1 and report["totals"]["existing"] == 24 * PER_ORIGINAL - 1
     after = tree(out)
     assert {k: v for k, v in after.items() if k != "report.json"} == {
         k: v for k, v in before.items() if k != "report.json"
@@ -108,7 +111,7 @@ def test_other_recipe_in_the_same_folder_is_refused_unless_overwrite(sample_dir,
         raise AssertionError("expected a refusal")
     rc, _ = run_dir(sample_dir, out, "--seed", "7", "--overwrite", "1")
     assert rc == 0
-    assert json.loads((out / "report.json").read_text())["totals"]["written"] == 24 * 5
+    assert json.loads((out / "report.json").read_text())["totals"]["written"] == 24 * PER_ORIGINAL
 
 
 def test_file_mode_matches_directory_mode_for_prefixed_names_in_class_folders(tmp_path):

@@ -1,0 +1,66 @@
+"""Hostile datasets on disk: links (to folders, to files, broken, looping), special files, odd names."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.blockrun import run_block
+from tests.conftest import gradient
+
+
+def run(tmp_path: Path, *args: str):
+    out = tmp_path / "out"
+    result = run_block(["--in-directory", str(tmp_path / "in"), "--out-directory", str(out), *args], workdir=tmp_path)
+    return result, out
+
+
+def test_linked_class_folders_and_files_are_followed_and_broken_links_skipped(tmp_path):
+    elsewhere = tmp_path / "elsewhere" / "cats"
+    elsewhere.mkdir(parents=True)
+    gradient("RGB", (16, 16)).save(elsewhere / "c.png")
+    (tmp_path / "in" / "dogs").mkdir(parents=True)
+    gradient("RGB", (16, 16), seed=1).save(tmp_path / "in" / "dogs" / "d.png")
+    (tmp_path / "in" / "cats").symlink_to(elsewhere)  # a linked class folder
+    (tmp_path / "in" / "dogs" / "linked.png").symlink_to(elsewhere / "c.png")  # a linked file
+    (tmp_path / "in" / "dogs" / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "in" / "dogs" / "self.png").symlink_to("self.png")  # a link to itself
+    (tmp_path / "in" / "dogs" / "up").symlink_to(tmp_path / "in")  # a folder loop
+    (tmp_path / "in" / "gone").symlink_to(tmp_path / "no-such-folder")
+    result, out = run(tmp_path, "--copies", "1")
+    assert result.returncode == 0, result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in (out / "cats").iterdir()) == ["cats.c.aug00.png", "cats.c.orig.png"]
+    assert "dogs.linked.aug00.png" in {p.name for p in (out / "dogs").iterdir()}
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("skipped dogs/dangling.png: broken symlink") for line in lines), result.stdout
+    assert any(line.startswith("skipped dogs/self.png: symlink loop") for line in lines), result.stdout
+    assert any(line.startswith("skipped dogs/up: symlink loop") for line in lines), result.stdout
+    assert any(line.startswith("skipped gone: broken symlink") for line in lines), result.stdout
+
+
+def test_fifo_and_device_are_skipped_not_read(tmp_path):
+    folder = tmp_path / "in" / "x"
+    folder.mkdir(parents=True)
+    gradient("RGB", (16, 16)).save(folder / "fine.png")
+    os.mkfifo(folder / "pipe.png")  # reading it would block forever
+    (folder / "zero.png").symlink_to("/dev/zero")  # reading it would never end
+    result, out = run(tmp_path, "--copies", "1")
+    assert result.returncode == 0, result.output
+    assert "skipped x/pipe.png: not a regular file (a FIFO)" in result.stdout
+    assert "skipped x/zero.png: not a regular file (a device)" in result.stdout
+    assert sorted(p.name for p in (out / "x").iterdir()) == ["x.fine.aug00.png", "x.fine.orig.png"]
+
+
+def test_read_regular_refuses_over_the_cap_and_special_files(tmp_path):
+    import pytest
+
+    from augment.sources.files import FileRefused, read_regular
+
+    (tmp_path / "big.png").write_bytes(b"x" * 101)
+    assert read_regular(tmp_path / "big.png", limit=101) == b"x" * 101
+    with pytest.raises(FileRefused, match="file too large"):
+        read_regular(tmp_path / "big.png", limit=100)
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(FileRefused, match="FIFO"):
+        read_regular(tmp_path / "pipe")

@@ -35,7 +35,7 @@ class Rendered:
 
 # Bump when any kernel, the fusion rules or the encoder settings change the bytes of an output: it is part
 # of the manifest fingerprint, so a resumed or --since run never mixes outputs of two kernel versions.
-KERNELS = 3
+KERNELS = 4  # 4: copies keep ICC profiles, EXIF and per-entry palette alpha
 
 
 def output_rng(seed: int, key: str, index: int) -> np.random.Generator:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from augment import __version__
@@ -25,6 +26,7 @@ from augment.holdout import TESTING, category_of
 from augment.holdout import counts as holdout_counts
 from augment.holdout import notes as holdout_notes
 from augment.holdout import report as holdout_report
+from augment.outdir import recorded_by_manifests, unrecorded_images
 from augment.plan import PlanSettings, Task, make_plan
 from augment.pool import WorkContext, execute
 from augment.recipe import MAX_COPIES
@@ -57,6 +59,25 @@ def run(config: RunConfig, log: Log = print) -> int:
     source, sink = source_for(config), sink_for(config, log)
     for note in config.notes:
         log(f"note: {note}")
+    lock = getattr(sink, "lock", None)  # a local folder: one run at a time (S3 and EI: see the README)
+    held = lock(config.shard.suffix()) if lock is not None and not config.dry_run else None
+    if held is not None:
+        try:
+            held.acquire()
+        except SinkError as e:
+            log(f"ERROR: {e}")
+            return EXIT_FAILED
+    try:
+        return _run(config, source, sink, log)
+    finally:
+        if held is not None:
+            held.release()
+
+
+def _run(config: RunConfig, source: Source, sink: Sink, log: Log) -> int:
+    if not config.dry_run and (clean := getattr(sink, "remove_stale_temps", None)) is not None:
+        if removed := clean(shared=config.shard.active):
+            log(f"removed {removed} temp file(s) left by an interrupted run")
     prepared = _prepare(config, source, sink, log)
     if isinstance(prepared, int):
         return prepared
@@ -118,15 +139,37 @@ def _prepare(config: RunConfig, source: Source, sink: Sink, log: Log) -> _Prepar
         test_fraction=config.test_fraction,
     )
     # Plan the whole listing (names are checked across all of it), then keep this run's share.
-    planned = _shard(make_plan(listing.samples, settings), config)
+    full_plan = make_plan(listing.samples, settings)
+    planned = _shard(full_plan, config)
     header = _run_header(config, detection=any(s.boxes is not None for s in listing.samples))
     manifest = Manifest(sink, header, config.overwrite, _suffixed(MANIFEST, config.shard.suffix()))
+    if not config.dry_run and (refusal := _foreign_images(config, sink, full_plan, manifest)):
+        log(f"ERROR: {refusal}")
+        return EXIT_FAILED
     tasks, unchanged = _since(planned, config, manifest)
     _carry_over(manifest, unchanged)
     holdout = holdout_counts((t.sample.label, category_of(t.sample.key, config.test_fraction)) for t in planned)
     for line in holdout_notes(holdout, config.test_fraction):
         log(line)
     return _Prepared(listing, planned, tasks, unchanged, manifest, header, holdout, balance_table)
+
+
+def _foreign_images(config: RunConfig, sink: Sink, plan: list[Task], manifest: Manifest) -> str | None:
+    """Why a local output folder cannot be written: it holds images neither planned nor recorded by any
+    manifest there (another tool's, or an older version's unrecorded outputs). Planned but unrecorded
+    outputs (a run killed before its checkpoint) are simply regenerated."""
+    root = getattr(sink, "root", None)
+    if not isinstance(root, Path) or not root.is_dir():
+        return None
+    known = {o.name for t in plan for o in t.outputs} | set(manifest.previous) | recorded_by_manifests(root)
+    inside = config.in_directory.resolve() if config.in_directory is not None else None
+    foreign = unrecorded_images(root.resolve(), known, inside)
+    if not foreign:
+        return None
+    return (
+        f"{root} holds {len(foreign)} image(s) that no manifest there records and this run would not write"
+        f" (e.g. {printable(foreign[0])!r}); move them away or use an empty --out-directory"
+    )
 
 
 def _augment(config: RunConfig, prep: _Prepared, source: Source, sink: Sink, log: Log) -> _Outcome | int:
@@ -156,6 +199,7 @@ def _augment(config: RunConfig, prep: _Prepared, source: Source, sink: Sink, log
     upload: dict[str, Any] | None = None
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
+        manifest.save(order)  # the header (which settings the files belong to) lands before any output
         for result in execute(tasks, manifest, context, config.workers, late):
             _book(result, manifest, progress, commit)
             if time.monotonic() - saved_at > _CHECKPOINT_SECONDS:  # a hard kill loses at most this much

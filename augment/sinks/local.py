@@ -10,6 +10,7 @@ from functools import cached_property
 from pathlib import Path
 
 from augment.sinks import SinkError
+from augment.sinks.lock import FolderLock, remove_stale_temps
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,14 @@ class LocalSink:
         if not path.is_relative_to(self._resolved_root):
             raise SinkError(f"refusing to write {name!r}: it would land outside {self.root}")
         return path
+
+    def lock(self, suffix: str = "") -> FolderLock:
+        """The lock that keeps a second run out of this folder (not yet taken)."""
+        return FolderLock(self.root, suffix)
+
+    def remove_stale_temps(self, shared: bool) -> int:
+        """Remove temp files left by killed runs (see ``lock.remove_stale_temps``); how many."""
+        return remove_stale_temps(self.root, shared) if self.root.is_dir() else 0
 
     def exists(self, name: str) -> bool:
         return self.path(name).is_file()

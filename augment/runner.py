@@ -75,9 +75,9 @@ def run(config: RunConfig, log: Log = print) -> int:
 
 
 def _run(config: RunConfig, source: Source, sink: Sink, log: Log) -> int:
-    if not config.dry_run and (clean := getattr(sink, "remove_stale_temps", None)) is not None:
-        if removed := clean(shared=config.shard.active):
-            log(f"removed {removed} temp file(s) left by an interrupted run")
+    clean = None if config.dry_run else getattr(sink, "remove_stale_temps", None)
+    if clean is not None and (removed := clean(shared=config.shard.active)):
+        log(f"removed {removed} temp file(s) left by an interrupted run")
     prepared = _prepare(config, source, sink, log)
     if isinstance(prepared, int):
         return prepared

@@ -9,6 +9,7 @@ removed once the lock is held.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -76,10 +77,8 @@ class FolderLock:
         os.close(self.fd)
         self.fd = None
         if self.made_folder:
-            try:
+            with contextlib.suppress(OSError):
                 self.folder.rmdir()  # only when the run wrote nothing
-            except OSError:
-                pass
 
     def __enter__(self) -> FolderLock:
         self.acquire()

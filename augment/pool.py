@@ -36,6 +36,7 @@ class WorkContext:
     min_box_visibility: float = 0.3
     keep_boxless: bool = False  # keep a copy whose boxes were all cut off (as a background image)
     refresh: bool = False  # --since: check that recorded outputs were made from the source's current bytes
+    verify: bool = False  # --verify-outputs: a recorded output must also have its recorded sha256
 
 
 def execute(
@@ -78,8 +79,32 @@ def execute(
                 late.extend(future.result()[handed if i == 0 else 0 :])
 
 
-def _recorded(chunk: list[Task], manifest: Manifest) -> frozenset[str]:
-    return frozenset(o.name for t in chunk for o in t.outputs if o.name in manifest.previous)
+Recorded = dict[str, tuple[int, str]]  # output name -> (bytes, sha256) from the manifest
+
+
+def _recorded(chunk: list[Task], manifest: Manifest) -> Recorded:
+    recorded: Recorded = {}
+    for name in (o.name for t in chunk for o in t.outputs if o.name in manifest.previous):
+        try:
+            entry = json.loads(manifest.previous[name])
+            recorded[name] = (int(entry.get("bytes", -1)), str(entry.get("sha256", "")))
+        except (ValueError, TypeError, AttributeError):
+            continue  # a damaged line: the output is made again
+    return recorded
+
+
+def intact(sink: Sink, name: str, expected: tuple[int, str], verify: bool) -> bool:
+    """A recorded output is still there with its recorded size (a zero-byte or truncated file is not);
+    with ``verify``, also with its recorded sha256."""
+    size = getattr(sink, "size", None)
+    if size is None:  # a sink that cannot tell sizes
+        return sink.exists(name)
+    if size(name) != expected[0] or expected[0] <= 0:
+        return False
+    if not verify:
+        return True
+    data = sink.read(name)  # type: ignore[attr-defined]
+    return data is not None and hashlib.sha256(data).hexdigest() == expected[1]
 
 
 _WORKER_CONTEXT: WorkContext | None = None
@@ -106,21 +131,19 @@ def _made_from(chunk: list[Task], manifest: Manifest, context: WorkContext) -> d
 
 
 def _process_in_worker(
-    chunk: list[Task], recorded: frozenset[str], made_from: dict[str, str] | None = None
+    chunk: list[Task], recorded: Recorded, made_from: dict[str, str] | None = None
 ) -> list[TaskResult]:
     assert _WORKER_CONTEXT is not None
     return _process_chunk(_WORKER_CONTEXT, chunk, recorded, made_from)
 
 
 def _process_chunk(
-    context: WorkContext, chunk: list[Task], recorded: frozenset[str], made_from: dict[str, str] | None = None
+    context: WorkContext, chunk: list[Task], recorded: Recorded, made_from: dict[str, str] | None = None
 ) -> list[TaskResult]:
     return [process_task(context, task, recorded, (made_from or {}).get(task.sample.key)) for task in chunk]
 
 
-def process_task(
-    context: WorkContext, task: Task, recorded: frozenset[str], made_from: str | None = None
-) -> TaskResult:
+def process_task(context: WorkContext, task: Task, recorded: Recorded, made_from: str | None = None) -> TaskResult:
     """Render and write every output of one sample not already done; a bad input becomes ``error``.
 
     ``made_from`` (--since): the sha256 of the source bytes its recorded outputs came from; if the source
@@ -129,7 +152,11 @@ def process_task(
     result = TaskResult(sample.key, sample.label)
     todo = []
     for spec in task.outputs:
-        if not context.overwrite and spec.name in recorded and context.sink.exists(spec.name):
+        if (
+            not context.overwrite
+            and spec.name in recorded
+            and intact(context.sink, spec.name, recorded[spec.name], context.verify)
+        ):
             result.records.append(OutputRecord(spec.name, spec.variant, "existing", ""))
         else:
             todo.append(spec)

@@ -83,6 +83,9 @@ class Manifest:
     def save(self, order: list[str]) -> None:
         """Write the manifest: the outputs in ``order``, then earlier outputs of the same settings that this run
         did not plan (e.g. after lowering --copies: their files are still there, so their lines stay)."""
+        sync = getattr(self.sink, "sync", None)
+        if sync is not None:  # the outputs it records reach the disk before the record does
+            sync()
         body = [json.dumps(self.header, sort_keys=True), *self.entries(order)]
         body.append("")  # the final newline
         stream = getattr(self.sink, "write_lines", None)

@@ -191,6 +191,7 @@ def _augment(config: RunConfig, prep: _Prepared, source: Source, sink: Sink, log
         min_box_visibility=config.min_box_visibility,
         keep_boxless=config.keep_boxless,
         refresh=config.since is not None,
+        verify=config.verify_outputs,
     )
     interrupted = None
     late: list[TaskResult] = []  # finished by workers after an interruption: recorded too

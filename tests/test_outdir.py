@@ -117,3 +117,20 @@ def test_a_lock_file_left_behind_is_stale_and_taken_over(tmp_path):
     (tmp_path / "out" / ".edge-augment.lock").write_text(json.dumps(lock))  # nobody holds it
     result = run(tmp_path, "--copies", "1")
     assert result.returncode == 0, result.output
+
+
+def test_rerun_checks_sizes_always_and_sha256_on_request(tmp_path):
+    make_inputs(tmp_path / "in", count=2, size=32)
+    assert run(tmp_path, "--copies", "2").returncode == 0
+    out = tmp_path / "out"
+    emptied, altered = out / "a" / "a.00.aug00.png", out / "b" / "b.00.aug01.png"
+    good_empty, good_altered = emptied.read_bytes(), altered.read_bytes()
+    emptied.write_bytes(b"")  # recorded, then truncated: made again on every rerun
+    altered.write_bytes(bytes(reversed(good_altered)))  # same size, other bytes: only a sha256 check sees it
+    plain = run(tmp_path, "--copies", "2")
+    assert plain.returncode == 0, plain.output
+    assert emptied.read_bytes() == good_empty and altered.read_bytes() != good_altered
+    verified = run(tmp_path, "--copies", "2", "--verify-outputs", "1")
+    assert verified.returncode == 0, verified.output
+    assert altered.read_bytes() == good_altered
+    assert_manifest_matches_files(out)

@@ -206,6 +206,12 @@ class IngestionSink:
     def exists(self, name: str) -> bool:
         return self.staging.exists(name)
 
+    def size(self, name: str) -> int | None:
+        return self.staging.size(name)
+
+    def read(self, name: str) -> bytes | None:
+        return self.staging.read(name)
+
     def write(self, name: str, data: bytes) -> None:
         if len(data) > MAX_FILE_BYTES:
             raise SinkError(f"{name}: {len(data)} bytes is over Edge Impulse's 100 MB per file")

@@ -7,9 +7,15 @@ bad image never leaves some of its outputs behind.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import json
+import os
 import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -53,7 +59,7 @@ def execute(
         for chunk, recorded, made_from in jobs:
             yield from _process_chunk(context, chunk, recorded, made_from)
         return
-    pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(context,))
+    pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(context, os.getpid()))
     window: deque = deque()
     handed = 0  # results of window[0] already yielded
 
@@ -110,11 +116,31 @@ def intact(sink: Sink, name: str, expected: tuple[int, str], verify: bool) -> bo
 _WORKER_CONTEXT: WorkContext | None = None
 
 
-def _init_worker(context: WorkContext) -> None:
+def _init_worker(context: WorkContext, parent: int) -> None:
     global _WORKER_CONTEXT
     _WORKER_CONTEXT = context
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides how to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    exit_with_parent(parent)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def exit_with_parent(parent: int) -> None:
+    """Die when the main process dies, even by SIGKILL (which runs no cleanup in it): on Linux the kernel
+    sends this worker SIGKILL (prctl PR_SET_PDEATHSIG); elsewhere a thread watches the parent pid."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
+    if libc is None or libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # it died before the signal was armed
+        os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _made_from(chunk: list[Task], manifest: Manifest, context: WorkContext) -> dict[str, str] | None:

@@ -158,7 +158,7 @@ class Progress:
         total = ClassCounts()
         for label in sorted(self.classes):
             c = self.classes[label]
-            lines.append(f"{label[:24]:<24} {c.originals:>9} {c.written:>8} {c.existing:>8} {c.failed:>7}")
+            lines.append(f"{printable(label)[:24]:<24} {c.originals:>9} {c.written:>8} {c.existing:>8} {c.failed:>7}")
             for f in ("originals", "written", "existing", "failed"):
                 setattr(total, f, getattr(total, f) + getattr(c, f))
         lines.append("-" * len(header))

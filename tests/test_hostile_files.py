@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -64,3 +65,32 @@ def test_read_regular_refuses_over_the_cap_and_special_files(tmp_path):
     os.mkfifo(tmp_path / "pipe")
     with pytest.raises(FileRefused, match="FIFO"):
         read_regular(tmp_path / "pipe")
+
+
+def test_names_that_are_not_utf8_survive_to_the_output(tmp_path):
+    root = os.fsencode(tmp_path / "in")
+    os.makedirs(root + b"/caf\xe9")
+    gradient("RGB", (12, 12)).save(root + b"/caf\xe9/p\xffhoto.png")
+    result, out = run(tmp_path, "--copies", "1")
+    assert result.returncode == 0, result.output
+    names = sorted(os.listdir(os.fsencode(out) + b"/caf\xe9"))
+    assert names == [b"caf\xe9.p\xffhoto.aug00.png", b"caf\xe9.p\xffhoto.orig.png"]
+    assert "caf\\xe9" in result.stdout  # the log shows the byte, never a broken line
+
+
+def test_over_long_output_names_are_shortened_at_plan_time_stable_and_unique(tmp_path):
+    folder = tmp_path / "in" / "x"
+    folder.mkdir(parents=True)
+    long_names = ["L" * 250 + ".png", "L" * 249 + "M.png", "é" * 124 + ".png"]  # each fits; +label/variant not
+    for i, name in enumerate(long_names):
+        gradient("RGB", (12, 12), seed=i).save(folder / name)
+    first, out = run(tmp_path, "--copies", "2")
+    assert first.returncode == 0, first.output
+    names = sorted(p.name for p in (out / "x").iterdir())
+    assert len(names) == 9 and len(set(names)) == 9
+    assert all(len(os.fsencode(n)) <= 255 for n in names)
+    assert all("~" in n for n in names)
+    again, _ = run(tmp_path, "--copies", "2")
+    assert again.returncode == 0 and sorted(p.name for p in (out / "x").iterdir()) == names
+    totals = json.loads((out / "report.json").read_text())["totals"]
+    assert (totals["written"], totals["existing"]) == (0, 9)  # the same names: a rerun finds them all

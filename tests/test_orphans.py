@@ -51,6 +51,10 @@ def test_workers_exit_when_the_main_process_is_killed(tmp_path):
     os.kill(main.pid, signal.SIGKILL)
     main.wait()
     deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in workers):
-        assert time.monotonic() < deadline, f"workers still running after the main process died: {workers}"
-        time.sleep(0.1)
+    try:
+        while any(alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"workers still running after the main process died: {workers}"
+            time.sleep(0.1)
+    finally:
+        for pid in filter(alive, workers):  # a failed test leaves no orphans behind
+            os.kill(pid, signal.SIGKILL)

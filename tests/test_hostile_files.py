@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.blockrun import run_block
 from tests.conftest import gradient
 
@@ -54,7 +56,6 @@ def test_fifo_and_device_are_skipped_not_read(tmp_path):
 
 
 def test_read_regular_refuses_over_the_cap_and_special_files(tmp_path):
-    import pytest
 
     from augment.sources.files import FileRefused, read_regular
 
@@ -94,3 +95,28 @@ def test_over_long_output_names_are_shortened_at_plan_time_stable_and_unique(tmp
     assert again.returncode == 0 and sorted(p.name for p in (out / "x").iterdir()) == names
     totals = json.loads((out / "report.json").read_text())["totals"]
     assert (totals["written"], totals["existing"]) == (0, 9)  # the same names: a rerun finds them all
+
+
+RECIPE_FILES = {
+    "binary.json": bytes(range(256)) * 4,
+    "latin1.json": '{"pipeline": [{"op": "hflip", "p": 0.5}], "name": "caf\xe9"}'.encode("latin-1"),
+    "deep.json": b"[" * 100000 + b"]" * 100000,
+    "huge.json": b'{"pipeline": [], "name": "' + b"x" * (2 * 1024 * 1024) + b'"}',
+}
+
+
+@pytest.mark.parametrize("case", [*RECIPE_FILES, "device", "long-string", "deep-text"])
+def test_bad_recipe_exits_2_with_one_line(tmp_path, case):
+    (tmp_path / "in" / "x").mkdir(parents=True)
+    gradient("RGB", (8, 8)).save(tmp_path / "in" / "x" / "a.png")
+    if case in RECIPE_FILES:
+        (tmp_path / case).write_bytes(RECIPE_FILES[case])
+        recipe = str(tmp_path / case)
+    else:
+        recipe = {"device": "/dev/zero", "long-string": "x" * 100_000, "deep-text": "{" + '"a":[' * 5000}[case]
+    result, out = run(tmp_path, "--recipe", recipe)
+    assert result.returncode == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and errors[0].startswith("ERROR: --recipe: "), result.output
+    assert len(errors[0]) < 300 and not out.exists()

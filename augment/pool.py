@@ -200,7 +200,14 @@ def process_task(context: WorkContext, task: Task, recorded: Recorded, made_from
         return result
     try:
         rendered = render(
-            sample.key, data, tuple(todo), context.seed, context.encode, sample.boxes, context.min_box_visibility
+            sample.key,
+            data,
+            tuple(todo),
+            context.seed,
+            context.encode,
+            sample.boxes,
+            context.min_box_visibility,
+            result.warnings,
         )
     except DecodeError as e:
         result.error = str(e)

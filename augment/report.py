@@ -37,6 +37,7 @@ class TaskResult:
     label: str
     records: list[OutputRecord] = field(default_factory=list)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. boxes clipped to the image
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
@@ -124,11 +125,15 @@ class Progress:
         self.classes: dict[str, ClassCounts] = defaultdict(ClassCounts)
         self.variants: Counter[str] = Counter()
         self.errors: list[tuple[str, str]] = []
+        self.warnings: list[str] = []
 
     def update(self, result: TaskResult) -> None:
         counts = self.classes[result.label]
         counts.originals += 1
         self.done += 1
+        for warning in result.warnings:
+            self.warnings.append(warning)
+            self.log(f"warning: {printable(warning)}")
         if result.error:
             counts.failed += 1
             self.errors.append((result.key, result.error))
@@ -175,6 +180,7 @@ class Progress:
             "classes": classes,
             "totals": {k: sum(c[k] for c in classes.values()) for k in vars(ClassCounts())},
             "errors": [{"source": k, "error": e} for k, e in self.errors],
+            "warnings": self.warnings,
             "seconds": round(self.elapsed, 3),
             "images_per_second": round(written / self.elapsed, 2) if self.elapsed else None,
             **extra,

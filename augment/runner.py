@@ -119,6 +119,8 @@ def _prepare(config: RunConfig, source: Source, sink: Sink, log: Log) -> _Prepar
     listing = source.list()
     for key, reason in listing.skipped:
         log(f"skipped {printable(key)}: {reason}")
+    for warning in listing.warnings:
+        log(f"warning: {printable(warning)}")
     for folder in listing.empty_folders:
         log(f"warning: folder {folder!r} has no images")
     for label in sorted({s.label for s in listing.samples}):

@@ -120,3 +120,44 @@ def test_bad_recipe_exits_2_with_one_line(tmp_path, case):
     errors = [line for line in result.output.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1 and errors[0].startswith("ERROR: --recipe: "), result.output
     assert len(errors[0]) < 300 and not out.exists()
+
+
+def test_boxes_outside_the_image_are_clipped_or_dropped_with_a_warning_naming_the_file(tmp_path):
+    folder = tmp_path / "in" / "x"
+    folder.mkdir(parents=True)
+    gradient("RGB", (40, 30)).save(folder / "a.png")
+    boxes = [
+        {"label": "x", "x": 30, "y": 5, "width": 20, "height": 10},  # reaches out on the right
+        {"label": "x", "x": 100, "y": 5, "width": 5, "height": 5},  # wholly outside
+        {"label": "x", "x": 2, "y": 2, "width": 8, "height": 8},
+        {"label": "x", "x": 2, "y": 2, "width": 8, "height": 8},  # the same again
+    ]
+    entry = json.dumps({"a.png": boxes})[1:-1]
+    text = '{"version": 1, "type": "bounding-box-labels", "boundingBoxes": {' + entry + ", " + entry + "}}"
+    (folder / "bounding_boxes.labels").write_text(text)  # "a.png" twice: JSON keeps the last silently
+    result, out = run(tmp_path, "--copies", "2", "--preset", "light")
+    assert result.returncode == 0, result.output
+    where = "x/bounding_boxes.labels: 'a.png'"
+    assert f"warning: {where}[0]: box (30, 5, 20 x 10) reaches outside the 40x30 image; clipped" in result.stdout
+    assert f"warning: {where}[1]: box (100, 5, 5 x 5) lies outside the 40x30 image; dropped" in result.stdout
+    assert f"warning: {where}[3]: the same box as an earlier entry; kept once" in result.stdout
+    assert "warning: x/bounding_boxes.labels: 'a.png' appears more than once; the last one is used" in result.stdout
+    labels = json.loads((out / "x" / "bounding_boxes.labels").read_text())["boundingBoxes"]
+    assert labels["x.a.orig.png"] == [
+        {"label": "x", "x": 30, "y": 5, "width": 10, "height": 10},
+        {"label": "x", "x": 2, "y": 2, "width": 8, "height": 8},
+    ]
+    assert {"x.a.aug00.png", "x.a.aug01.png"} <= set(labels)  # copies are not dropped
+
+
+def test_absurd_box_values_name_the_labels_file(tmp_path):
+    folder = tmp_path / "in" / "x"
+    folder.mkdir(parents=True)
+    gradient("RGB", (40, 30)).save(folder / "a.png")
+    boxes = {"a.png": [{"label": "x", "x": 1, "y": 1, "width": 1e12, "height": 5}]}
+    body = {"version": 1, "type": "bounding-box-labels", "boundingBoxes": boxes}
+    (folder / "bounding_boxes.labels").write_text(json.dumps(body))
+    result, out = run(tmp_path, "--copies", "1")
+    assert result.returncode == 1, result.output
+    assert "x/bounding_boxes.labels: 'a.png'[0]: x, y, width and height must be within" in result.stdout
+    assert "Traceback" not in result.output and not list(out.rglob("*.png"))

@@ -94,7 +94,7 @@ class LocalSource:
             if not found and not dirnames and here != self.root:
                 listing.empty_folders.append(here.relative_to(self.root).as_posix())
         listing.samples.sort(key=lambda s: s.key)
-        listing.samples = attach(listing.samples, listing.labels_files, self._text, self.label)
+        listing.samples = attach(listing.samples, listing.labels_files, self._text, self.label, listing.warnings)
         return listing
 
     def _text(self, key: str) -> str:

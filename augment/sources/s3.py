@@ -239,7 +239,7 @@ class S3Source:
         except botocore_errors() as e:
             raise SourceError(error_message(e, "list", str(self.url), self.client)) from None
         listing.samples.sort(key=lambda s: s.key)
-        listing.samples = attach(listing.samples, listing.labels_files, self._text, self.label)
+        listing.samples = attach(listing.samples, listing.labels_files, self._text, self.label, listing.warnings)
         listing.empty_folders = sorted(m for m in markers if not any(f.startswith(m + "/") for f in folders))
         return listing
 

@@ -7,10 +7,13 @@ bad image never leaves some of its outputs behind.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import hashlib
+import io
 import json
+import multiprocessing
 import os
 import signal
 import sys
@@ -20,6 +23,9 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
 
 from augment.codec import DecodeError, EncodeOptions
 from augment.engine import render
@@ -59,7 +65,8 @@ def execute(
         for chunk, recorded, made_from in jobs:
             yield from _process_chunk(context, chunk, recorded, made_from)
         return
-    pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(context, os.getpid()))
+    huge = multiprocessing.get_context().Lock()  # one huge image at a time across workers (see huge_pixels)
+    pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(context, os.getpid(), huge))
     window: deque = deque()
     handed = 0  # results of window[0] already yielded
 
@@ -114,11 +121,29 @@ def intact(sink: Sink, name: str, expected: tuple[int, str], verify: bool) -> bo
 
 
 _WORKER_CONTEXT: WorkContext | None = None
+_HUGE_LOCK: Any = None  # a multiprocessing lock shared by the workers, or None with one worker
 
 
-def _init_worker(context: WorkContext, parent: int) -> None:
-    global _WORKER_CONTEXT
-    _WORKER_CONTEXT = context
+def huge_pixels() -> int:
+    """Images over this many pixels are rendered one at a time across workers: rendering takes about 110
+    bytes a pixel at its peak (the heavy preset: 1.4 GB for 12 MP, measured), so two 48 MP images at once
+    would need over 10 GB. ``EDGE_AUGMENT_HUGE_PIXELS`` overrides the default of 16 MP."""
+    return int(os.environ.get("EDGE_AUGMENT_HUGE_PIXELS", "16000000"))
+
+
+def _is_huge(data: bytes) -> bool:
+    """From the header only (nothing decoded): is this image over ``huge_pixels``?"""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Exception:  # noqa: BLE001 - not an image: decoding reports why
+        return False
+    return width * height > huge_pixels()
+
+
+def _init_worker(context: WorkContext, parent: int, huge: Any = None) -> None:
+    global _WORKER_CONTEXT, _HUGE_LOCK
+    _WORKER_CONTEXT, _HUGE_LOCK = context, huge
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides how to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     exit_with_parent(parent)
@@ -198,17 +223,19 @@ def process_task(context: WorkContext, task: Task, recorded: Recorded, made_from
         result.records, todo = [], list(task.outputs)
     if not todo:
         return result
+    one_at_a_time = _HUGE_LOCK if _HUGE_LOCK is not None and _is_huge(data) else contextlib.nullcontext()
     try:
-        rendered = render(
-            sample.key,
-            data,
-            tuple(todo),
-            context.seed,
-            context.encode,
-            sample.boxes,
-            context.min_box_visibility,
-            result.warnings,
-        )
+        with one_at_a_time:
+            rendered = render(
+                sample.key,
+                data,
+                tuple(todo),
+                context.seed,
+                context.encode,
+                sample.boxes,
+                context.min_box_visibility,
+                result.warnings,
+            )
     except DecodeError as e:
         result.error = str(e)
         return result

@@ -142,6 +142,12 @@ def _prepare(config: RunConfig, source: Source, sink: Sink, log: Log) -> _Prepar
     )
     # Plan the whole listing (names are checked across all of it), then keep this run's share.
     full_plan = make_plan(listing.samples, settings)
+    if not any(t.outputs for t in full_plan):
+        log(
+            "ERROR: this run would write nothing: no image gets an output (--copies 0 and --include-originals 0?);"
+            " raise --copies or set --include-originals 1"
+        )
+        return EXIT_USAGE
     planned = _shard(full_plan, config)
     header = _run_header(config, detection=any(s.boxes is not None for s in listing.samples))
     manifest = Manifest(sink, header, config.overwrite, _suffixed(MANIFEST, config.shard.suffix()))

@@ -161,3 +161,12 @@ def test_absurd_box_values_name_the_labels_file(tmp_path):
     assert result.returncode == 1, result.output
     assert "x/bounding_boxes.labels: 'a.png'[0]: x, y, width and height must be within" in result.stdout
     assert "Traceback" not in result.output and not list(out.rglob("*.png"))
+
+
+def test_a_run_that_would_write_nothing_says_so(tmp_path):
+    (tmp_path / "in" / "x").mkdir(parents=True)
+    gradient("RGB", (8, 8)).save(tmp_path / "in" / "x" / "a.png")
+    result, out = run(tmp_path, "--copies", "0", "--include-originals", "0")
+    assert result.returncode == 2, result.output
+    assert "ERROR: this run would write nothing" in result.stdout
+    assert not list(out.rglob("*.png"))

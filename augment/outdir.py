@@ -1,4 +1,5 @@
-"""What an output folder holds beyond the manifest: images no manifest records.
+"""What an output folder holds beside the outputs: images no manifest records, per-shard file names, and
+the ``bounding_boxes.labels`` of each folder.
 
 The manifest header is written before the first output, so every file a run of these settings wrote is
 either recorded or was cut off by a hard kill; a rerun regenerates planned outputs that are not recorded
@@ -10,10 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from collections.abc import Iterable
 from pathlib import Path
 
+from augment.boxes import BOXES_FILE, labels_file_text
 from augment.codec import IMAGE_EXTENSIONS
+from augment.config import RunConfig
+from augment.plan import Task
+from augment.report import MANIFEST, Manifest
+from augment.samples import printable
+from augment.selection import Shard
+from augment.sinks import Sink
 
 _OWN = ("preview.png", "preview-")  # contact sheets the block writes at the top level
 
@@ -51,3 +60,50 @@ def unrecorded_images(root: Path, known: Iterable[str], skip: Path | None = None
             if relative not in known and not (here == root and name.startswith(_OWN)):
                 found.append(relative)
     return sorted(found)
+
+
+def foreign_images(config: RunConfig, sink: Sink, plan: list[Task], manifest: Manifest) -> str | None:
+    """Why a local output folder cannot be written: it holds images neither planned nor recorded by any
+    manifest there (another tool's, or an older version's unrecorded outputs). Planned but unrecorded
+    outputs (a run killed before its checkpoint) are simply regenerated."""
+    root = getattr(sink, "root", None)
+    if not isinstance(root, Path) or not root.is_dir():
+        return None
+    known = {o.name for t in plan for o in t.outputs} | set(manifest.previous) | recorded_by_manifests(root)
+    inside = config.in_directory.resolve() if config.in_directory is not None else None
+    foreign = unrecorded_images(root.resolve(), known, inside)
+    if not foreign:
+        return None
+    return (
+        f"{root} holds {len(foreign)} image(s) that no manifest there records and this run would not write"
+        f" (e.g. {printable(foreign[0])!r}); move them away or use an empty --out-directory"
+    )
+
+
+def suffixed(name: str, suffix: str) -> str:
+    """``manifest.jsonl`` -> ``manifest.shard-0-of-4.jsonl``."""
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}{suffix}{dot}{ext}" if suffix else name
+
+
+def write_box_labels(sink: Sink, manifest: Manifest, order: list[str], shard: Shard) -> None:
+    """A ``bounding_boxes.labels`` in every output folder that holds images with boxes.
+
+    Shards sharing a folder each write the union of every shard manifest present, so the last shard to
+    finish leaves complete files (two shards finishing at the same instant can still race: rerun one)."""
+    lines = manifest.entries(order)
+    for other in range(shard.count if shard.active else 0):
+        if other != shard.index:
+            text = sink.read_text(suffixed(MANIFEST, Shard(other, shard.count).suffix())) or ""
+            lines += text.splitlines()[1:]
+    folders: dict[str, dict[str, list]] = {}
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:  # another shard's manifest, cut by a hard kill
+            continue
+        if "boxes" in entry:
+            folder, filename = posixpath.split(entry["output"])
+            folders.setdefault(folder, {})[filename] = entry["boxes"]
+    for folder, boxes in folders.items():
+        sink.write_text(posixpath.join(folder, BOXES_FILE), labels_file_text(boxes))

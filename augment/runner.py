@@ -7,18 +7,15 @@ memory and only then write them, so a bad image never leaves some of its outputs
 from __future__ import annotations
 
 import json
-import posixpath
 import signal
 import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from augment import __version__
 from augment.backends import sink_for, source_for
-from augment.boxes import BOXES_FILE, labels_file_text
 from augment.codec import IMAGE_EXTENSIONS
 from augment.config import RunConfig
 from augment.engine import KERNELS
@@ -26,7 +23,7 @@ from augment.holdout import TESTING, category_of
 from augment.holdout import counts as holdout_counts
 from augment.holdout import notes as holdout_notes
 from augment.holdout import report as holdout_report
-from augment.outdir import recorded_by_manifests, unrecorded_images
+from augment.outdir import foreign_images, suffixed, write_box_labels
 from augment.plan import PlanSettings, Task, make_plan
 from augment.pool import WorkContext, execute
 from augment.recipe import MAX_COPIES
@@ -41,7 +38,7 @@ from augment.report import (
 )
 from augment.review import dry_run, write_preview
 from augment.samples import ei_label_issue, printable
-from augment.selection import Shard, balance_copies, balance_lines, shard_of, split_since
+from augment.selection import balance_copies, balance_lines, shard_of, split_since
 from augment.sinks import Sink, SinkError
 from augment.sources import Listing, Source, SourceError
 
@@ -150,8 +147,8 @@ def _prepare(config: RunConfig, source: Source, sink: Sink, log: Log) -> _Prepar
         return EXIT_USAGE
     planned = _shard(full_plan, config)
     header = _run_header(config, detection=any(s.boxes is not None for s in listing.samples))
-    manifest = Manifest(sink, header, config.overwrite, _suffixed(MANIFEST, config.shard.suffix()))
-    if not config.dry_run and (refusal := _foreign_images(config, sink, full_plan, manifest)):
+    manifest = Manifest(sink, header, config.overwrite, suffixed(MANIFEST, config.shard.suffix()))
+    if not config.dry_run and (refusal := foreign_images(config, sink, full_plan, manifest)):
         log(f"ERROR: {refusal}")
         return EXIT_FAILED
     tasks, unchanged = _since(planned, config, manifest)
@@ -160,24 +157,6 @@ def _prepare(config: RunConfig, source: Source, sink: Sink, log: Log) -> _Prepar
     for line in holdout_notes(holdout, config.test_fraction):
         log(line)
     return _Prepared(listing, planned, tasks, unchanged, manifest, header, holdout, balance_table)
-
-
-def _foreign_images(config: RunConfig, sink: Sink, plan: list[Task], manifest: Manifest) -> str | None:
-    """Why a local output folder cannot be written: it holds images neither planned nor recorded by any
-    manifest there (another tool's, or an older version's unrecorded outputs). Planned but unrecorded
-    outputs (a run killed before its checkpoint) are simply regenerated."""
-    root = getattr(sink, "root", None)
-    if not isinstance(root, Path) or not root.is_dir():
-        return None
-    known = {o.name for t in plan for o in t.outputs} | set(manifest.previous) | recorded_by_manifests(root)
-    inside = config.in_directory.resolve() if config.in_directory is not None else None
-    foreign = unrecorded_images(root.resolve(), known, inside)
-    if not foreign:
-        return None
-    return (
-        f"{root} holds {len(foreign)} image(s) that no manifest there records and this run would not write"
-        f" (e.g. {printable(foreign[0])!r}); move them away or use an empty --out-directory"
-    )
 
 
 def _augment(config: RunConfig, prep: _Prepared, source: Source, sink: Sink, log: Log) -> _Outcome | int:
@@ -235,7 +214,7 @@ def _finish(config: RunConfig, prep: _Prepared, done: _Outcome, source: Source, 
     """Save the manifest, labels files, preview and report; print the summary; decide the exit code."""
     tasks, manifest, progress, upload = prep.tasks, prep.manifest, done.progress, done.upload
     manifest.save(prep.order)
-    _write_box_labels(sink, manifest, prep.order, config.shard)
+    write_box_labels(sink, manifest, prep.order, config.shard)
     if config.preview and not done.interrupted:
         if config.ei_imports_output:  # EI would import preview.png as a sample
             log("note: no preview.png: EI imports this folder into a project")
@@ -261,7 +240,7 @@ def _finish(config: RunConfig, prep: _Prepared, done: _Outcome, source: Source, 
         report["holdout"] = holdout_report(prep.holdout, config.test_fraction)
     if upload is not None:
         report["upload"] = upload
-    sink.write_text(_suffixed(REPORT, config.shard.suffix()), json.dumps(report, indent=2, sort_keys=True) + "\n")
+    sink.write_text(suffixed(REPORT, config.shard.suffix()), json.dumps(report, indent=2, sort_keys=True) + "\n")
     if config.write_ei_metadata:
         sink.write_text(EI_METADATA, _ei_metadata(report, config))
     for line in progress.summary_lines():
@@ -372,12 +351,6 @@ def _scale_report(
     return extra
 
 
-def _suffixed(name: str, suffix: str) -> str:
-    """``manifest.jsonl`` -> ``manifest.shard-0-of-4.jsonl``."""
-    stem, dot, ext = name.rpartition(".")
-    return f"{stem}{suffix}{dot}{ext}" if suffix else name
-
-
 def _book(
     result: TaskResult, manifest: Manifest, progress: Progress, commit: Callable[[str, str], None] | None = None
 ) -> None:
@@ -388,29 +361,6 @@ def _book(
         if commit is not None:
             commit(record.name, manifest.lines[record.name])
     progress.update(result)
-
-
-def _write_box_labels(sink: Sink, manifest: Manifest, order: list[str], shard: Shard) -> None:
-    """A ``bounding_boxes.labels`` in every output folder that holds images with boxes.
-
-    Shards sharing a folder each write the union of every shard manifest present, so the last shard to
-    finish leaves complete files (two shards finishing at the same instant can still race: rerun one)."""
-    lines = manifest.entries(order)
-    for other in range(shard.count if shard.active else 0):
-        if other != shard.index:
-            text = sink.read_text(_suffixed(MANIFEST, Shard(other, shard.count).suffix())) or ""
-            lines += text.splitlines()[1:]
-    folders: dict[str, dict[str, list]] = {}
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:  # another shard's manifest, cut by a hard kill
-            continue
-        if "boxes" in entry:
-            folder, filename = posixpath.split(entry["output"])
-            folders.setdefault(folder, {})[filename] = entry["boxes"]
-    for folder, boxes in folders.items():
-        sink.write_text(posixpath.join(folder, BOXES_FILE), labels_file_text(boxes))
 
 
 def _run_header(config: RunConfig, detection: bool = False) -> dict[str, Any]:

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
-from tests.blockrun import run_block
 from tests.conftest import gradient
-
-
-def run(tmp_path: Path, *args: str):
-    out = tmp_path / "out"
-    result = run_block(["--in-directory", str(tmp_path / "in"), "--out-directory", str(out), *args], workdir=tmp_path)
-    return result, out
+from tests.test_hostile import run
 
 
 def test_linked_class_folders_and_files_are_followed_and_broken_links_skipped(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -90,7 +91,8 @@ def decode(data: bytes) -> Decoded:
         frame, mode = to_frame(image)
     except UnsupportedImageError as e:
         raise DecodeError(str(e)) from None
-    mode = replace(mode, icc=image.info.get("icc_profile") or None, exif=image.info.get("exif") or None)
+    key = image.info.get("transparency") if image.mode in ("L", "RGB", "I;16") else None
+    mode = replace(mode, icc=image.info.get("icc_profile") or None, exif=image.info.get("exif") or None, color_key=key)
     return Decoded(frame, mode, fmt, orientation not in (None, 1))
 
 
@@ -125,10 +127,12 @@ def encode(frame: Frame, mode: ModeInfo, fmt: str, options: EncodeOptions) -> by
     return out.getvalue()
 
 
-def _metadata(mode: ModeInfo, fmt: str, same_mode: bool) -> dict[str, bytes]:
+def _metadata(mode: ModeInfo, fmt: str, same_mode: bool) -> dict[str, Any]:
     """Save arguments that keep the source's ICC profile (only when the pixels keep its mode: a CMYK
-    profile does not describe RGB pixels) and EXIF, where ``fmt`` can carry them."""
-    meta = {}
+    profile does not describe RGB pixels), EXIF and transparent colour, where ``fmt`` can carry them."""
+    meta: dict[str, Any] = {}
+    if mode.color_key is not None and same_mode and fmt == "PNG":
+        meta["transparency"] = mode.color_key
     if mode.icc and same_mode and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
         meta["icc_profile"] = mode.icc
     if mode.exif and fmt in ("PNG", "JPEG", "WEBP"):

@@ -52,6 +52,7 @@ class ModeInfo:
     alphas: bytes | None = None  # per-entry palette alpha (PNG tRNS as bytes, what pngquant writes)
     icc: bytes | None = None  # the source's ICC profile, written to copies in the same mode
     exif: bytes | None = None  # the source's EXIF (orientation removed once applied)
+    color_key: int | tuple[int, ...] | None = None  # L/RGB/I;16 PNG tRNS: the one colour that is transparent
 
 
 def to_frame(image: Image.Image) -> tuple[Frame, ModeInfo]:

@@ -103,6 +103,15 @@ def test_alpha_survives_each_op_without_warnings(kind, op):
         assert back.mode == "P" and type(back.info["transparency"]) is type(original.info["transparency"])
 
 
+@pytest.mark.parametrize(("mode", "key"), [("L", 0), ("RGB", (0, 0, 0)), ("I;16", 3)])
+def test_a_transparent_colour_key_is_kept(mode, key):
+    data = saved(gradient(mode, (16, 12)), transparency=key)
+    spec = OutputSpec("x", "aug00", 0, parse_recipe({"pipeline": [{"op": "hflip"}]}).outputs(1)[0][2], "PNG")
+    (out,) = render("k/a.png", data, (spec,), 1, EncodeOptions())
+    back = Image.open(io.BytesIO(out.data))
+    assert back.mode == mode and back.info.get("transparency") == key
+
+
 def test_palette_alpha_copy_matches_the_source_where_untouched():
     data = quantized_with_alpha()
     spec = OutputSpec("x", "aug00", 0, parse_recipe({"pipeline": [{"op": "hflip"}]}).outputs(1)[0][2], "PNG")

@@ -30,6 +30,7 @@ from urllib.parse import quote, urlsplit
 from augment.holdout import DEFAULT_TEST_FRACTION
 from augment.sinks import SinkError
 from augment.sinks.local import LocalSink
+from augment.sinks.lock import FolderLock
 
 if TYPE_CHECKING:
     from augment.sinks.ingestion_upload import Uploader
@@ -202,6 +203,13 @@ class IngestionSink:
 
     def describe(self) -> str:
         return f"Edge Impulse project via {self.settings.url} (staged in {self.staging.describe()})"
+
+    def lock(self, suffix: str = "") -> FolderLock:
+        """The staging folder's lock: two uploads cannot stage (and send) into one folder at once."""
+        return self.staging.lock(suffix)
+
+    def remove_stale_temps(self, shared: bool) -> int:
+        return self.staging.remove_stale_temps(shared)
 
     def exists(self, name: str) -> bool:
         return self.staging.exists(name)

@@ -7,12 +7,15 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.blockrun import ROOT, ei_env, run_block
 from tests.conftest import gradient
@@ -134,3 +137,30 @@ def test_rerun_checks_sizes_always_and_sha256_on_request(tmp_path):
     assert verified.returncode == 0, verified.output
     assert altered.read_bytes() == good_altered
     assert_manifest_matches_files(out)
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_outputs_reach_the_disk_before_the_manifest_records_them(tmp_path):
+    """Traced system calls of a real run: before each manifest rename, a syncfs (every output written so far)
+    and an fsync of the manifest; after it, an fsync of the folder."""
+    make_inputs(tmp_path / "in", count=4, size=32)
+    trace = tmp_path / "trace.txt"
+    argv = ["strace", "-f", "-e", "trace=syncfs,fsync,rename", "-o", str(trace), sys.executable, "-u"]
+    argv += [str(ROOT / "transform.py"), "--in-directory", str(tmp_path / "in"), "--out-directory"]
+    argv += [str(tmp_path / "out"), "--copies", "1", "--workers", "2"]
+    done = subprocess.run(argv, cwd=tmp_path, env=ei_env(), capture_output=True, text=True, timeout=120)
+    if done.returncode != 0 and "ptrace" in done.stderr:
+        pytest.skip(f"strace cannot trace here: {done.stderr.strip()[:200]}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [line.split(None, 1) for line in trace.read_text().splitlines()]
+    lines = [(pid, c) for pid, c in lines if "exited" not in c and "resumed>" not in c and "+++" not in c]
+    main = next(pid for pid, c in lines if c.startswith("rename(") and 'manifest.jsonl"' in c)
+    outputs = [i for i, (_, c) in enumerate(lines) if c.startswith("rename(") and '.png"' in c.split(", ")[1]]
+    calls = [c for pid, c in lines if pid == main]  # the main process, which saves the manifest
+    saves = [i for i, c in enumerate(calls) if c.startswith("rename(") and 'manifest.jsonl"' in c]
+    assert saves and len(outputs) == 8
+    for i in saves:
+        assert calls[i - 2].startswith("syncfs(") and calls[i - 1].startswith("fsync("), calls[i - 3 : i + 2]
+        assert calls[i + 1].startswith("fsync("), calls[i : i + 2]
+    last_syncfs = max(i for i, (pid, c) in enumerate(lines) if pid == main and c.startswith("syncfs("))
+    assert max(outputs) < last_syncfs  # the last save's syncfs comes after every output

@@ -16,7 +16,7 @@ import math
 import posixpath
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ import numpy as np
 BOXES_FILE = "bounding_boxes.labels"
 INFO_FILE = "info.labels"
 LABELS_FILES = (BOXES_FILE, INFO_FILE)
+MAX_COORDINATE = 1_000_000  # pixels; beyond this a box value is a broken file, not an image
 
 
 class LabelsError(ValueError):
@@ -40,26 +41,27 @@ class Box:
     width: float
     height: float
     visible: float = 1.0
+    where: str = field(default="", compare=False, repr=False)  # labels file and entry, for warnings
 
     def to_json(self) -> dict[str, Any]:
         return {"label": self.label, "x": round(self.x), "y": round(self.y), "width": round(self.width),
                 "height": round(self.height)}  # fmt: skip
 
 
-def parse_boxes_file(text: str, where: str) -> dict[str, tuple[Box, ...]]:
-    """``bounding_boxes.labels`` -> {file name: boxes}."""
-    data = _load(text, where)
+def parse_boxes_file(text: str, where: str, warnings: list[str] | None = None) -> dict[str, tuple[Box, ...]]:
+    """``bounding_boxes.labels`` -> {file name: boxes}; duplicated entries are noted in ``warnings``."""
+    data = _load(text, where, warnings)
     if data.get("version") != 1 or data.get("type") != "bounding-box-labels":
         raise LabelsError(f"{where}: expected version 1 and type 'bounding-box-labels'")
     entries = data.get("boundingBoxes")
     if not isinstance(entries, dict):
         raise LabelsError(f"{where}: 'boundingBoxes' must be an object of file name -> list of boxes")
-    return {name: _boxes(boxes, f"{where}: {name!r}") for name, boxes in entries.items()}
+    return {name: _boxes(boxes, f"{where}: {name!r}", warnings) for name, boxes in entries.items()}
 
 
-def parse_info_file(text: str, where: str) -> dict[str, tuple[Box, ...]]:
+def parse_info_file(text: str, where: str, warnings: list[str] | None = None) -> dict[str, tuple[Box, ...]]:
     """EI's ``info.labels`` export -> {relative path: boxes} for the files that have boxes."""
-    data = _load(text, where)
+    data = _load(text, where, warnings)
     files = data.get("files")
     if data.get("version") != 1 or not isinstance(files, list):
         raise LabelsError(f"{where}: expected version 1 and a 'files' list")
@@ -68,7 +70,9 @@ def parse_info_file(text: str, where: str) -> dict[str, tuple[Box, ...]]:
         if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
             raise LabelsError(f"{where}: files[{i}] needs a 'path'")
         if "boundingBoxes" in entry:
-            out[entry["path"]] = _boxes(entry["boundingBoxes"], f"{where}: files[{i}] ({entry['path']})")
+            if entry["path"] in out and warnings is not None:
+                warnings.append(f"{where}: {entry['path']!r} is listed more than once; the last entry is used")
+            out[entry["path"]] = _boxes(entry["boundingBoxes"], f"{where}: files[{i}] ({entry['path']})", warnings)
     return out
 
 
@@ -79,14 +83,20 @@ def labels_file_text(boxes_by_name: dict[str, list[dict[str, Any]]]) -> str:
 
 
 def attach(
-    samples: list[Any], labels_keys: list[str], read_text: Callable[[str], str], override: str | None
+    samples: list[Any],
+    labels_keys: list[str],
+    read_text: Callable[[str], str],
+    override: str | None,
+    warnings: list[str] | None = None,
 ) -> list[Any]:
     """Give each sample the boxes its folder's labels files list for it (samples are ``Sample``s).
 
     A top-level image with boxes and no class folder or ``<label>.`` prefix is labelled by its most
-    common box label. Files a labels file names but the source lacks are ignored.
+    common box label. Files a labels file names but the source lacks are ignored. Duplicated entries
+    (in one file, or an image in two files) are noted in ``warnings``.
     """
     by_key: dict[str, tuple[Box, ...]] = {}
+    source_of: dict[str, str] = {}
     for key in sorted(labels_keys, key=lambda k: posixpath.basename(k) == BOXES_FILE):  # per-folder files win
         folder = posixpath.dirname(key)
         parse = parse_boxes_file if posixpath.basename(key) == BOXES_FILE else parse_info_file
@@ -94,8 +104,11 @@ def attach(
             text = read_text(key)
         except UnicodeDecodeError:
             raise LabelsError(f"{key}: not UTF-8 text") from None
-        for name, boxes in parse(text, key).items():
-            by_key[posixpath.normpath(posixpath.join(folder, name)) if folder else posixpath.normpath(name)] = boxes
+        for name, boxes in parse(text, key, warnings).items():
+            image = posixpath.normpath(posixpath.join(folder, name)) if folder else posixpath.normpath(name)
+            if image in source_of and warnings is not None:
+                warnings.append(f"{image!r} has boxes in {source_of[image]} and in {key}; those in {key} are used")
+            by_key[image], source_of[image] = boxes, key
     if not by_key:
         return samples
     out = []
@@ -144,9 +157,36 @@ def hide(boxes: list[Box], rects: list[list[int]]) -> list[Box]:
     return out
 
 
-def _load(text: str, where: str) -> dict[str, Any]:
+def clip(boxes: tuple[Box, ...], size: tuple[int, int]) -> tuple[list[Box], list[str]]:
+    """Boxes cut to the image; one reaching outside it is clipped, one wholly outside dropped, each with a
+    warning naming its labels file and entry."""
+    w, h = size
+    out, notes = [], []
+    for b in boxes:
+        x0, y0 = max(b.x, 0.0), max(b.y, 0.0)
+        x1, y1 = min(b.x + b.width, float(w)), min(b.y + b.height, float(h))
+        where = f"{b.where}: box ({b.x:g}, {b.y:g}, {b.width:g} x {b.height:g})"
+        if x1 <= x0 or y1 <= y0:
+            notes.append(f"{where} lies outside the {w}x{h} image; dropped")
+        elif (x0, y0, x1, y1) != (b.x, b.y, b.x + b.width, b.y + b.height):
+            notes.append(f"{where} reaches outside the {w}x{h} image; clipped to it")
+            out.append(replace(b, x=x0, y=y0, width=x1 - x0, height=y1 - y0))
+        else:
+            out.append(b)
+    return out, notes
+
+
+def _load(text: str, where: str, warnings: list[str] | None = None) -> dict[str, Any]:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen and warnings is not None:
+                warnings.append(f"{where}: {key!r} appears more than once; the last one is used")
+            seen.add(key)
+        return dict(items)
+
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=pairs)
     except json.JSONDecodeError as e:
         raise LabelsError(f"{where}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     if not isinstance(data, dict):
@@ -154,7 +194,7 @@ def _load(text: str, where: str) -> dict[str, Any]:
     return data
 
 
-def _boxes(raw: Any, where: str) -> tuple[Box, ...]:
+def _boxes(raw: Any, where: str, warnings: list[str] | None = None) -> tuple[Box, ...]:
     if not isinstance(raw, list):
         raise LabelsError(f"{where}: expected a list of boxes")
     boxes = []
@@ -171,5 +211,11 @@ def _boxes(raw: Any, where: str) -> tuple[Box, ...]:
             raise LabelsError(f"{where}[{i}]: x, y, width and height must be numbers, got {values}")
         if values[2] <= 0 or values[3] <= 0:
             raise LabelsError(f"{where}[{i}]: width and height must be positive, got {values[2]} x {values[3]}")
-        boxes.append(Box(label, *(float(v) for v in values)))
+        if any(abs(v) > MAX_COORDINATE for v in values):
+            raise LabelsError(f"{where}[{i}]: x, y, width and height must be within ±{MAX_COORDINATE} px, got {values}")
+        box = Box(label, *(float(v) for v in values), where=f"{where}[{i}]")
+        if box in boxes and warnings is not None:  # compares label and geometry
+            warnings.append(f"{where}[{i}]: the same box as an earlier entry; kept once")
+            continue
+        boxes.append(box)
     return tuple(boxes)

@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="bad inputs tolerated before exiting 1: a fraction of samples (<1) or a count (>=1); default %(default)s",
     )
     _switch(run, "--overwrite", "0", "regenerate outputs that already exist (1/0)")
+    _switch(run, "--verify-outputs", "0", "a rerun checks each recorded output's sha256, not only its size (1/0)")
 
     scale = p.add_argument_group("sharding, scheduled refresh, class balancing")
     scale.add_argument(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -95,6 +96,8 @@ def decode(data: bytes) -> Decoded:
         frame, mode = to_frame(image)
     except UnsupportedImageError as e:
         raise DecodeError(str(e)) from None
+    key = image.info.get("transparency") if image.mode in ("L", "RGB", "I;16") else None
+    mode = replace(mode, icc=image.info.get("icc_profile") or None, exif=image.info.get("exif") or None, color_key=key)
     return Decoded(frame, mode, fmt, orientation not in (None, 1))
 
 
@@ -116,18 +119,33 @@ def output_format(options: EncodeOptions, source_suffix: str) -> tuple[str, str]
 
 def encode(frame: Frame, mode: ModeInfo, fmt: str, options: EncodeOptions) -> bytes:
     """Encode a frame in the source's mode (converted only where ``fmt`` cannot hold it)."""
-    image = _writable(from_frame(frame, mode), fmt)
+    restored = from_frame(frame, mode)
+    image = _writable(restored, fmt)
+    meta = _metadata(mode, fmt, same_mode=image.mode == restored.mode)
     out = io.BytesIO()
     if fmt == "PNG":
         strategy = {"compress_type": _Z_RLE} if options.png_strategy == "rle" else {}
-        image.save(out, "PNG", compress_level=options.png_compression, **strategy)
+        image.save(out, "PNG", compress_level=options.png_compression, **strategy, **meta)
     elif fmt == "JPEG":
-        image.save(out, "JPEG", quality=options.jpeg_quality)
+        image.save(out, "JPEG", quality=options.jpeg_quality, **meta)
     elif fmt == "WEBP":
-        image.save(out, "WEBP", quality=options.jpeg_quality, method=4)
+        image.save(out, "WEBP", quality=options.jpeg_quality, method=4, **meta)
     else:
-        image.save(out, fmt)
+        image.save(out, fmt, **meta)
     return out.getvalue()
+
+
+def _metadata(mode: ModeInfo, fmt: str, same_mode: bool) -> dict[str, Any]:
+    """Save arguments that keep the source's ICC profile (only when the pixels keep its mode: a CMYK
+    profile does not describe RGB pixels), EXIF and transparent colour, where ``fmt`` can carry them."""
+    meta: dict[str, Any] = {}
+    if mode.color_key is not None and same_mode and fmt == "PNG":
+        meta["transparency"] = mode.color_key
+    if mode.icc and same_mode and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+        meta["icc_profile"] = mode.icc
+    if mode.exif and fmt in ("PNG", "JPEG", "WEBP"):
+        meta["exif"] = mode.exif
+    return meta
 
 
 def _writable(image: Image.Image, fmt: str) -> Image.Image:
@@ -136,6 +154,8 @@ def _writable(image: Image.Image, fmt: str) -> Image.Image:
     has_alpha = image.mode in ("LA", "RGBA", "PA") or "transparency" in image.info
     if has_alpha and "RGBA" in _WRITABLE[fmt]:
         return image.convert("RGBA")
+    if has_alpha and image.mode == "P":  # through RGBA: Pillow warns on P-with-alpha straight to RGB
+        image = image.convert("RGBA")
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         values = np.asarray(image).astype(np.float64) / 257.0
         return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))

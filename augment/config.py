@@ -68,6 +68,7 @@ class RunConfig:
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     max_failures: float = 0.01
     overwrite: bool = False
+    verify_outputs: bool = False  # a rerun checks recorded outputs' sha256, not only their size
     label: str | None = None
     upload_category: str | None = None
     metadata: dict[str, Any] | None = None
@@ -206,6 +207,7 @@ def build_config(args: Any, env: dict[str, str]) -> RunConfig:
         encode=encode,
         max_failures=max_failures,
         overwrite=parse_bool(args.overwrite, "overwrite"),
+        verify_outputs=parse_bool(getattr(args, "verify_outputs", "0"), "verify-outputs"),
         label=label,
         upload_category=args.upload_category or None,
         metadata=_metadata(args.metadata, notes),

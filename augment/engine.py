@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from augment.boxes import Box, hide, move
+from augment.boxes import Box, clip, hide, move
 from augment.codec import Decoded, EncodeOptions, decode, encode
 from augment.frame import Frame
 from augment.ops import get_op, pixels
@@ -35,7 +35,7 @@ class Rendered:
 
 # Bump when any kernel, the fusion rules or the encoder settings change the bytes of an output: it is part
 # of the manifest fingerprint, so a resumed or --since run never mixes outputs of two kernel versions.
-KERNELS = 3
+KERNELS = 4  # 4: copies keep ICC profiles, EXIF and per-entry palette alpha
 
 
 def output_rng(seed: int, key: str, index: int) -> np.random.Generator:
@@ -131,18 +131,23 @@ def render(
     options: EncodeOptions,
     boxes: tuple[Box, ...] | None = None,
     min_visibility: float = 0.3,
+    notes: list[str] | None = None,
 ) -> list[Rendered]:
     """Decode ``data`` once and produce every requested output (raises codec.DecodeError).
 
-    With ``boxes``, each output carries the boxes still at least ``min_visibility`` visible."""
+    With ``boxes``, each output carries the boxes still at least ``min_visibility`` visible; boxes reaching
+    outside the image are clipped to it first (or dropped), with a line in ``notes``."""
     decoded = decode(data)
     rendered = [render_one(key, data, decoded, spec, seed, options) for spec in outputs]
     if boxes is None:
         return rendered
     size = decoded.frame.size
+    inside, clipped = clip(boxes, size)
+    if notes is not None:
+        notes.extend(clipped)
     out = []
     for r in rendered:
-        moved = follow_boxes(list(boxes), [(op["op"], op) for op in r.ops], size)
+        moved = follow_boxes(list(inside), [(op["op"], op) for op in r.ops], size)
         out.append(replace(r, boxes=[b for b in moved if b.visible >= min_visibility]))
     return out
 

@@ -49,6 +49,10 @@ class ModeInfo:
     mode: str
     palette: Image.Image | None = None  # a P image carrying the source palette
     transparency: int | None = None  # palette index that is transparent
+    alphas: bytes | None = None  # per-entry palette alpha (PNG tRNS as bytes, what pngquant writes)
+    icc: bytes | None = None  # the source's ICC profile, written to copies in the same mode
+    exif: bytes | None = None  # the source's EXIF (orientation removed once applied)
+    color_key: int | tuple[int, ...] | None = None  # L/RGB/I;16 PNG tRNS: the one colour that is transparent
 
 
 def to_frame(image: Image.Image) -> tuple[Frame, ModeInfo]:
@@ -63,12 +67,15 @@ def to_frame(image: Image.Image) -> tuple[Frame, ModeInfo]:
     if mode == "P":
         transparency = image.info.get("transparency")
         palette = image.copy()
+        if isinstance(transparency, bytes):  # alpha per palette entry: keep it as an alpha plane
+            frame, _ = to_frame(image.convert("RGBA"))
+            return frame, ModeInfo("P", palette, None, transparency)
         if isinstance(transparency, int):
             rgba = image.convert("RGBA")
             frame, _ = to_frame(rgba)
             return frame, ModeInfo("P", palette, transparency)
         return Frame(image.convert("RGB")), ModeInfo("P", palette, None)
-    if mode in ("PA",):
+    if mode in ("PA", "RGBa", "La"):  # palette+alpha, premultiplied alpha: kept as straight RGBA
         frame, _ = to_frame(image.convert("RGBA"))
         return frame, ModeInfo("RGBA")
     if mode in ("I;16B", "I;16L", "I;16N"):
@@ -97,6 +104,8 @@ def from_frame(frame: Frame, info: ModeInfo) -> Image.Image:
     if mode == "P":
         assert info.palette is not None
         palette = info.palette.getpalette() or [0, 0, 0]
+        if info.alphas is not None:
+            return _palette_with_alphas(frame, palette, info.alphas)
         indices = nearest_palette_index(np.asarray(color.convert("RGB")), palette, info.transparency)
         if info.transparency is not None and alpha is not None:
             indices[np.asarray(alpha) < 128] = info.transparency
@@ -121,16 +130,39 @@ def nearest_palette_index(rgb: np.ndarray, palette: list[int], skip: int | None 
     that were never augmented; this does an exact search over the distinct colours instead.
     """
     entries = np.array(palette, dtype=np.int64).reshape(-1, 3)
+    return _nearest(rgb, entries, skip)
+
+
+def _nearest(pixels: np.ndarray, entries: np.ndarray, skip: int | None = None) -> np.ndarray:
+    """Nearest entry (rows of ``entries``, 3 or 4 channels) for every pixel of ``pixels`` (H, W, channels)."""
+    channels_n = entries.shape[1]
     candidates = np.array([i for i in range(len(entries)) if i != skip], dtype=np.int64)
-    packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    packed = np.zeros(pixels.shape[:2], dtype=np.int64)
+    for c in range(channels_n):
+        packed = (packed << 8) | pixels[..., c].astype(np.int64)
     colours, inverse = np.unique(packed.ravel(), return_inverse=True)
-    channels = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=1)
+    shifts = [8 * (channels_n - 1 - c) for c in range(channels_n)]
+    channels = np.stack([(colours >> s) & 255 for s in shifts], axis=1)
     best = np.empty(len(colours), dtype=np.uint8)
     for start in range(0, len(colours), 4096):  # bounded memory for images with many colours
         chunk = channels[start : start + 4096]
         distance = ((chunk[:, None, :] - entries[candidates][None, :, :]) ** 2).sum(axis=2)
         best[start : start + 4096] = candidates[distance.argmin(axis=1)]
     return best[inverse].reshape(packed.shape)
+
+
+def _palette_with_alphas(frame: Frame, palette: list[int], alphas: bytes) -> Image.Image:
+    """A P image whose palette entries carry alpha: each pixel gets the nearest (colour, alpha) entry."""
+    entries = np.array(palette, dtype=np.int64).reshape(-1, 3)
+    entry_alpha = np.full(len(entries), 255, dtype=np.int64)
+    entry_alpha[: min(len(alphas), len(entries))] = list(alphas[: len(entries)])
+    alpha = frame.alpha if frame.alpha is not None else _opaque(frame.color)
+    pixels = np.dstack([np.asarray(frame.color.convert("RGB")), np.asarray(alpha)])
+    indices = _nearest(pixels, np.column_stack([entries, entry_alpha]))
+    restored = Image.frombytes("P", frame.size, indices.tobytes())
+    restored.putpalette(palette)
+    restored.info["transparency"] = alphas
+    return restored
 
 
 def _opaque(color: Image.Image) -> Image.Image:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
 
 from augment.codec import EncodeOptions, output_format
 from augment.holdout import TESTING, category_of
@@ -50,7 +51,7 @@ def make_plan(samples: Iterable[Sample], settings: PlanSettings) -> list[Task]:
     """A task per sample, in the samples' order; raises PlanError if two outputs share a name."""
     variants = settings.recipe.outputs(settings.copies)
     tasks: list[Task] = []
-    owner: dict[str, str] = {}
+    owner: dict[str, tuple[Sample, str]] = {}  # casefolded name -> (the sample writing it, the exact name)
     for sample in samples:
         if settings.copies_per_sample is not None:  # balanced: each sample has its own count
             variants = settings.recipe.outputs(settings.copies_per_sample.get(sample.key, 0))
@@ -80,9 +81,25 @@ def make_plan(samples: Iterable[Sample], settings: PlanSettings) -> list[Task]:
         if category is not None:
             outputs = [replace(o, name=f"{category}/{o.name}", category=category) for o in outputs]
         for out in outputs:
-            other = owner.setdefault(out.name.casefold(), sample.key)
-            if other != sample.key:
-                hint = " or use --output-layout folders" if settings.layout == "flat" else ""
-                raise PlanError(f"{sample.key!r} and {other!r} would both write {out.name!r}; rename one{hint}")
+            other, name = owner.setdefault(out.name.casefold(), (sample, out.name))
+            if other.key != sample.key:
+                raise PlanError(_collision(sample, out.name, other, name, settings.layout))
         tasks.append(Task(sample, tuple(outputs)))
     return tasks
+
+
+def _collision(sample: Sample, name: str, other: Sample, other_name: str, layout: str) -> str:
+    """What two sources really collide on: one name, or names that differ only in case."""
+    if name == other_name:
+        what = f"would both write {name!r}"
+    else:
+        what = (
+            f"would write {other_name!r} and {name!r}, which differ only in case (one file on case-insensitive"
+            " file systems and in Edge Impulse)"
+        )
+    hint = "; rename one"
+    if layout == "flat" and output_name(sample, "x", "", "folders") != output_name(other, "x", "", "folders"):
+        hint += " or use --output-layout folders (the flat layout folds folders into names)"
+    elif PurePosixPath(sample.key).stem == PurePosixPath(other.key).stem:
+        hint += " (same name, other extension: outputs share one format)"
+    return f"{other.key!r} and {sample.key!r} {what}{hint}"

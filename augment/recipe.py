@@ -24,6 +24,7 @@ import numpy as np
 
 from augment.ops import get_op
 from augment.ops.base import RecipeError, integer
+from augment.sources.files import read_regular
 
 MAX_COPIES = 1000
 
@@ -136,19 +137,59 @@ def parse_recipe(data: Any) -> Recipe:
     return Recipe(name, tuple(variants), None)
 
 
+MAX_RECIPE_BYTES = 1024 * 1024  # a recipe is a few KB; anything this large is a mistake
+MAX_RECIPE_DEPTH = 32  # nesting of JSON arrays/objects (recipes use about 6)
+
+
 def load_recipe(text_or_path: str) -> Recipe:
-    """Parse ``--recipe``: JSON text, or the path of a JSON file."""
+    """Parse ``--recipe``: JSON text, or the path of a JSON file. Anything else (binary or non-UTF-8 files,
+    special files, absurd sizes, deep nesting) is a RecipeError with one line, never a traceback."""
     text = text_or_path.strip()
     if not text.startswith("{"):
-        path = Path(text)
-        if not path.is_file():
-            raise RecipeError(f"--recipe: {text!r} is neither JSON text nor an existing file")
-        text = path.read_text(encoding="utf-8")
+        text = _recipe_file(text)
+    if len(text) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"--recipe: {len(text)} characters; a recipe is at most {MAX_RECIPE_BYTES} bytes")
+    _check_depth(text)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise RecipeError(f"--recipe: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     return parse_recipe(data)
+
+
+def _recipe_file(name: str) -> str:
+    shown = repr(name) if len(name) <= 80 else f"{name[:60]!r}… ({len(name)} characters)"
+    if len(name) > 4096 or "\0" in name:
+        raise RecipeError(f"--recipe: {shown} is neither JSON text (starting with '{{') nor a file path")
+    path = Path(name)
+    try:
+        data = read_regular(path, MAX_RECIPE_BYTES)
+    except FileNotFoundError:
+        raise RecipeError(f"--recipe: {shown} is neither JSON text nor an existing file") from None
+    except OSError as e:
+        raise RecipeError(f"--recipe: cannot read {shown}: {e.strerror or e}") from None
+    if b"\0" in data:
+        raise RecipeError(f"--recipe: {shown} is a binary file, not JSON text")
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError as e:
+        raise RecipeError(f"--recipe: {shown} is not UTF-8 text (byte {e.start})") from None
+
+
+def _check_depth(text: str) -> None:
+    """Refuse JSON nested deeper than MAX_RECIPE_DEPTH before parsing it (the parser would recurse)."""
+    depth, in_string, escaped = 0, False, False
+    for c in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (c == "\\", c != '"')
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            if depth > MAX_RECIPE_DEPTH:
+                raise RecipeError(f"--recipe: nested more than {MAX_RECIPE_DEPTH} levels deep")
+        elif c in "]}":
+            depth -= 1
 
 
 def sample_chain(

@@ -37,6 +37,7 @@ class TaskResult:
     label: str
     records: list[OutputRecord] = field(default_factory=list)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. boxes clipped to the image
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
@@ -83,6 +84,9 @@ class Manifest:
     def save(self, order: list[str]) -> None:
         """Write the manifest: the outputs in ``order``, then earlier outputs of the same settings that this run
         did not plan (e.g. after lowering --copies: their files are still there, so their lines stay)."""
+        sync = getattr(self.sink, "sync", None)
+        if sync is not None:  # the outputs it records reach the disk before the record does
+            sync()
         body = [json.dumps(self.header, sort_keys=True), *self.entries(order)]
         body.append("")  # the final newline
         stream = getattr(self.sink, "write_lines", None)
@@ -121,11 +125,15 @@ class Progress:
         self.classes: dict[str, ClassCounts] = defaultdict(ClassCounts)
         self.variants: Counter[str] = Counter()
         self.errors: list[tuple[str, str]] = []
+        self.warnings: list[str] = []
 
     def update(self, result: TaskResult) -> None:
         counts = self.classes[result.label]
         counts.originals += 1
         self.done += 1
+        for warning in result.warnings:
+            self.warnings.append(warning)
+            self.log(f"warning: {printable(warning)}")
         if result.error:
             counts.failed += 1
             self.errors.append((result.key, result.error))
@@ -155,7 +163,7 @@ class Progress:
         total = ClassCounts()
         for label in sorted(self.classes):
             c = self.classes[label]
-            lines.append(f"{label[:24]:<24} {c.originals:>9} {c.written:>8} {c.existing:>8} {c.failed:>7}")
+            lines.append(f"{printable(label)[:24]:<24} {c.originals:>9} {c.written:>8} {c.existing:>8} {c.failed:>7}")
             for f in ("originals", "written", "existing", "failed"):
                 setattr(total, f, getattr(total, f) + getattr(c, f))
         lines.append("-" * len(header))
@@ -172,6 +180,7 @@ class Progress:
             "classes": classes,
             "totals": {k: sum(c[k] for c in classes.values()) for k in vars(ClassCounts())},
             "errors": [{"source": k, "error": e} for k, e in self.errors],
+            "warnings": self.warnings,
             "seconds": round(self.elapsed, 3),
             "images_per_second": round(written / self.elapsed, 2) if self.elapsed else None,
             **extra,

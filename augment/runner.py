@@ -7,7 +7,6 @@ memory and only then write them, so a bad image never leaves some of its outputs
 from __future__ import annotations
 
 import json
-import posixpath
 import signal
 import time
 from collections.abc import Callable
@@ -17,7 +16,6 @@ from typing import Any
 
 from augment import __version__
 from augment.backends import sink_for, source_for
-from augment.boxes import BOXES_FILE, labels_file_text
 from augment.codec import IMAGE_EXTENSIONS
 from augment.config import RunConfig
 from augment.engine import KERNELS
@@ -25,6 +23,7 @@ from augment.holdout import TESTING, category_of
 from augment.holdout import counts as holdout_counts
 from augment.holdout import notes as holdout_notes
 from augment.holdout import report as holdout_report
+from augment.outdir import foreign_images, suffixed, write_box_labels
 from augment.plan import PlanSettings, Task, make_plan
 from augment.pool import WorkContext, execute
 from augment.recipe import MAX_COPIES
@@ -39,7 +38,7 @@ from augment.report import (
 )
 from augment.review import dry_run, write_preview
 from augment.samples import ei_label_issue, printable
-from augment.selection import Shard, balance_copies, balance_lines, shard_of, split_since
+from augment.selection import balance_copies, balance_lines, shard_of, split_since
 from augment.sinks import Sink, SinkError
 from augment.sources import Listing, Source, SourceError
 
@@ -57,6 +56,25 @@ def run(config: RunConfig, log: Log = print) -> int:
     source, sink = source_for(config), sink_for(config, log)
     for note in config.notes:
         log(f"note: {note}")
+    lock = getattr(sink, "lock", None)  # a local folder: one run at a time (S3 and EI: see the README)
+    held = lock(config.shard.suffix()) if lock is not None and not config.dry_run else None
+    if held is not None:
+        try:
+            held.acquire()
+        except SinkError as e:
+            log(f"ERROR: {e}")
+            return EXIT_FAILED
+    try:
+        return _run(config, source, sink, log)
+    finally:
+        if held is not None:
+            held.release()
+
+
+def _run(config: RunConfig, source: Source, sink: Sink, log: Log) -> int:
+    clean = None if config.dry_run else getattr(sink, "remove_stale_temps", None)
+    if clean is not None and (removed := clean(shared=config.shard.active)):
+        log(f"removed {removed} temp file(s) left by an interrupted run")
     prepared = _prepare(config, source, sink, log)
     if isinstance(prepared, int):
         return prepared
@@ -98,6 +116,8 @@ def _prepare(config: RunConfig, source: Source, sink: Sink, log: Log) -> _Prepar
     listing = source.list()
     for key, reason in listing.skipped:
         log(f"skipped {printable(key)}: {reason}")
+    for warning in listing.warnings:
+        log(f"warning: {printable(warning)}")
     for folder in listing.empty_folders:
         log(f"warning: folder {folder!r} has no images")
     for label in sorted({s.label for s in listing.samples}):
@@ -118,9 +138,19 @@ def _prepare(config: RunConfig, source: Source, sink: Sink, log: Log) -> _Prepar
         test_fraction=config.test_fraction,
     )
     # Plan the whole listing (names are checked across all of it), then keep this run's share.
-    planned = _shard(make_plan(listing.samples, settings), config)
+    full_plan = make_plan(listing.samples, settings)
+    if not any(t.outputs for t in full_plan):
+        log(
+            "ERROR: this run would write nothing: no image gets an output (--copies 0 and --include-originals 0?);"
+            " raise --copies or set --include-originals 1"
+        )
+        return EXIT_USAGE
+    planned = _shard(full_plan, config)
     header = _run_header(config, detection=any(s.boxes is not None for s in listing.samples))
-    manifest = Manifest(sink, header, config.overwrite, config.books + _suffixed(MANIFEST, config.shard.suffix()))
+    manifest = Manifest(sink, header, config.overwrite, config.books + suffixed(MANIFEST, config.shard.suffix()))
+    if not config.dry_run and (refusal := foreign_images(config, sink, full_plan, manifest)):
+        log(f"ERROR: {refusal}")
+        return EXIT_FAILED
     tasks, unchanged = _since(planned, config, manifest)
     _carry_over(manifest, unchanged)
     holdout = holdout_counts((t.sample.label, category_of(t.sample.key, config.test_fraction)) for t in planned)
@@ -148,6 +178,7 @@ def _augment(config: RunConfig, prep: _Prepared, source: Source, sink: Sink, log
         min_box_visibility=config.min_box_visibility,
         keep_boxless=config.keep_boxless,
         refresh=config.since is not None,
+        verify=config.verify_outputs,
     )
     interrupted = None
     late: list[TaskResult] = []  # finished by workers after an interruption: recorded too
@@ -156,6 +187,7 @@ def _augment(config: RunConfig, prep: _Prepared, source: Source, sink: Sink, log
     upload: dict[str, Any] | None = None
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
+        manifest.save(order)  # the header (which settings the files belong to) lands before any output
         for result in execute(tasks, manifest, context, config.workers, late):
             _book(result, manifest, progress, commit)
             if time.monotonic() - saved_at > _CHECKPOINT_SECONDS:  # a hard kill loses at most this much
@@ -182,7 +214,7 @@ def _finish(config: RunConfig, prep: _Prepared, done: _Outcome, source: Source, 
     """Save the manifest, labels files, preview and report; print the summary; decide the exit code."""
     tasks, manifest, progress, upload = prep.tasks, prep.manifest, done.progress, done.upload
     manifest.save(prep.order)
-    _write_box_labels(sink, manifest, prep.order, config.shard, config.books)
+    write_box_labels(sink, manifest, prep.order, config.shard, config.books)
     if config.preview and not done.interrupted:
         write_preview(config, source, sink, tasks, log)
     budget = config.failure_budget(len(tasks))
@@ -205,7 +237,7 @@ def _finish(config: RunConfig, prep: _Prepared, done: _Outcome, source: Source, 
         report["holdout"] = holdout_report(prep.holdout, config.test_fraction)
     if upload is not None:
         report["upload"] = upload
-    report_name = config.books + _suffixed(REPORT, config.shard.suffix())
+    report_name = config.books + suffixed(REPORT, config.shard.suffix())
     sink.write_text(report_name, json.dumps(report, indent=2, sort_keys=True) + "\n")
     if config.write_ei_metadata:
         sink.write_text(EI_METADATA, _ei_metadata(report, config))
@@ -317,12 +349,6 @@ def _scale_report(
     return extra
 
 
-def _suffixed(name: str, suffix: str) -> str:
-    """``manifest.jsonl`` -> ``manifest.shard-0-of-4.jsonl``."""
-    stem, dot, ext = name.rpartition(".")
-    return f"{stem}{suffix}{dot}{ext}" if suffix else name
-
-
 def _book(
     result: TaskResult, manifest: Manifest, progress: Progress, commit: Callable[[str, str], None] | None = None
 ) -> None:
@@ -333,29 +359,6 @@ def _book(
         if commit is not None:
             commit(record.name, manifest.lines[record.name])
     progress.update(result)
-
-
-def _write_box_labels(sink: Sink, manifest: Manifest, order: list[str], shard: Shard, books: str = "") -> None:
-    """A ``bounding_boxes.labels`` in every output folder that holds images with boxes.
-
-    Shards sharing a folder each write the union of every shard manifest present, so the last shard to
-    finish leaves complete files (two shards finishing at the same instant can still race: rerun one)."""
-    lines = manifest.entries(order)
-    for other in range(shard.count if shard.active else 0):
-        if other != shard.index:
-            text = sink.read_text(books + _suffixed(MANIFEST, Shard(other, shard.count).suffix())) or ""
-            lines += text.splitlines()[1:]
-    folders: dict[str, dict[str, list]] = {}
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:  # another shard's manifest, cut by a hard kill
-            continue
-        if "boxes" in entry:
-            folder, filename = posixpath.split(entry["output"])
-            folders.setdefault(folder, {})[filename] = entry["boxes"]
-    for folder, boxes in folders.items():
-        sink.write_text(posixpath.join(folder, BOXES_FILE), labels_file_text(boxes))
 
 
 def _run_header(config: RunConfig, detection: bool = False) -> dict[str, Any]:

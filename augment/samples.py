@@ -40,8 +40,40 @@ def ei_label_issue(label: str) -> str | None:
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters escaped, so a file name never breaks a log line."""
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    """``text`` with control characters escaped, so a file name never breaks a log line; the bytes of a
+    name that is not valid UTF-8 (surrogate-escaped by Python) show as ``\\xe9``."""
+    return "".join(c if c.isprintable() else f"\\x{_byte(c):02x}" for c in text)
+
+
+def _byte(c: str) -> int:
+    return ord(c) - 0xDC00 if 0xDC80 <= ord(c) <= 0xDCFF else ord(c)
+
+
+MAX_NAME_BYTES = 255  # longest file name (one path segment) on Linux file systems
+
+
+def fs_bytes(text: str) -> bytes:
+    """``text`` as the file system stores it (UTF-8; undecodable bytes of a name kept as they were)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _cut(text: str, limit: int) -> str:
+    """The longest start of ``text`` that is at most ``limit`` bytes on disk (whole characters)."""
+    total = 0
+    for i, c in enumerate(text):
+        total += len(fs_bytes(c))
+        if total > limit:
+            return text[:i]
+    return text
+
+
+def fit_name(head: str, tail: str, key: str) -> str:
+    """``head + tail`` if it fits in a file name, else ``head`` cut short plus ``~<hash of key>`` before
+    ``tail``: unique per source (the key) and the same in every run."""
+    if len(fs_bytes(head + tail)) <= MAX_NAME_BYTES:
+        return head + tail
+    mark = f"~{stable_hash(key):016x}"
+    return _cut(head, MAX_NAME_BYTES - len(fs_bytes(mark + tail))) + mark + tail
 
 
 def _clean(text: str) -> str:
@@ -50,7 +82,7 @@ def _clean(text: str) -> str:
 
 def stable_hash(text: str) -> int:
     """A 64-bit hash of ``text`` that is the same on every machine and Python run (unlike ``hash``)."""
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+    return int.from_bytes(hashlib.sha256(fs_bytes(text)).digest()[:8], "big")  # = UTF-8 for valid text
 
 
 def label_from_name(filename: str) -> str | None:
@@ -83,11 +115,11 @@ def output_name(sample: Sample, variant: str, extension: str, layout: str) -> st
     stem = path.stem
     if stem.startswith(sample.label + ".") and len(stem) > len(sample.label) + 1:
         stem = stem[len(sample.label) + 1 :]
-    filename = f"{_clean(sample.label)}.{{stem}}.{variant}{extension}"
+    tail = f".{variant}{extension}"
     parents = list(path.parts[:-1])
     if layout == "folders":
         folder = "/".join(parents) if parents else _clean(sample.label)
-        return f"{folder}/{filename.format(stem=stem)}"
+        return f"{folder}/{fit_name(f'{_clean(sample.label)}.{stem}', tail, sample.key)}"
     if parents and parents[-1] == sample.label:
         parents = parents[:-1]
-    return filename.format(stem="_".join([*parents, stem]))
+    return fit_name(f"{_clean(sample.label)}.{'_'.join([*parents, stem])}", tail, sample.key)

@@ -52,3 +52,20 @@ def test_plan_rejects_two_sources_writing_one_name():
     clash = [Sample("led/a.png", "led"), Sample("led.a.png", "led")]
     with pytest.raises(PlanError, match="would both write"):
         make_plan(clash, _settings("folders"))
+
+
+def test_collision_messages_name_what_really_collides():
+    with pytest.raises(PlanError, match=r"'Cat/cat.x.orig.png' and 'cat/cat.x.orig.png', which differ only in case"):
+        make_plan([Sample("Cat/x.png", "cat"), Sample("cat/x.png", "cat")], _settings("folders"))
+    with pytest.raises(
+        PlanError, match=r"would both write 'b.a_x.orig.png'; rename one or use --output-layout folders"
+    ):
+        make_plan([Sample("a/b/x.png", "b"), Sample("b/a_x.png", "b")], _settings("flat"))
+    with pytest.raises(PlanError, match=r"would both write 'a/a.x.orig.png'; rename one \(same name, other extension"):
+        make_plan(
+            [Sample("a/x.png", "a"), Sample("a/x.jpg", "a")],
+            PlanSettings(get_preset("light"), 2, True, "folders", EncodeOptions(image_format="png")),
+        )
+    with pytest.raises(PlanError) as flat_only:
+        make_plan([Sample("led/a.png", "led"), Sample("led.a.png", "led")], _settings("flat"))
+    assert "--output-layout folders" not in str(flat_only.value)  # folders would collide just the same

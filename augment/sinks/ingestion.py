@@ -33,6 +33,7 @@ from urllib.parse import quote, urlsplit
 from augment.holdout import DEFAULT_TEST_FRACTION
 from augment.sinks import SinkError
 from augment.sinks.local import LocalSink
+from augment.sinks.lock import FolderLock
 
 if TYPE_CHECKING:
     from augment.sinks.ingestion_upload import Uploader
@@ -220,8 +221,21 @@ class IngestionSink:
     def describe(self) -> str:
         return f"Edge Impulse project via {self.settings.url} (staged in {self.staging.describe()})"
 
+    def lock(self, suffix: str = "") -> FolderLock:
+        """The staging folder's lock: two uploads cannot stage (and send) into one folder at once."""
+        return self.staging.lock(suffix)
+
+    def remove_stale_temps(self, shared: bool) -> int:
+        return self.staging.remove_stale_temps(shared)
+
     def exists(self, name: str) -> bool:
         return self.staging.exists(name)
+
+    def size(self, name: str) -> int | None:
+        return self.staging.size(name)
+
+    def read(self, name: str) -> bytes | None:
+        return self.staging.read(name)
 
     def write(self, name: str, data: bytes) -> None:
         if len(data) > MAX_FILE_BYTES:

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import itertools
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from augment.sinks import SinkError
+from augment.sinks.lock import FolderLock, remove_stale_temps
+from augment.sources.files import read_regular
+
+
+def _libc() -> ctypes.CDLL | None:
+    """The C library when it has ``syncfs`` (Linux), else None (then ``os.sync``)."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name, use_errno=True) if name else None
+    return libc if libc is not None and hasattr(libc, "syncfs") else None
+
+
+_LIBC = _libc()
 
 
 @dataclass(frozen=True)
@@ -29,6 +44,14 @@ class LocalSink:
             raise SinkError(f"refusing to write {name!r}: it would land outside {self.root}")
         return path
 
+    def lock(self, suffix: str = "") -> FolderLock:
+        """The lock that keeps a second run out of this folder (not yet taken)."""
+        return FolderLock(self.root, suffix)
+
+    def remove_stale_temps(self, shared: bool) -> int:
+        """Remove temp files left by killed runs (see ``lock.remove_stale_temps``); how many."""
+        return remove_stale_temps(self.root, shared) if self.root.is_dir() else 0
+
     def exists(self, name: str) -> bool:
         return self.path(name).is_file()
 
@@ -44,18 +67,57 @@ class LocalSink:
         self.write(name, text.encode("utf-8"))
 
     def write_lines(self, name: str, lines: list[str]) -> None:
-        """``"\\n".join(lines)`` written atomically, streamed (the manifest of a large run is many MB)."""
-        _atomic_write(
-            self.path(name), ((line if i == 0 else "\n" + line).encode("utf-8") for i, line in enumerate(lines))
-        )
+        """``"\\n".join(lines)`` written atomically and durably (fsync of the file and its folder), streamed
+        (the manifest of a large run is many MB)."""
+        chunks = ((line if i == 0 else "\n" + line).encode("utf-8") for i, line in enumerate(lines))
+        _atomic_write(self.path(name), chunks, durable=True)
+
+    def size(self, name: str) -> int | None:
+        """Bytes of the output ``name`` (a regular file), or None if it is not there."""
+        try:
+            st = self.path(name).stat()
+        except OSError:
+            return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            return read_regular(self.path(name))
+        except OSError:
+            return None
+
+    def sync(self) -> None:
+        """Flush every output written so far to disk: one ``syncfs`` of the output file system (an fsync per
+        output costs ~3.5 ms each on ext4 here, more than encoding a small image), before the manifest that
+        records them is saved; a crash then never leaves a recorded output empty."""
+        if self.root.is_dir():
+            _syncfs(self.root)
 
 
 _MADE_DIRS: set[Path] = set()  # output folders this process has made (one mkdir per folder, not per file)
 _TEMP_IDS = itertools.count()
 
 
-def _atomic_write(target: Path, chunks: Iterable[bytes]) -> None:
-    """Write ``chunks`` to a temp file beside ``target``, then rename it into place (never a partial file)."""
+def _syncfs(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        if _LIBC is None or _LIBC.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(target: Path, chunks: Iterable[bytes], durable: bool = False) -> None:
+    """Write ``chunks`` to a temp file beside ``target``, then rename it into place (never a partial file);
+    ``durable``: fsync the file before, and its folder after, the rename."""
     try:
         if target.parent not in _MADE_DIRS:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +133,12 @@ def _atomic_write(target: Path, chunks: Iterable[bytes]) -> None:
         with os.fdopen(fd, "wb") as f:
             for chunk in chunks:
                 f.write(chunk)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, target)
+        if durable:
+            _fsync_folder(target.parent)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):

@@ -66,6 +66,20 @@ class S3Sink:
     def exists(self, name: str) -> bool:
         return self._key(name) is not None and name in self._listing()
 
+    def size(self, name: str) -> int | None:
+        """Bytes of the object ``name`` (from the listing), or None."""
+        found = self._listing().get(name) if self._key(name) is not None else None
+        return found[0] if found else None
+
+    def read(self, name: str) -> bytes | None:
+        key = self._key(name)
+        try:
+            return self.client.get().get_object(Bucket=self.url.bucket, Key=key)["Body"].read()
+        except botocore_errors() as e:
+            if getattr(e, "response", {}).get("Error", {}).get("Code") == "NoSuchKey":
+                return None
+            raise SinkError(error_message(e, "read", self._where(key), self.client)) from None
+
     def write(self, name: str, data: bytes) -> None:
         """Upload ``data`` as one object, unless the identical object is already there."""
         self._key(name)
@@ -83,14 +97,8 @@ class S3Sink:
             raise SinkError(error_message(e, "write", self._where(key), self.client)) from None
 
     def read_text(self, name: str) -> str | None:
-        key = self._key(name)
-        try:
-            response = self.client.get().get_object(Bucket=self.url.bucket, Key=key)
-            return response["Body"].read().decode("utf-8")
-        except botocore_errors() as e:
-            if getattr(e, "response", {}).get("Error", {}).get("Code") == "NoSuchKey":
-                return None
-            raise SinkError(error_message(e, "read", self._where(key), self.client)) from None
+        data = self.read(name)
+        return None if data is None else data.decode("utf-8")
 
     def write_text(self, name: str, text: str) -> None:
         """The manifest and report: always uploaded (no listing needed in the main process)."""

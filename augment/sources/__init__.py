@@ -20,6 +20,7 @@ class Listing:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (key, reason)
     empty_folders: list[str] = field(default_factory=list)
     labels_files: list[str] = field(default_factory=list)  # bounding_boxes.labels / info.labels keys
+    warnings: list[str] = field(default_factory=list)  # e.g. duplicated labels-file entries
 
 
 class Source(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -10,6 +11,7 @@ from augment.boxes import BOXES_FILE, LABELS_FILES, attach
 from augment.codec import IMAGE_EXTENSIONS
 from augment.samples import Sample, label_for_key, label_from_name
 from augment.sources import Listing, SourceError
+from augment.sources.files import MAX_FILE_BYTES, read_regular, refusal
 
 # Folders that are never data (macOS, notebooks, version control).
 _IGNORED_DIRS = {"__MACOSX", ".ipynb_checkpoints", ".git"}
@@ -32,6 +34,8 @@ class LocalSource:
         path = path.absolute()
         if not path.is_file():
             raise SourceError(f"--in-file: {path} does not exist or is not a file")
+        if reason := refusal(path.stat()):
+            raise SourceError(f"--in-file: {path}: {reason}")
         prefix = label_from_name(path.name)
         if prefix and prefix != path.parent.name:
             return cls(path.parent, path.name, label)
@@ -45,47 +49,90 @@ class LocalSource:
             key = self.only
             beside = str(PurePosixPath(key).parent / BOXES_FILE).removeprefix("./")
             labels = [beside] if (self.root / beside).is_file() else []
-            return Listing(attach([self._sample(key, self.root / key)], labels, self._text, self.label))
+            return Listing(attach([self._sample(key, (self.root / key).stat())], labels, self._text, self.label))
         if not self.root.is_dir():
             raise SourceError(f"--in-directory: {self.root} does not exist or is not a folder")
         listing = Listing()
-        for dirpath, dirnames, filenames in os.walk(self.root, onerror=_raise):
+        # Links to folders and files are followed; a link back to a folder being walked (a loop) is not.
+        ancestors: dict[str, frozenset[tuple[int, int]]] = {str(self.root): frozenset({_identity(self.root)})}
+        for dirpath, dirnames, filenames in os.walk(self.root, onerror=_raise, followlinks=True):
             here = Path(dirpath)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _IGNORED_DIRS)
             if self.exclude is not None and here == self.exclude:
                 dirnames[:] = []
                 continue
+            kept = []
+            for d in sorted(d for d in dirnames if not d.startswith(".") and d not in _IGNORED_DIRS):
+                reason, identity = _folder_link(here / d, ancestors[dirpath])
+                if reason:
+                    listing.skipped.append(((here / d).relative_to(self.root).as_posix(), reason))
+                    continue
+                ancestors[os.path.join(dirpath, d)] = ancestors[dirpath] | {identity}
+                kept.append(d)
+            dirnames[:] = kept
             found = 0
             for name in sorted(filenames):
                 if name.startswith("."):
                     continue
                 path = here / name
                 key = path.relative_to(self.root).as_posix()
+                try:
+                    stat = path.stat()  # follows a link; a broken or looping one raises
+                except OSError as e:
+                    listing.skipped.append((key, _link_problem(path, e)))
+                    continue
                 if name in LABELS_FILES:
                     listing.labels_files.append(key)
                     continue
                 if path.suffix.lower() not in IMAGE_EXTENSIONS:
                     listing.skipped.append((key, "not an image file (by extension)"))
                     continue
-                listing.samples.append(self._sample(key, path))
+                if reason := refusal(stat):
+                    listing.skipped.append((key, reason))
+                    continue
+                listing.samples.append(self._sample(key, stat))
                 found += 1
             if not found and not dirnames and here != self.root:
                 listing.empty_folders.append(here.relative_to(self.root).as_posix())
         listing.samples.sort(key=lambda s: s.key)
-        listing.samples = attach(listing.samples, listing.labels_files, self._text, self.label)
+        listing.samples = attach(listing.samples, listing.labels_files, self._text, self.label, listing.warnings)
         return listing
 
     def _text(self, key: str) -> str:
-        return (self.root / key).read_text(encoding="utf-8")
+        return read_regular(self.root / key, MAX_FILE_BYTES).decode("utf-8")
 
     def read(self, sample: Sample) -> bytes:
-        return (self.root / sample.key).read_bytes()
+        return read_regular(self.root / sample.key)
 
-    def _sample(self, key: str, path: Path) -> Sample:
-        stat = path.stat()
+    def _sample(self, key: str, stat: os.stat_result) -> Sample:
         label = self.label or label_for_key(key, self.root.name)
         return Sample(key, label, stat.st_size, stat.st_mtime)
 
 
 def _raise(error: OSError) -> None:
     raise SourceError(f"cannot read {error.filename}: {error.strerror}")
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
+def _folder_link(path: Path, ancestors: frozenset[tuple[int, int]]) -> tuple[str | None, tuple[int, int]]:
+    """(why a sub-folder is not walked, or None; its identity). A link to one of its own ancestors loops."""
+    try:
+        identity = _identity(path)
+    except OSError as e:
+        return _link_problem(path, e), (0, 0)
+    if identity in ancestors:
+        return f"symlink loop (it points back to {os.path.realpath(path)!s}); not followed", identity
+    return None, identity
+
+
+def _link_problem(path: Path, error: OSError) -> str:
+    """A skip reason for a path that cannot be stat'ed through its links."""
+    if path.is_symlink():
+        target = os.readlink(path)
+        if error.errno == errno.ELOOP:
+            return f"symlink loop ({target!r})"
+        return f"broken symlink (to {target!r}: {error.strerror})"
+    return f"cannot read: {error.strerror}"

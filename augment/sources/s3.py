@@ -79,6 +79,8 @@ def unsafe_key_reason(key: str) -> str | None:
         return "backslash in key (a Windows path?)"
     if _CONTROL.search(key):
         return "control character in key"
+    if any(0xDC80 <= ord(c) <= 0xDCFF for c in key):  # a local name that is not UTF-8
+        return "not valid UTF-8 (S3 keys must be)"
     parts = key.split("/")
     if any(p == "" for p in parts):
         return "empty path segment ('//')"
@@ -239,7 +241,7 @@ class S3Source:
         except botocore_errors() as e:
             raise SourceError(error_message(e, "list", str(self.url), self.client)) from None
         listing.samples.sort(key=lambda s: s.key)
-        listing.samples = attach(listing.samples, listing.labels_files, self._text, self.label)
+        listing.samples = attach(listing.samples, listing.labels_files, self._text, self.label, listing.warnings)
         listing.empty_folders = sorted(m for m in markers if not any(f.startswith(m + "/") for f in folders))
         return listing
 

@@ -1,0 +1,80 @@
+"""Worker processes: they exit when the main process is SIGKILLed (real processes, a real signal), and huge
+images are rendered one at a time across them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.blockrun import ROOT, ei_env
+from tests.conftest import gradient
+
+
+def children(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_workers_exit_when_the_main_process_is_killed(tmp_path):
+    folder = tmp_path / "in" / "a"
+    folder.mkdir(parents=True)
+    for i in range(40):
+        gradient("RGB", (400, 400), seed=i).save(folder / f"{i:02d}.png")
+    argv = [sys.executable, "-u", str(ROOT / "transform.py"), "--in-directory", str(tmp_path / "in")]
+    argv += ["--out-directory", str(tmp_path / "out"), "--workers", "2", "--preset", "heavy"]
+    main = subprocess.Popen(argv, cwd=tmp_path, env=ei_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(workers := children(main.pid)) < 2:
+        assert time.monotonic() < deadline and main.poll() is None, "no workers started"
+        time.sleep(0.05)
+    time.sleep(0.5)  # let them get busy
+    os.kill(main.pid, signal.SIGKILL)
+    main.wait()
+    deadline = time.monotonic() + 10
+    try:
+        while any(alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"workers still running after the main process died: {workers}"
+            time.sleep(0.1)
+    finally:
+        for pid in filter(alive, workers):  # a failed test leaves no orphans behind
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_huge_images_render_one_at_a_time_with_the_same_bytes(tmp_path):
+    """With every image counted as huge (EDGE_AUGMENT_HUGE_PIXELS=100), two workers share the lock and
+    still produce exactly what one worker does."""
+    from tests.blockrun import run_block
+
+    folder = tmp_path / "in" / "a"
+    folder.mkdir(parents=True)
+    for i in range(6):
+        gradient("RGB", (40, 30), seed=i).save(folder / f"{i}.png")
+    trees = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}"
+        args = ["--in-directory", str(tmp_path / "in"), "--out-directory", str(out), "--workers", workers]
+        result = run_block(args, workdir=tmp_path, env=ei_env({"EDGE_AUGMENT_HUGE_PIXELS": "100"}))
+        assert result.returncode == 0, result.output
+        trees.append({p.relative_to(out): p.read_bytes() for p in out.rglob("*.png")})
+    assert trees[0] == trees[1] and len(trees[0]) == 30

@@ -100,7 +100,7 @@ LIGHT = {
 
 MEDIUM = {
     "name": "medium",
-    "description": "pose, distance, framing, lighting, focus and sensor noise, one or two of each per copy (the default)",
+    "description": "pose, distance, framing, lighting, focus, sensor noise: one or two of each per copy (default)",
     "copies": 8,
     "pipeline": _chain(
         {

@@ -65,51 +65,14 @@ TRIVIAL = {
     ],
 }
 
-# A candidate for the default: fewer geometric ops per copy with wider magnitudes (zoom out and in, shifts as
-# wide as the workshop's), lighting that reaches flat and dim light, focus and noise less often.
-WIDE = {
-    "name": "wide",
+# A candidate screened on two seeds and dropped: the (new) medium chain with shifts on most copies, a farther
+# zoom-out, shear, and lighting further into flat and dim light.
+WIDE2 = {
+    "name": "wide2",
     "pipeline": [
         {"op": "hflip", "p": 0.5},
         {"op": "vflip", "p": 0.5},
         {"op": "rotate", "angles": [0, 90, 180, 270], "fill": "reflect"},
-        {
-            "some_of": [
-                {"op": "rotate", "degrees": [-45, 45], "fill": "reflect"},
-                {"op": "scale", "factor": [0.6, 1.0], "fill": "reflect"},
-                {"op": "zoom", "scale": [1.0, 1.3]},
-                {"op": "translate", "x": [-0.25, 0.25], "y": [-0.25, 0.25], "fill": "reflect"},
-            ],
-            "k": [1, 2],
-        },
-        {
-            "some_of": [
-                {"op": "brightness", "factor": [0.5, 1.5]},
-                {"op": "contrast", "factor": [0.4, 1.3]},
-                {"op": "gamma", "gamma": [0.5, 1.8]},
-                {"op": "hue_saturation", "hue": [-0.05, 0.05], "saturation": [0.6, 1.4]},
-            ],
-            "k": [1, 2],
-            "p": 0.9,
-        },
-        {"one_of": [{"op": "blur", "sigma": [0.5, 2.0]}, {"op": "sharpen", "amount": [0.3, 1.0]}], "p": 0.3},
-        {
-            "one_of": [
-                {"op": "gaussian_noise", "sigma": [0.01, 0.06]},
-                {"op": "poisson_noise", "peak": 0},
-                {"op": "salt_pepper", "amount": [0.002, 0.01]},
-            ],
-            "p": 0.3,
-        },
-    ],
-}
-
-# WIDE with the workshop's strongest single lever, wide shifts, on most copies, a farther zoom-out and
-# lighting that reaches further into flat and dim light.
-WIDE2 = {
-    "name": "wide2",
-    "pipeline": [
-        *WIDE["pipeline"][:3],
         {"op": "translate", "x": [-0.25, 0.25], "y": [-0.25, 0.25], "fill": "reflect", "p": 0.6},
         {
             "some_of": [
@@ -130,7 +93,15 @@ WIDE2 = {
             "k": [1, 2],
             "p": 0.9,
         },
-        *WIDE["pipeline"][5:],
+        {"one_of": [{"op": "blur", "sigma": [0.5, 2.0]}, {"op": "sharpen", "amount": [0.3, 1.0]}], "p": 0.3},
+        {
+            "one_of": [
+                {"op": "gaussian_noise", "sigma": [0.01, 0.06]},
+                {"op": "poisson_noise", "peak": 0},
+                {"op": "salt_pepper", "amount": [0.002, 0.01]},
+            ],
+            "p": 0.3,
+        },
     ],
 }
 
@@ -141,12 +112,14 @@ CONDITIONS: dict[str, list[str] | None] = {
     "light": ["--preset", "light", "--orientation", "any"],
     "medium": ["--preset", "medium", "--orientation", "any"],
     "heavy": ["--preset", "heavy", "--orientation", "any"],
-    "medium-upright": ["--preset", "medium"],
     "trivial": ["--recipe", json.dumps(TRIVIAL)],
-    "wide": ["--recipe", json.dumps(WIDE)],
+    # Candidates and references: the medium preset as it was before the bench (4 copies), upright, edge fill.
+    "medium-v1": ["--recipe", str(Path(__file__).resolve().parent / "recipes" / "medium-v1.json")],
+    "medium-upright": ["--preset", "medium"],
+    "medium-edge": ["--preset", "medium", "--orientation", "any", "--fill", "edge"],
     "wide2": ["--recipe", json.dumps(WIDE2)],
 }
-DEFAULT_CONDITIONS = "none,workshop,light,medium,heavy,trivial,medium-upright"
+DEFAULT_CONDITIONS = "none,workshop,light,medium,heavy,trivial"
 
 
 def block_args(condition: str) -> list[str] | None:
@@ -266,15 +239,17 @@ def load_results(path: Path) -> dict[tuple[int, str, int], dict]:
     return {(r["seed"], r["condition"], r["steps"]): r for r in rows}
 
 
-def table(rows: list[dict], conditions: list[str]) -> str:
-    """Markdown: per condition, mean +- std over seeds of clean, field and worst field condition accuracy."""
+def _stat(values: list[float]) -> str:
+    return f"{100 * np.mean(values):.1f} ± {100 * np.std(values, ddof=1 if len(values) > 1 else 0):.1f}"
 
-    def stat(values: list[float]) -> str:
-        return f"{100 * np.mean(values):.1f} ± {100 * np.std(values, ddof=1 if len(values) > 1 else 0):.1f}"
 
+def table(rows: list[dict], conditions: list[str], reference: str = "workshop") -> str:
+    """Markdown: per condition, mean ± std over seeds of clean, field and worst-condition accuracy, and the
+    paired difference in field accuracy from ``reference`` (same seeds: split, initial weights, batch order)."""
+    ref = {r["seed"]: r["field"] for r in rows if r["condition"] == reference}
     lines = [
-        "| condition | train images | augment s | clean % | field % | worst condition % (which) |",
-        "|---|---|---|---|---|---|",
+        f"| condition | seeds | images | augment s | clean % | field % | field Δ vs {reference} | worst condition % |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for condition in conditions:
         mine = [r for r in rows if r["condition"] == condition]
@@ -283,11 +258,11 @@ def table(rows: list[dict], conditions: list[str]) -> str:
         names = list(mine[0]["per_condition"])
         means = {n: np.mean([r["per_condition"][n] for r in mine]) for n in names}
         worst = min(means, key=means.get)
-        worst_values = [r["per_condition"][worst] for r in mine]
+        deltas = [r["field"] - ref[r["seed"]] for r in mine if r["seed"] in ref]
         lines.append(
-            f"| {condition} | {mine[0]['train_images']} | {np.mean([r['augment_s'] for r in mine]):.1f} "
-            f"| {stat([r['clean'] for r in mine])} | {stat([r['field'] for r in mine])} "
-            f"| {stat(worst_values)} ({worst}) |"
+            f"| {condition} | {len(mine)} | {mine[0]['train_images']} | {np.mean([r['augment_s'] for r in mine]):.1f} "
+            f"| {_stat([r['clean'] for r in mine])} | {_stat([r['field'] for r in mine])} "
+            f"| {_stat(deltas) if deltas else 'n/a'} | {_stat([r['per_condition'][worst] for r in mine])} ({worst}) |"
         )
     names = list(rows[0]["per_condition"]) if rows else []
     lines += ["", "| condition | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
@@ -309,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="the block's --workers (default: %(default)s)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
     p.add_argument("--results", type=Path, help="JSON lines to append to, and to reuse finished runs from")
+    p.add_argument("--reference", default="workshop", help="paired field differences from this condition")
+    p.add_argument("--table-only", action="store_true", help="print the table of what --results holds; train nothing")
     opts = p.parse_args(argv)
     if not opts.data.is_dir():
         print(f"no dataset at {opts.data}: nothing to measure", file=sys.stderr)
@@ -320,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     if opts.results:
         opts.results.parent.mkdir(parents=True, exist_ok=True)
     done = load_results(opts.results) if opts.results else {}
+    if opts.table_only:
+        rows = [r for (seed, c, steps), r in sorted(done.items()) if steps == opts.steps and seed < opts.seeds]
+        print(table(rows, conditions, opts.reference))
+        return 0
     rows = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="quality-") as tmp:
@@ -339,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     print(f"\n{opts.seeds} seeds x {opts.steps} steps, {time.perf_counter() - started:.0f} s\n")
-    print(table(rows, conditions))
+    print(table(rows, conditions, opts.reference))
     return 0
 
 

@@ -114,7 +114,7 @@ def test_every_input_format_and_mode(tmp_path):
         ["--in-directory", str(tmp_path / "in"), "--out-directory", str(tmp_path / "j"), "--image-format", "jpeg"],
         workdir=tmp_path,
     )
-    assert jpeg.returncode == 0 and len(list((tmp_path / "j" / "thing").glob("*.jpg"))) == 50
+    assert jpeg.returncode == 0 and len(list((tmp_path / "j" / "thing").glob("*.jpg"))) == len(cases) * PER_ORIGINAL
 
 
 def test_bad_inputs_are_named_skipped_and_counted(sample_dir, tmp_path):

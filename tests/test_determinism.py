@@ -69,7 +69,8 @@ def test_file_mode_matches_directory_mode(sample_dir, tmp_path):
     args, _ = parse(["--in-file", str(sample_dir / "square" / "05.png"), "--out-directory", str(tmp_path / "file")])
     assert run(build_config(args, {}), lambda _: None) == 0
     single = images(tmp_path / "file")
-    assert sorted(single) == [f"square/square.05.{v}.png" for v in ("aug00", "aug01", "aug02", "aug03", "orig")]
+    variants = [f"aug{i:02d}" for i in range(PER_ORIGINAL - 1)] + ["orig"]
+    assert sorted(single) == [f"square/square.05.{v}.png" for v in variants]
     full = images(tmp_path / "dir")
     assert all(full[name] == data for name, data in single.items())
 

@@ -124,7 +124,7 @@ def test_labels_file_entries_cannot_escape_and_odd_labels_are_flagged(tmp_path):
     (folder / "bounding_boxes.labels").write_text(
         json.dumps({"version": 1, "type": "bounding-box-labels", "boundingBoxes": boxes})
     )
-    result, out = run(tmp_path, "--copies", "1", "--metadata", "{not json")
+    result, out = run(tmp_path, "--preset", "light", "--copies", "1", "--metadata", "{not json")
     assert result.returncode == 0, result.output
     assert "--metadata ignored: not valid JSON" in result.stdout
     assert "label 'led.red'" in result.stdout  # EI would read the file-name label as 'led'

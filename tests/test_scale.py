@@ -12,6 +12,7 @@ import pytest
 
 from augment.cli import parse
 from augment.config import ConfigError, build_config
+from augment.presets import DEFAULT_PRESET, PRESETS
 from augment.runner import run
 from augment.samples import Sample
 from augment.selection import Shard, balance_copies, parse_since, resolve_shard, shard_of
@@ -115,7 +116,8 @@ def test_since_processes_only_new_or_modified_sources(sample_dir, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["since"] == {"time": "2023-11-14T22:14:00+00:00", "new": 2, "unchanged": 22, "done": 2}
     # circle/01 has new bytes: redone; square/04 was only touched: its outputs are kept.
-    assert report["totals"]["written"] == 5 and report["totals"]["existing"] == 5
+    per_original = 1 + PRESETS[DEFAULT_PRESET]["copies"]
+    assert report["totals"]["written"] == per_original and report["totals"]["existing"] == per_original
     assert any(
         line.startswith("since 2023-11-14T22:14:00+00:00: 2 new or modified (2 done), 22 unchanged") for line in lines
     )

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from augment.presets import DEFAULT_PRESET, PRESETS
 from tests.blockrun import ROOT, ei_env
 from tests.conftest import gradient
 
@@ -77,4 +78,4 @@ def test_huge_images_render_one_at_a_time_with_the_same_bytes(tmp_path):
         result = run_block(args, workdir=tmp_path, env=ei_env({"EDGE_AUGMENT_HUGE_PIXELS": "100"}))
         assert result.returncode == 0, result.output
         trees.append({p.relative_to(out): p.read_bytes() for p in out.rglob("*.png")})
-    assert trees[0] == trees[1] and len(trees[0]) == 30
+    assert trees[0] == trees[1] and len(trees[0]) == 6 * (1 + PRESETS[DEFAULT_PRESET]["copies"])

@@ -38,14 +38,19 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "electronic-components-png"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
+# Every pose of a part seen from above, as --orientation any gives the random presets.
+DIHEDRAL = [
+    {"op": "hflip", "p": 0.5},
+    {"op": "vflip", "p": 0.5},
+    {"op": "rotate", "angles": [0, 90, 180, 270], "fill": "reflect"},
+]
+
 # TrivialAugment-style (Mueller & Hutter 2021): one op per copy, chosen uniformly, its magnitude uniform over
-# a wide range; parameter-free apart from the ranges. Poses as for --orientation any.
+# a wide range; parameter-free apart from the ranges.
 TRIVIAL = {
     "name": "trivial",
     "pipeline": [
-        {"op": "hflip", "p": 0.5},
-        {"op": "vflip", "p": 0.5},
-        {"op": "rotate", "angles": [0, 90, 180, 270], "fill": "reflect"},
+        *DIHEDRAL,
         {
             "one_of": [
                 {"op": "rotate", "degrees": [-45, 45], "fill": "reflect"},
@@ -65,14 +70,12 @@ TRIVIAL = {
     ],
 }
 
-# A candidate screened on two seeds and dropped: the (new) medium chain with shifts on most copies, a farther
+# A candidate screened on one seed and dropped: the (new) medium chain with shifts on most copies, a farther
 # zoom-out, shear, and lighting further into flat and dim light.
 WIDE2 = {
     "name": "wide2",
     "pipeline": [
-        {"op": "hflip", "p": 0.5},
-        {"op": "vflip", "p": 0.5},
-        {"op": "rotate", "angles": [0, 90, 180, 270], "fill": "reflect"},
+        *DIHEDRAL,
         {"op": "translate", "x": [-0.25, 0.25], "y": [-0.25, 0.25], "fill": "reflect", "p": 0.6},
         {
             "some_of": [

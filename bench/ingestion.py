@@ -52,15 +52,20 @@ def stage(data: Path, files: int, folder: Path) -> list[tuple[str, str]]:
     return entries
 
 
+def _send(entries: list[tuple[str, str]], folder: Path, url: str, batch: int, threads: int, seed: int) -> dict:
+    """Upload every staged entry through a fresh IngestionSink; its summary."""
+    settings = UploadSettings(url, KEY, "training", batch, threads, recipe="bench", seed=seed)
+    (folder / "uploads.jsonl").unlink(missing_ok=True)
+    sink = IngestionSink(settings, LocalSink(folder), log=lambda line: None)
+    for name, line in entries:
+        sink.commit(name, line)
+    return sink.close()
+
+
 def upload_phase(entries: list[tuple[str, str]], folder: Path, latency: float, batch: int, threads: int) -> dict:
     with IngestionServer(KEY, latency=latency) as server:
-        settings = UploadSettings(server.url, KEY, "training", batch, threads, recipe="bench", seed=42)
-        (folder / "uploads.jsonl").unlink(missing_ok=True)
-        sink = IngestionSink(settings, LocalSink(folder), log=lambda line: None)
         start = time.perf_counter()
-        for name, line in entries:
-            sink.commit(name, line)
-        summary = sink.close()
+        summary = _send(entries, folder, server.url, batch, threads, seed=42)
         seconds = time.perf_counter() - start
         assert len(server.stored) == len(entries) == summary["landed"], (len(server.stored), summary)
         return {"seconds": seconds, "files_per_s": len(entries) / seconds, "requests": len(server.seen)}
@@ -77,13 +82,8 @@ def client_cpu(entries: list[tuple[str, str]], folder: Path, latency: float, bat
     try:
         assert server.stdout is not None
         url = server.stdout.readline().strip()
-        settings = UploadSettings(url, KEY, "training", batch, threads, recipe="bench", seed=batch)
-        (folder / "uploads.jsonl").unlink(missing_ok=True)
-        sink = IngestionSink(settings, LocalSink(folder), log=lambda line: None)
         start = time.process_time()
-        for name, line in entries:
-            sink.commit(name, line)
-        summary = sink.close()
+        summary = _send(entries, folder, url, batch, threads, seed=batch)
         assert summary["failed"] == 0 and summary["landed"] + summary["duplicates"] == len(entries), summary
         return (time.process_time() - start) * 1000 / len(entries)
     finally:

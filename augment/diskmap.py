@@ -1,0 +1,100 @@
+"""A string-to-string map in a temporary SQLite file: what a run must look up per output (names, manifest
+lines, object sizes) without holding one entry per output in memory.
+
+SQLite keeps a small page cache (``_CACHE_KIB``) and the rest on disk, so memory stays flat whatever the
+number of keys. Keys and values are stored as UTF-8 bytes with undecodable file-name bytes kept
+(``surrogateescape``), so any name a file system can hold round-trips. One connection, guarded by a lock:
+safe to share between the threads of one process (not between processes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+
+_CACHE_KIB = 4096  # SQLite page cache per database
+
+
+def encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def decode(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def open_temp_db(prefix: str = "edge-augment-") -> tuple[sqlite3.Connection, str]:
+    """A new SQLite database in a temporary file (``TMPDIR``), tuned for a throwaway index: no journal, no
+    fsync. Returns the connection and the file's path (the caller deletes it)."""
+    fd, path = tempfile.mkstemp(prefix=prefix, suffix=".sqlite")
+    os.close(fd)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=OFF")
+    db.execute("PRAGMA synchronous=OFF")
+    db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+    db.execute("PRAGMA temp_store=FILE")
+    return db, path
+
+
+class DiskMap:
+    """``name -> value`` on disk; ``len``, ``in``, ``get``, ``set``, ``update`` and sorted iteration."""
+
+    def __init__(self) -> None:
+        self._db, self._path = open_temp_db("edge-augment-map-")
+        self._db.execute("CREATE TABLE map (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM map WHERE key = ?", (encode(key),)).fetchone()
+        return None if row is None else decode(row[0])
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def set(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO map VALUES (?, ?)", (encode(key), encode(value)))
+
+    def update(self, items: Iterable[tuple[str, str]]) -> None:
+        """Add or replace many entries in one transaction (much faster than ``set`` in a loop)."""
+        rows = ((encode(k), encode(v)) for k, v in items)
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO map VALUES (?, ?)", rows)
+            self._db.execute("COMMIT")
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM map").fetchone()[0])
+
+    def items(self, batch: int = 1000) -> Iterator[tuple[str, str]]:
+        """Entries in key order, fetched ``batch`` at a time (never all at once)."""
+        after = b""
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT key, value FROM map WHERE key > ? ORDER BY key LIMIT ?", (after, batch)
+                ).fetchall()
+            if not rows:
+                return
+            yield from ((decode(k), decode(v)) for k, v in rows)
+            after = rows[-1][0]
+
+    def close(self) -> None:
+        """Drop the database (its file is deleted)."""
+        with self._lock:
+            self._db.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path)
+
+    def __enter__(self) -> DiskMap:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()

@@ -8,9 +8,9 @@ import sys
 from augment.boxes import LabelsError
 from augment.cli import parse
 from augment.config import ConfigError, build_config
+from augment.manifest import ManifestMismatchError
 from augment.ops.base import RecipeError
 from augment.plan import PlanError
-from augment.report import ManifestMismatchError
 from augment.runner import EXIT_FAILED, EXIT_USAGE, run
 from augment.sinks import SinkError
 from augment.sources import SourceError

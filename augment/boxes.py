@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+DEFAULT_MIN_BOX_VISIBILITY = 0.3  # a moved box is kept while at least this share of it is in the image
 BOXES_FILE = "bounding_boxes.labels"
 INFO_FILE = "info.labels"
 LABELS_FILES = (BOXES_FILE, INFO_FILE)

@@ -1,9 +1,10 @@
 """The leakage-free hold-out: which originals go to the testing set (``--test-fraction``).
 
-An original is held out when a stable hash of its key falls below ``fraction``: a decision per sample that
-needs no other sample, so it is the same whatever the file order, the shard a sample lands in, the subset a
-rerun sees, or the machine. Keys include the class folder, and the hash is uniform, so each class gets
-``fraction`` of its originals in expectation (the report lists the actual counts per class).
+Each class gets exactly ``test_count(n, fraction)`` testing originals: ``round(fraction * n)`` (halves up),
+at least one and at most ``n - 1`` when a class has two or more. They are the class's originals with the
+lowest ``rank_key``, a stable hash of the key, so the choice is the same whatever the file order, the shard,
+or the machine (every shard lists the whole source), and adding one image to a class moves at most one
+existing original between the sets.
 
 A held-out original is written once, unchanged, to ``testing``; it gets no augmented copies. Every other
 original and all augmented copies go to ``training``. So no two outputs of one original are ever split
@@ -13,6 +14,7 @@ copies.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -24,16 +26,33 @@ DEFAULT_TEST_FRACTION = 0.2
 _SALT = "edge-augment/holdout/"  # not the seed: changing --seed must not move samples between sets
 
 
-def held_out(key: str, fraction: float) -> bool:
-    """Whether the original at ``key`` belongs to the testing set."""
-    return fraction > 0 and stable_hash(_SALT + key) < fraction * 2**64
+def test_count(n: int, fraction: float) -> int:
+    """How many of a class's ``n`` originals are held out."""
+    if fraction <= 0 or n == 0:
+        return 0
+    k = math.floor(fraction * n + 0.5)
+    return min(max(k, 1), n - 1) if n >= 2 else k
 
 
-def category_of(key: str, fraction: float) -> str | None:
-    """``testing``/``training`` for the original at ``key``; None when no hold-out is made."""
+def rank_key(key: str) -> int:
+    """The order in which a class's originals are held out (lowest first); ties, if any, go by key."""
+    return stable_hash(_SALT + key)
+
+
+def split(samples: Iterable[tuple[str, str]], fraction: float) -> dict[str, str]:
+    """``(key, label)`` pairs -> {key: "testing" | "training"} (empty without a hold-out); in memory, for
+    tools and tests: a run ranks on disk (``augment.index``) by the same rule."""
     if fraction <= 0:
-        return None
-    return TESTING if held_out(key, fraction) else TRAINING
+        return {}
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for key, label in samples:
+        by_label[label].append(key)
+    result = {}
+    for keys in by_label.values():
+        keys.sort(key=lambda k: (rank_key(k), k))
+        k = test_count(len(keys), fraction)
+        result.update({key: TESTING if rank < k else TRAINING for rank, key in enumerate(keys)})
+    return result
 
 
 def counts(samples: Iterable[tuple[str, str | None]]) -> dict[str, dict[str, int]]:
@@ -51,7 +70,7 @@ def notes(table: dict[str, dict[str, int]], fraction: float) -> list[str]:
         return []
     test = sum(c[TESTING] for c in table.values())
     total = test + sum(c[TRAINING] for c in table.values())
-    lines = [f"hold-out: {test} of {total} originals go to testing (--test-fraction {fraction:g}), per class by key"]
+    lines = [f"hold-out: {test} of {total} originals go to testing (--test-fraction {fraction:g}, exact per class)"]
     for label, c in table.items():
         if c[TESTING] == 0 or c[TRAINING] == 0:
             empty = TESTING if c[TESTING] == 0 else TRAINING

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
 from augment.codec import EncodeOptions, output_format
-from augment.holdout import TESTING, category_of
+from augment.holdout import TESTING, split
 from augment.recipe import Node, Recipe
 from augment.samples import ORIGINAL, Sample, output_name
 
@@ -47,48 +47,40 @@ class PlanSettings:
     test_fraction: float = 0.0
 
 
+def plan_task(sample: Sample, settings: PlanSettings, category: str | None, copies: int | None = None) -> Task:
+    """The outputs of one sample: its original (when kept, or held out) and its copies (``copies`` when
+    balanced, else the settings'), under ``category``'s folder with a hold-out."""
+    variants = settings.recipe.outputs(settings.copies if copies is None else copies)
+    fmt, ext = output_format(settings.encode, sample.suffix)
+    outputs = []
+    if settings.include_originals or category == TESTING:  # a held-out original is its only output
+        outputs.append(OutputSpec(output_name(sample, ORIGINAL, ext, settings.layout), ORIGINAL, -1, None, fmt))
+    for index, variant, pipeline in () if category == TESTING else variants:
+        outputs.append(OutputSpec(output_name(sample, variant, ext, settings.layout), variant, index, pipeline, fmt))
+    if category is not None:
+        outputs = [replace(o, name=f"{category}/{o.name}", category=category) for o in outputs]
+    return Task(sample, tuple(outputs))
+
+
 def make_plan(samples: Iterable[Sample], settings: PlanSettings) -> list[Task]:
-    """A task per sample, in the samples' order; raises PlanError if two outputs share a name."""
-    variants = settings.recipe.outputs(settings.copies)
+    """A task per sample, in the samples' order, all in memory (for tools and tests; a run plans one sample
+    at a time from its on-disk index); raises PlanError if two outputs share a name."""
+    samples = list(samples)
+    categories = split(((s.key, s.label) for s in samples), settings.test_fraction)
     tasks: list[Task] = []
     owner: dict[str, tuple[Sample, str]] = {}  # casefolded name -> (the sample writing it, the exact name)
     for sample in samples:
-        if settings.copies_per_sample is not None:  # balanced: each sample has its own count
-            variants = settings.recipe.outputs(settings.copies_per_sample.get(sample.key, 0))
-        fmt, ext = output_format(settings.encode, sample.suffix)
-        outputs = []
-        category = category_of(sample.key, settings.test_fraction)
-        if settings.include_originals or category == TESTING:  # a held-out original is its only output
-            outputs.append(
-                OutputSpec(
-                    output_name(sample, ORIGINAL, ext, settings.layout),
-                    ORIGINAL,
-                    -1,
-                    None,
-                    fmt,
-                )
-            )
-        for index, variant, pipeline in () if category == TESTING else variants:
-            outputs.append(
-                OutputSpec(
-                    output_name(sample, variant, ext, settings.layout),
-                    variant,
-                    index,
-                    pipeline,
-                    fmt,
-                )
-            )
-        if category is not None:
-            outputs = [replace(o, name=f"{category}/{o.name}", category=category) for o in outputs]
-        for out in outputs:
+        copies = None if settings.copies_per_sample is None else settings.copies_per_sample.get(sample.key, 0)
+        task = plan_task(sample, settings, categories.get(sample.key), copies)
+        for out in task.outputs:
             other, name = owner.setdefault(out.name.casefold(), (sample, out.name))
             if other.key != sample.key:
-                raise PlanError(_collision(sample, out.name, other, name, settings.layout))
-        tasks.append(Task(sample, tuple(outputs)))
+                raise PlanError(collision(sample, out.name, other, name, settings.layout))
+        tasks.append(task)
     return tasks
 
 
-def _collision(sample: Sample, name: str, other: Sample, other_name: str, layout: str) -> str:
+def collision(sample: Sample, name: str, other: Sample, other_name: str, layout: str) -> str:
     """What two sources really collide on: one name, or names that differ only in case."""
     if name == other_name:
         what = f"would both write {name!r}"

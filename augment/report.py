@@ -1,9 +1,7 @@
-"""Progress lines, the manifest (one JSON line per output) and the end-of-run summary and report."""
+"""Progress lines, the end-of-run summary and the report (the manifest: ``augment.manifest``)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -12,15 +10,10 @@ from typing import Any
 
 from augment import __version__
 from augment.samples import printable
-from augment.sinks import Sink
 
-MANIFEST = "manifest.jsonl"
 REPORT = "report.json"
+LISTED = 1000  # errors and warnings listed in the report (beyond: counted; every one is logged)
 Log = Callable[[str], None]
-
-
-class ManifestMismatchError(RuntimeError):
-    """The out-directory holds outputs made with another recipe, seed or encoding."""
 
 
 @dataclass(frozen=True)
@@ -38,70 +31,6 @@ class TaskResult:
     records: list[OutputRecord] = field(default_factory=list)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # e.g. boxes clipped to the image
-
-
-def fingerprint(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-
-
-class Manifest:
-    """``manifest.jsonl``: a ``run`` header line, then one line per output, in plan order.
-
-    Loaded at start so a rerun can skip outputs already recorded; rewritten whole (atomically) at the end
-    and at checkpoints, so it is never half-written.
-    """
-
-    def __init__(self, sink: Sink, header: dict[str, Any], overwrite: bool, name: str = MANIFEST) -> None:
-        self.sink = sink
-        self.name = name  # a shard writes its own: manifest.shard-I-of-N.jsonl
-        self.header = {"type": "run", **header}
-        self.previous: dict[str, str] = {}
-        self.lines: dict[str, str] = {}
-        text = sink.read_text(name)
-        if text is None or overwrite:
-            return
-        lines = text.splitlines()
-        old = _json(lines[0]) if lines else None
-        if lines and (old is None or old.get("fingerprint") != header["fingerprint"]):
-            raise ManifestMismatchError(
-                f"{sink.describe()} holds outputs of another recipe, seed or format (see its {name}); "
-                "use an empty --out-directory, or --overwrite 1 to regenerate"
-            )
-        for line in lines[1:]:
-            entry = _json(line)
-            if entry and "output" in entry:
-                self.previous[entry["output"]] = line
-
-    def add(self, name: str, line: str) -> None:
-        self.lines[name] = line
-
-    def entries(self, order: list[str]) -> list[str]:
-        """Output lines: this run's in ``order``, then earlier ones of the same settings it did not plan."""
-        planned = set(order)
-        lines = [self.lines[n] for n in order if n in self.lines]
-        return lines + [line for n, line in sorted(self.previous.items()) if n not in planned and n not in self.lines]
-
-    def save(self, order: list[str]) -> None:
-        """Write the manifest: the outputs in ``order``, then earlier outputs of the same settings that this run
-        did not plan (e.g. after lowering --copies: their files are still there, so their lines stay)."""
-        sync = getattr(self.sink, "sync", None)
-        if sync is not None:  # the outputs it records reach the disk before the record does
-            sync()
-        body = [json.dumps(self.header, sort_keys=True), *self.entries(order)]
-        body.append("")  # the final newline
-        stream = getattr(self.sink, "write_lines", None)
-        if stream is not None:  # a local folder streams it: no whole-text copies (large runs: ~0.5 KB per output)
-            stream(self.name, body)
-        else:
-            self.sink.write_text(self.name, "\n".join(body))
-
-
-def _json(line: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 @dataclass
@@ -124,19 +53,25 @@ class Progress:
         self.start = time.monotonic()
         self.classes: dict[str, ClassCounts] = defaultdict(ClassCounts)
         self.variants: Counter[str] = Counter()
-        self.errors: list[tuple[str, str]] = []
+        self.errors: list[tuple[str, str]] = []  # the first LISTED (all are logged)
         self.warnings: list[str] = []
+        self.failed = 0
+        self.warned = 0
 
     def update(self, result: TaskResult) -> None:
         counts = self.classes[result.label]
         counts.originals += 1
         self.done += 1
         for warning in result.warnings:
-            self.warnings.append(warning)
+            self.warned += 1
+            if len(self.warnings) < LISTED:
+                self.warnings.append(warning)
             self.log(f"warning: {printable(warning)}")
         if result.error:
             counts.failed += 1
-            self.errors.append((result.key, result.error))
+            self.failed += 1
+            if len(self.errors) < LISTED:
+                self.errors.append((result.key, result.error))
             self.log(f"ERROR {printable(result.key)}: {result.error} (skipped)")
         for record in result.records:
             if record.status == "written":
@@ -181,6 +116,7 @@ class Progress:
             "totals": {k: sum(c[k] for c in classes.values()) for k in vars(ClassCounts())},
             "errors": [{"source": k, "error": e} for k, e in self.errors],
             "warnings": self.warnings,
+            "not_listed": {"errors": self.failed - len(self.errors), "warnings": self.warned - len(self.warnings)},
             "seconds": round(self.elapsed, 3),
             "images_per_second": round(written / self.elapsed, 2) if self.elapsed else None,
             **extra,

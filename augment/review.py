@@ -6,19 +6,21 @@ from __future__ import annotations
 import io
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 
 from augment.config import RunConfig
 from augment.engine import render
+from augment.manifest import Manifest
 from augment.plan import Task
 from augment.preview import build
-from augment.report import Log, Manifest
+from augment.report import Log
 from augment.sinks import Sink
 from augment.sources import Source
 
 _TIMING_SAMPLES = 6  # originals rendered to estimate the time of a dry run
 
 
-def write_preview(config: RunConfig, source: Source, sink: Sink, tasks: list[Task], log: Log) -> None:
+def write_preview(config: RunConfig, source: Source, sink: Sink, tasks: Iterable[Task], log: Log) -> None:
     """Render and store ``preview.png`` (and per-class sheets for many classes) in the destination (in its
     hidden bookkeeping folder when EI imports it into a project: ``RunConfig.books``)."""
     sheets = build(tasks, source.read, config.seed, config.encode, config.min_box_visibility)
@@ -29,19 +31,33 @@ def write_preview(config: RunConfig, source: Source, sink: Sink, tasks: list[Tas
     log(f"preview: {', '.join(config.books + name for name in sheets)} in {sink.describe()}")
 
 
-def dry_run(config: RunConfig, source: Source, sink: Sink, tasks: list[Task], manifest: Manifest, log: Log) -> int:
-    """Print what a run would do and write only the preview; return the exit code (0)."""
+def dry_run(
+    config: RunConfig,
+    source: Source,
+    sink: Sink,
+    tasks: Callable[[], Iterable[Task]],
+    count: int,
+    manifest: Manifest,
+    log: Log,
+) -> int:
+    """Print what a run would do (``tasks()``: the ``count`` tasks to run) and write only the preview;
+    return the exit code (0)."""
     planned: Counter[str] = Counter()
     skip: Counter[str] = Counter()
     originals: Counter[str] = Counter()
     categories: Counter[str] = Counter()
-    for task in tasks:
+    step = max(1, count // _TIMING_SAMPLES)
+    timing: list[Task] = []  # a few originals spread over the plan, rendered to estimate the time
+    for i, task in enumerate(tasks()):
         label = task.sample.label
         originals[label] += 1
+        if i % step == 0 and len(timing) < _TIMING_SAMPLES:
+            timing.append(task)
+        recorded = {} if config.overwrite else manifest.recorded(o.name for o in task.outputs)
         for out in task.outputs:
             planned[label] += 1
             categories[out.category or "-"] += 1
-            if not config.overwrite and out.name in manifest.previous and sink.exists(out.name):
+            if out.name in recorded and sink.exists(out.name):
                 skip[label] += 1
     log("dry run: nothing is written except the preview")
     header = f"{'class':<24} {'originals':>9} {'outputs':>8} {'skip':>6} {'to make':>8}"
@@ -52,18 +68,17 @@ def dry_run(config: RunConfig, source: Source, sink: Sink, tasks: list[Task], ma
     to_make = sum(planned.values()) - sum(skip.values())
     if set(categories) != {"-"}:
         log("split: " + ", ".join(f"{name} {n}" for name, n in sorted(categories.items())))
-    per_output = _seconds_per_output(config, source, tasks)
+    per_output = _seconds_per_output(config, source, timing)
     if per_output is not None:
         estimate = per_output * to_make / max(1, config.workers)
         log(f"estimated time: {_duration(estimate)} for {to_make} outputs with {config.workers} worker(s)")
-    write_preview(config, source, sink, tasks, log)
+    write_preview(config, source, sink, tasks(), log)
     return 0
 
 
 def _seconds_per_output(config: RunConfig, source: Source, tasks: list[Task]) -> float | None:
-    step = max(1, len(tasks) // _TIMING_SAMPLES)
     made, start = 0, time.perf_counter()
-    for task in tasks[::step][:_TIMING_SAMPLES]:
+    for task in tasks:
         try:
             rendered = render(task.sample.key, source.read(task.sample), task.outputs, config.seed, config.encode)
         except Exception:  # noqa: BLE001 - a bad sample only weakens the estimate

@@ -1,7 +1,9 @@
-"""One run, end to end: source -> plan -> augment (in a process pool) -> sink, with progress and report.
+"""One run, end to end: source -> plan -> augment -> sink, with progress and report.
 
-The main process lists, plans, and keeps the books; workers read a sample, render all its outputs in
-memory and only then write them, so a bad image never leaves some of its outputs behind.
+The run streams: the listing goes into an on-disk index (``augment.index``), tasks are planned one sample
+at a time from it, rendered and written through bounded queues (``augment.pipeline``), and booked into a
+manifest that is appended as results arrive (``augment.manifest``). Nothing per sample or per output is
+held in memory for the whole run.
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from augment import __version__
@@ -19,36 +22,34 @@ from augment.backends import sink_for, source_for
 from augment.codec import IMAGE_EXTENSIONS
 from augment.config import RunConfig
 from augment.engine import KERNELS
-from augment.holdout import TESTING, category_of
-from augment.holdout import counts as holdout_counts
 from augment.holdout import notes as holdout_notes
 from augment.holdout import report as holdout_report
-from augment.outdir import foreign_images, suffixed, write_box_labels
-from augment.plan import PlanSettings, Task, make_plan
-from augment.pool import WorkContext, execute
+from augment.index import Row, RunIndex
+from augment.manifest import MANIFEST, Manifest, fingerprint
+from augment.outdir import foreign_images, load_other_manifests, suffixed, write_box_labels
+from augment.pipeline import Chunk, Settings, chunked, execute
+from augment.plan import PlanError, PlanSettings, Task, collision, plan_task
+from augment.pool import RenderSettings
 from augment.recipe import MAX_COPIES
-from augment.report import (
-    MANIFEST,
-    REPORT,
-    Log,
-    Manifest,
-    Progress,
-    TaskResult,
-    fingerprint,
-)
+from augment.report import REPORT, Log, Progress, TaskResult
 from augment.review import dry_run, write_preview
 from augment.samples import ei_label_issue, printable
-from augment.selection import balance_copies, balance_lines, shard_of, split_since
+from augment.selection import balance_lines, shard_of
 from augment.sinks import Sink, SinkError
 from augment.sources import Listing, Source, SourceError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal's number, as shells report it
 EI_METADATA = "ei-metadata.json"  # EI reads it from --out-directory to update a clinical data item
-_CHECKPOINT_SECONDS = 30.0  # how often the manifest is saved during a run
+_CHECKPOINT_SECONDS = 30.0  # how often outputs and the manifest journal are made durable during a run
 
 
-class Interrupted(Exception):
-    """SIGTERM/SIGINT arrived; the run stops after the work in progress."""
+class Stop(Exception):
+    """The run cannot go on: the message is logged as an ERROR and ``code`` is the exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def run(config: RunConfig, log: Log = print) -> int:
@@ -56,52 +57,75 @@ def run(config: RunConfig, log: Log = print) -> int:
     source, sink = source_for(config), sink_for(config, log)
     for note in config.notes:
         log(f"note: {note}")
-    lock = getattr(sink, "lock", None)  # a local folder: one run at a time (S3 and EI: see the README)
-    held = lock(config.shard.suffix()) if lock is not None and not config.dry_run else None
-    if held is not None:
-        try:
-            held.acquire()
-        except SinkError as e:
-            log(f"ERROR: {e}")
-            return EXIT_FAILED
+    lock = None if config.dry_run else sink.lock(config.shard.suffix())  # a local folder: one run at a time
+    index = RunIndex()
     try:
-        return _run(config, source, sink, log)
+        if lock is not None:
+            lock.acquire()
+        return _run(config, source, sink, index, log)
+    except (Stop, SinkError) as e:
+        log(f"ERROR: {e}")
+        return e.code if isinstance(e, Stop) else EXIT_FAILED
     finally:
-        if held is not None:
-            held.release()
+        index.close()
+        if lock is not None:
+            lock.release()
 
 
-def _run(config: RunConfig, source: Source, sink: Sink, log: Log) -> int:
-    clean = None if config.dry_run else getattr(sink, "remove_stale_temps", None)
-    if clean is not None and (removed := clean(shared=config.shard.active)):
+def _run(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log: Log) -> int:
+    if not config.dry_run and (removed := sink.remove_stale_temps(shared=config.shard.active)):
         log(f"removed {removed} temp file(s) left by an interrupted run")
-    prepared = _prepare(config, source, sink, log)
-    if isinstance(prepared, int):
-        return prepared
+    plan = _prepare(config, source, sink, index, log)
     if config.dry_run:
-        return dry_run(config, source, sink, prepared.tasks, prepared.manifest, log)
-    outcome = _augment(config, prepared, source, sink, log)
-    if isinstance(outcome, int):
-        return outcome
-    return _finish(config, prepared, outcome, source, sink, log)
+        return dry_run(config, source, sink, lambda: plan.tasks, plan.tasks_to_run, plan.manifest, log)
+    outcome = _augment(config, plan, source, sink, log)
+    return _finish(config, plan, outcome, source, sink, log)
 
 
 @dataclass
-class _Prepared:
-    """What a run will do: the listing, this shard's plan, what --since leaves to do, the manifest."""
+class _Plan:
+    """What a run will do, with per-class counts; the tasks themselves are planned on demand."""
 
-    listing: Listing
-    planned: list[Task]  # this shard's tasks
-    tasks: list[Task]  # the ones to run now
-    unchanged: list[Task]  # --since: left as they are
+    config: RunConfig
+    index: RunIndex
+    settings: PlanSettings
+    listing: Listing  # what the source skipped (its samples are in the index)
     manifest: Manifest
     header: dict[str, Any]
-    holdout: Any
-    balance_table: dict[str, Any]
+    holdout: dict[str, dict[str, int]] = field(default_factory=dict)
+    balance_table: dict[str, Any] = field(default_factory=dict)
+    tasks_to_run: int = 0
+    outputs_to_run: int = 0
+    unchanged: int = 0  # --since: this shard's originals left as they are
+    labels: int = 0
+
+    def planned(self) -> Iterator[Task]:
+        """This shard's tasks, in plan order."""
+        shard = self.config.shard
+        keep = (lambda key: shard_of(key, shard.count) == shard.index) if shard.active else None
+        for row in self.index.rows(keep):
+            yield self.task(row)
+
+    def task(self, row: Row) -> Task:
+        return plan_task(row.sample, self.settings, row.category, row.copies)
 
     @property
-    def order(self) -> list[str]:
-        return [o.name for t in self.planned for o in t.outputs]
+    def tasks(self) -> Iterator[Task]:
+        """The tasks to run now (--since leaves unchanged ones out)."""
+        return (t for t in self.planned() if self.runs(t))
+
+    def runs(self, task: Task) -> bool:
+        """--since: a new or modified source runs; so does one with some but not all outputs recorded."""
+        since = self.config.since
+        if since is None or task.sample.mtime is None or task.sample.mtime > since.timestamp():
+            return True
+        recorded = len(self.index.previous(o.name for o in task.outputs))
+        return 0 < recorded < len(task.outputs)
+
+    def planned_here(self, name: str) -> bool:
+        key = self.index.planned(name)
+        shard = self.config.shard
+        return key is not None and (not shard.active or shard_of(key, shard.count) == shard.index)
 
 
 @dataclass
@@ -111,8 +135,9 @@ class _Outcome:
     upload: dict[str, Any] | None  # the EI upload summary
 
 
-def _prepare(config: RunConfig, source: Source, sink: Sink, log: Log) -> _Prepared | int:
-    """List the source (reporting what it skips), plan every output, load the manifest."""
+def _prepare(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log: Log) -> _Plan:
+    """List the source into the index (reporting what it skips), decide the split and copies per original,
+    check every planned name, load the earlier manifest."""
     listing = source.list()
     for key, reason in listing.skipped:
         log(f"skipped {printable(key)}: {reason}")
@@ -120,125 +145,198 @@ def _prepare(config: RunConfig, source: Source, sink: Sink, log: Log) -> _Prepar
         log(f"warning: {printable(warning)}")
     for folder in listing.empty_folders:
         log(f"warning: folder {folder!r} has no images")
-    for label in sorted({s.label for s in listing.samples}):
+    count = index.add_samples(listing.samples)
+    listing.samples = []  # from here on the index holds them
+    if not count:
+        raise Stop(f"no images found in {source.describe()} (looked for {_extensions()})")
+    for label in index.labels():
         if issue := ei_label_issue(label):
             log(f"warning: label {label!r}: {issue}; class folders and labels files keep it, or use --upload-label")
-    if not listing.samples:
-        log(f"ERROR: no images found in {source.describe()} (looked for {_extensions()})")
-        return EXIT_FAILED
-
-    copies_per_sample, balance_table = _balance(config, listing.samples, log)
-    settings = PlanSettings(
-        config.recipe,
-        config.copies,
-        config.include_originals,
-        config.layout,
-        config.encode,
-        copies_per_sample=copies_per_sample,
-        test_fraction=config.test_fraction,
-    )
-    # Plan the whole listing (names are checked across all of it), then keep this run's share.
-    full_plan = make_plan(listing.samples, settings)
-    if not any(t.outputs for t in full_plan):
-        log(
-            "ERROR: this run would write nothing: no image gets an output (--copies 0 and --include-originals 0?);"
-            " raise --copies or set --include-originals 1"
-        )
-        return EXIT_USAGE
-    planned = _shard(full_plan, config)
-    header = _run_header(config, detection=any(s.boxes is not None for s in listing.samples))
-    manifest = Manifest(sink, header, config.overwrite, config.books + suffixed(MANIFEST, config.shard.suffix()))
-    if not config.dry_run and (refusal := foreign_images(config, sink, full_plan, manifest)):
-        log(f"ERROR: {refusal}")
-        return EXIT_FAILED
-    tasks, unchanged = _since(planned, config, manifest)
-    _carry_over(manifest, unchanged)
-    holdout = holdout_counts((t.sample.label, category_of(t.sample.key, config.test_fraction)) for t in planned)
-    for line in holdout_notes(holdout, config.test_fraction):
+    index.assign_holdout(config.test_fraction)
+    settings = PlanSettings(config.recipe, config.copies, config.include_originals, config.layout, config.encode)
+    header = _run_header(config, detection=index.has_boxes())
+    manifest = Manifest(sink, header, config.overwrite, config.books + suffixed(MANIFEST, config.shard.suffix()), index)
+    plan = _Plan(config, index, settings, listing, manifest, header)
+    if config.balance:
+        plan.balance_table = _balance(config, index, log)
+    _check_names(plan)
+    if not config.dry_run:
+        load_other_manifests(sink, index, config.books)
+        if refusal := foreign_images(config, sink, index):
+            raise Stop(refusal)
+    for line in holdout_notes(plan.holdout, config.test_fraction):
         log(line)
-    return _Prepared(listing, planned, tasks, unchanged, manifest, header, holdout, balance_table)
+    return plan
 
 
-def _augment(config: RunConfig, prep: _Prepared, source: Source, sink: Sink, log: Log) -> _Outcome | int:
-    """Run the tasks in the pool, book every result, checkpoint the manifest; stop cleanly on a signal."""
-    tasks, manifest, order = prep.tasks, prep.manifest, prep.order
-    outputs = sum(len(t.outputs) for t in tasks)
+def _check_names(plan: _Plan) -> None:
+    """One pass over the whole plan: claim every output name (two sources must not share one), count this
+    shard's work. Raises PlanError on a clash, Stop when nothing would be written."""
+    shard, layout = plan.config.shard, plan.config.layout
+    holdout: dict[str, Counter[str]] = {}
+    outputs = 0
+    labels = set()
+
+    def names() -> Iterator[tuple[str, str]]:
+        nonlocal outputs
+        for row in plan.index.rows():
+            task = plan.task(row)
+            outputs += len(task.outputs)
+            if not shard.active or shard_of(row.sample.key, shard.count) == shard.index:
+                _count(plan, task, row, holdout, labels)
+            yield from ((o.name, row.sample.key) for o in task.outputs)
+
+    clash = plan.index.claim(names())
+    if clash is not None:
+        name, key, other_key, other_name = clash
+        sample, other = (next(plan.index.rows(lambda k, want=want: k == want)).sample for want in (key, other_key))
+        raise PlanError(collision(sample, name, other, other_name, layout))
+    if not outputs:
+        raise Stop(
+            "this run would write nothing: no image gets an output (--copies 0 and --include-originals 0?);"
+            " raise --copies or set --include-originals 1",
+            EXIT_USAGE,
+        )
+    plan.holdout = {label: dict(c) for label, c in sorted(holdout.items())}
+    plan.labels = len(labels)
+
+
+def _count(plan: _Plan, task: Task, row: Row, holdout: dict[str, Counter[str]], labels: set[str]) -> None:
+    if row.category is not None:
+        holdout.setdefault(row.sample.label, Counter({"training": 0, "testing": 0}))[row.category] += 1
+    if plan.runs(task):
+        plan.tasks_to_run += 1
+        plan.outputs_to_run += len(task.outputs)
+        labels.add(row.sample.label)
+    else:
+        plan.unchanged += 1
+
+
+def _augment(config: RunConfig, plan: _Plan, source: Source, sink: Sink, log: Log) -> _Outcome:
+    """Run the tasks through the pipeline, book every result as it arrives; stop cleanly on a signal."""
     log(
-        f"edge-augment {__version__}: {len(tasks)} images in {len(_labels(tasks))} classes from {source.describe()}"
-        f" -> {outputs} outputs in {sink.describe()} (recipe {config.recipe.name}, seed {config.seed},"
+        f"edge-augment {__version__}: {plan.tasks_to_run} images in {plan.labels} classes from {source.describe()}"
+        f" -> {plan.outputs_to_run} outputs in {sink.describe()} (recipe {config.recipe.name}, seed {config.seed},"
         f" {config.workers} worker{'s' if config.workers != 1 else ''})"
     )
-    progress = Progress(len(tasks), log)
-    context = WorkContext(
+    manifest = plan.manifest
+    progress = Progress(plan.tasks_to_run, log)
+    settings = Settings(
         source,
         sink,
-        config.seed,
-        config.encode,
+        RenderSettings(config.seed, config.encode, config.min_box_visibility),
         config.overwrite,
-        min_box_visibility=config.min_box_visibility,
         keep_boxless=config.keep_boxless,
-        refresh=config.since is not None,
         verify=config.verify_outputs,
     )
-    interrupted = None
-    late: list[TaskResult] = []  # finished by workers after an interruption: recorded too
-    saved_at = time.monotonic()
-    commit = getattr(sink, "commit", None)  # sinks that act on booked outputs (the EI upload)
-    upload: dict[str, Any] | None = None
-    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupted)
+    chunks = (_chunk(plan, tasks) for tasks in chunked(plan.tasks))
+    late: list[TaskResult] = []  # finished after an interruption: recorded too
+    signals = _Signals()
     try:
-        manifest.save(order)  # the header (which settings the files belong to) lands before any output
-        for result in execute(tasks, manifest, context, config.workers, late):
-            _book(result, manifest, progress, commit)
-            if time.monotonic() - saved_at > _CHECKPOINT_SECONDS:  # a hard kill loses at most this much
-                manifest.save(order)
+        manifest.start()  # the header (which settings the files belong to) lands before any output
+        saved_at = time.monotonic()
+        for result in execute(chunks, settings, config.workers, late, signals.received):
+            _book(result, manifest, progress, sink)
+            if time.monotonic() - saved_at > _CHECKPOINT_SECONDS:  # a crash loses at most this much
+                manifest.checkpoint()
                 saved_at = time.monotonic()
-        upload = _close_sink(sink, interrupted=False)
-    except (KeyboardInterrupt, Interrupted) as e:
-        interrupted = "SIGTERM" if isinstance(e, Interrupted) else "SIGINT"
-        log(f"interrupted ({interrupted}): stopping; finished outputs are kept and a rerun resumes")
-        for result in late:
-            _book(result, manifest, progress)
-        upload = _close_sink(sink, interrupted=True)
+        if signals.name is not None:
+            log(f"interrupted ({signals.name}): stopping; finished outputs are kept and a rerun resumes")
+            for result in late:
+                _book(result, manifest, progress, sink)
+        upload = sink.close(interrupted=signals.name is not None)
     except (SinkError, SourceError, BrokenProcessPool) as e:
-        log(f"ERROR: {e}")
-        _close_sink(sink, interrupted=True)
-        manifest.save(order)
-        return EXIT_FAILED
+        sink.close(interrupted=True)
+        manifest.close()
+        raise Stop(str(e)) from None
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-    return _Outcome(progress, interrupted, upload)
+        signals.restore()
+    return _Outcome(progress, signals.name, upload)
 
 
-def _finish(config: RunConfig, prep: _Prepared, done: _Outcome, source: Source, sink: Sink, log: Log) -> int:
-    """Save the manifest, labels files, preview and report; print the summary; decide the exit code."""
-    tasks, manifest, progress, upload = prep.tasks, prep.manifest, done.progress, done.upload
-    manifest.save(prep.order)
-    write_box_labels(sink, manifest, prep.order, config.shard, config.books)
+class _Signals:
+    """SIGTERM and SIGINT during the augment phase: noted, and acted on between two results (so a result is
+    never half booked)."""
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self._previous = {s: signal.signal(s, self._note) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.name = self.name or signal.Signals(signum).name
+
+    def received(self) -> bool:
+        return self.name is not None
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _chunk(plan: _Plan, tasks: list[Task]) -> Chunk:
+    """A chunk with what earlier runs recorded for its outputs (looked up in the index)."""
+    names = [o.name for t in tasks for o in t.outputs]
+    recorded = plan.manifest.recorded(names)
+    made_from = None
+    if plan.config.since is not None:  # which bytes recorded outputs were made from: a changed source is redone
+        made_from = {}
+        for task in tasks:
+            sha = plan.manifest.source_sha256(o.name for o in task.outputs)
+            if sha is not None:
+                made_from[task.sample.key] = sha
+    return Chunk(tasks, recorded, made_from)
+
+
+def _book(result: TaskResult, manifest: Manifest, progress: Progress, sink: Sink) -> None:
+    written = [(r.name, r.line) for r in result.records if r.status == "written"]
+    if written:
+        manifest.record(written)
+    existing = [r.name for r in result.records if r.status == "existing"]
+    lines = dict(written)
+    if existing:
+        lines.update(manifest.index.previous(existing))
+    for record in result.records:
+        if record.status != "dropped":
+            sink.commit(record.name, lines[record.name])
+    progress.update(result)
+
+
+def _finish(config: RunConfig, plan: _Plan, done: _Outcome, source: Source, sink: Sink, log: Log) -> int:
+    """The final manifest, labels files, preview and report; the summary; the exit code."""
+    progress, upload, manifest = done.progress, done.upload, plan.manifest
+    planned = ([o.name for o in t.outputs] for t in plan.planned())
+    if done.interrupted:
+        manifest.close()  # the journal stays as it is: a rerun resumes from it
+    else:
+        manifest.finish(planned, plan.planned_here)
+    if "min_box_visibility" in plan.header:  # a detection dataset
+        lines = manifest.lines(([o.name for o in t.outputs] for t in plan.planned()), plan.planned_here)
+        write_box_labels(sink, lines, config.shard, config.books)
     if config.preview and not done.interrupted:
-        write_preview(config, source, sink, tasks, log)
-    budget = config.failure_budget(len(tasks))
-    failed = len(progress.errors)
+        write_preview(config, source, sink, plan.tasks, log)
+    budget = config.failure_budget(plan.tasks_to_run)
+    failed = progress.failed
     report = progress.report(
         {
-            "run": prep.header,
+            "run": plan.header,
             "copies": config.copies,
             "include_originals": config.include_originals,
             "workers": config.workers,
-            "skipped_files": [{"source": k, "reason": r} for k, r in prep.listing.skipped],
-            "empty_folders": prep.listing.empty_folders,
+            "skipped_files": [{"source": k, "reason": r} for k, r in plan.listing.skipped],
+            "empty_folders": plan.listing.empty_folders,
             "metadata": config.metadata,
             "interrupted": done.interrupted,
             "failure_budget": budget,
         }
     )
-    report.update(_scale_report(config, tasks, prep.unchanged, progress, prep.balance_table))
+    report.update(_scale_report(config, plan, progress))
     if config.test_fraction:
-        report["holdout"] = holdout_report(prep.holdout, config.test_fraction)
+        report["holdout"] = holdout_report(plan.holdout, config.test_fraction)
     if upload is not None:
         report["upload"] = upload
-    report_name = config.books + suffixed(REPORT, config.shard.suffix())
-    sink.write_text(report_name, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    sink.write_text(
+        config.books + suffixed(REPORT, config.shard.suffix()), json.dumps(report, indent=2, sort_keys=True) + "\n"
+    )
     if config.write_ei_metadata:
         sink.write_text(EI_METADATA, _ei_metadata(report, config))
     for line in progress.summary_lines():
@@ -246,26 +344,24 @@ def _finish(config: RunConfig, prep: _Prepared, done: _Outcome, source: Source, 
     if config.since is not None:
         s = report["since"]
         log(f"since {s['time']}: {s['new']} new or modified ({s['done']} done), {s['unchanged']} unchanged (skipped)")
+    return _exit_code(config, plan, done, failed, budget, log)
+
+
+def _exit_code(config: RunConfig, plan: _Plan, done: _Outcome, failed: int, budget: int, log: Log) -> int:
     if done.interrupted:
-        return 130 if done.interrupted == "SIGINT" else 143
+        return EXIT_SIGINT if done.interrupted == "SIGINT" else EXIT_SIGTERM
     if failed > budget:
         log(
-            f"FAILED: {failed} of {len(tasks)} images could not be augmented "
+            f"FAILED: {failed} of {plan.tasks_to_run} images could not be augmented "
             f"(allowed: {budget}, from --max-failures {config.max_failures:g})"
         )
         return EXIT_FAILED
-    if upload is not None and upload["failed"]:
-        log(f"FAILED: {upload['failed']} file(s) were not accepted by the project; see the ERROR upload lines")
+    if done.upload is not None and done.upload["failed"]:
+        log(f"FAILED: {done.upload['failed']} file(s) were not accepted by the project; see the ERROR upload lines")
         return EXIT_FAILED
     if failed:
         log(f"done with {failed} bad input(s) skipped (allowed: {budget}); see the ERROR lines above")
     return EXIT_OK
-
-
-def _close_sink(sink: Sink, interrupted: bool) -> dict[str, Any] | None:
-    """Let a sink that works in the background (the EI upload) finish; its summary, or None."""
-    close = getattr(sink, "close", None)
-    return close(interrupted) if close is not None else None
 
 
 def _ei_metadata(report: dict[str, Any], config: RunConfig) -> str:
@@ -283,82 +379,31 @@ def _ei_metadata(report: dict[str, Any], config: RunConfig) -> str:
     return json.dumps(body, indent=2, sort_keys=True) + "\n"
 
 
-def _balance(config: RunConfig, samples: list, log: Log) -> tuple[dict[str, int] | None, dict[str, Any]]:
-    """--balance: copies per sample key, from the whole listing (so every shard and refresh agrees)."""
-    if not config.balance:
-        return None, {}
+def _balance(config: RunConfig, index: RunIndex, log: Log) -> dict[str, Any]:
+    """--balance: copies per original from the whole listing (so every shard and refresh agrees)."""
     copies = config.copies if config.copies is not None else (config.recipe.copies or 0)
-    # Held-out originals get no copies (they go to testing as they are): balance the training side only.
-    training = [s for s in samples if category_of(s.key, config.test_fraction) != TESTING]
-    per_sample, table = balance_copies(training, copies, config.include_originals, config.target_per_class, MAX_COPIES)
+    table = index.assign_balance(copies, config.include_originals, config.target_per_class, MAX_COPIES)
     goal = f"target {config.target_per_class}" if config.target_per_class else "match the largest class"
     if config.test_fraction:
         goal += ", training side: held-out originals are not counted"
     kept = "in" if config.include_originals else "out"
     for line in balance_lines(table, f"{goal} (outputs per class, originals {kept})"):
         log(line)
-    return per_sample, {k: vars(v) for k, v in table.items()}
+    return {k: vars(v) for k, v in table.items()}
 
 
-def _shard(tasks: list[Task], config: RunConfig) -> list[Task]:
-    """This shard's tasks (all of them without sharding)."""
-    if not config.shard.active:
-        return tasks
-    return [t for t in tasks if shard_of(t.sample.key, config.shard.count) == config.shard.index]
-
-
-def _since(tasks: list[Task], config: RunConfig, manifest: Manifest) -> tuple[list[Task], list[Task]]:
-    """(the tasks to run now, the ones --since skips as unchanged).
-
-    An unchanged source is skipped only when none or all of its planned outputs are recorded: a partly
-    recorded one (an interrupted run, or --copies raised) is run, and its existing outputs are skipped."""
-    if config.since is None:
-        return tasks, []
-    new, _ = split_since([t.sample for t in tasks], config.since)
-    keys = {s.key for s in new}
-    run, skip = [], []
-    for task in tasks:
-        recorded = sum(o.name in manifest.previous for o in task.outputs)
-        partial = 0 < recorded < len(task.outputs)
-        (run if task.sample.key in keys or partial else skip).append(task)
-    return run, skip
-
-
-def _carry_over(manifest: Manifest, unchanged: list[Task]) -> None:
-    """--since: unchanged sources keep their manifest lines (new or modified ones are checked by workers)."""
-    for task in unchanged:
-        for out in task.outputs:
-            if out.name in manifest.previous:
-                manifest.add(out.name, manifest.previous[out.name])
-
-
-def _scale_report(
-    config: RunConfig, tasks: list[Task], unchanged: list[Task], progress: Progress, balance: dict[str, Any]
-) -> dict[str, Any]:
+def _scale_report(config: RunConfig, plan: _Plan, progress: Progress) -> dict[str, Any]:
     extra: dict[str, Any] = {"shard": {"index": config.shard.index, "count": config.shard.count}}
     if config.since is not None:
-        failed = {k for k, _ in progress.errors}
         extra["since"] = {
             "time": config.since.isoformat(),
-            "new": len(tasks),
-            "unchanged": len(unchanged),
-            "done": sum(1 for t in tasks if t.sample.key not in failed),
+            "new": plan.tasks_to_run,
+            "unchanged": plan.unchanged,
+            "done": plan.tasks_to_run - progress.failed,
         }
     if config.balance:
-        extra["balance"] = balance
+        extra["balance"] = plan.balance_table
     return extra
-
-
-def _book(
-    result: TaskResult, manifest: Manifest, progress: Progress, commit: Callable[[str, str], None] | None = None
-) -> None:
-    for record in result.records:
-        if record.status == "dropped":
-            continue
-        manifest.add(record.name, record.line or manifest.previous[record.name])
-        if commit is not None:
-            commit(record.name, manifest.lines[record.name])
-    progress.update(result)
 
 
 def _run_header(config: RunConfig, detection: bool = False) -> dict[str, Any]:
@@ -376,18 +421,11 @@ def _run_header(config: RunConfig, detection: bool = False) -> dict[str, Any]:
     }
     if config.test_fraction:  # only then: fingerprints of runs without a hold-out stay as they were
         settings["test_fraction"] = config.test_fraction
+        settings["holdout"] = "exact-per-class"  # the rule changed (was: a hash threshold per original)
     if detection:  # which boxes survive, and whether box-less copies are kept
         settings["min_box_visibility"] = config.min_box_visibility
         settings["keep_boxless"] = config.keep_boxless
     return {"fingerprint": fingerprint(settings), "version": __version__, **settings}
-
-
-def _raise_interrupted(signum: int, frame: Any) -> None:
-    raise Interrupted()
-
-
-def _labels(tasks: list[Task]) -> set[str]:
-    return {t.sample.label for t in tasks}
 
 
 def _extensions() -> str:

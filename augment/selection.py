@@ -68,6 +68,18 @@ class ClassBalance:
     after: int  # outputs after balancing
 
 
+def balance_key(key: str) -> int:
+    """The order in which a class's originals get one copy more (lowest first)."""
+    return stable_hash("balance:" + key)
+
+
+def class_quota(n: int, goal: int, kept: int, max_copies: int) -> tuple[int, int]:
+    """(copies every original of a class of ``n`` gets, how many get one more) to reach ``goal`` outputs,
+    ``kept`` (0 or 1) being the original itself; capped at ``max_copies``."""
+    base, extra = divmod(max(0, goal - n * kept), n) if n else (0, 0)
+    return (max_copies, 0) if base >= max_copies else (base, extra)
+
+
 def balance_copies(
     samples: Iterable[Sample],
     copies: int,
@@ -80,7 +92,8 @@ def balance_copies(
     ``target`` None or 0 = the largest class's output count at ``copies``. A class below the target gets
     more copies per original, one above it fewer, down to none (originals only; without originals, just
     enough single copies to reach the target). The remainder goes one copy each to the samples with the
-    lowest ``stable_hash("balance:" + key)``, so the choice does not depend on listing order.
+    lowest ``balance_key``, so the choice does not depend on listing order. (In memory; a run does the
+    same on disk: ``augment.index``.)
     """
     by_class: dict[str, list[Sample]] = defaultdict(list)
     for s in samples:
@@ -91,12 +104,9 @@ def balance_copies(
     per_sample: dict[str, int] = {}
     table: dict[str, ClassBalance] = {}
     for label in sorted(by_class):
-        members = sorted(by_class[label], key=lambda s: stable_hash("balance:" + s.key))
+        members = sorted(by_class[label], key=lambda s: (balance_key(s.key), s.key))
         n = len(members)
-        wanted = max(0, goal - n * kept)
-        base, extra = divmod(wanted, n)
-        if base >= max_copies:
-            base, extra = max_copies, 0
+        base, extra = class_quota(n, goal, kept, max_copies)
         for rank, s in enumerate(members):
             per_sample[s.key] = base + (1 if rank < extra else 0)
         table[label] = ClassBalance(n, before[label], n * kept + base * n + extra)

@@ -7,7 +7,6 @@ http://127.0.0.1:PORT (tests/ingestion_server.py implements the documented contr
 from __future__ import annotations
 
 import json
-import random
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from augment.holdout import TESTING, TRAINING, category_of, held_out
+from augment.holdout import TESTING, TRAINING, split
 from augment.sinks.ingestion import DUPLICATE, encode_label, ingestion_url, resolve
 from tests.blockrun import ROOT, ei_env, run_block
 from tests.ingestion_server import IngestionServer
@@ -73,7 +72,9 @@ def test_holdout_upload_lands_every_file_once_then_reruns_send_nothing_new(sampl
                 assert line["variant"] == "orig" and line["output"].startswith("testing/")
         assert all(len(c) == 1 for c in by_source.values())
         tested = {k for k, c in by_source.items() if c == {TESTING}}
-        assert tested == {k for k in by_source if held_out(k, 0.2)} and 0 < len(tested) < len(by_source)
+        labels = {line["source"]: line["label"] for line in lines}
+        expected = {k for k, c in split(labels.items(), 0.2).items() if c == TESTING}
+        assert tested == expected and 0 < len(tested) < len(by_source)
         assert report["holdout"]["test_fraction"] == 0.2
         assert sum(c[TESTING] for c in report["holdout"]["originals"].values()) == len(tested)
         assert "hold-out: " in first.stdout
@@ -180,7 +181,8 @@ def test_service_down_then_a_rerun_sends_only_what_did_not_land(sample_dir: Path
 
 
 def test_a_file_the_project_refuses_is_named_and_fails_the_run(sample_dir: Path, tmp_path: Path):
-    stem = next(p.stem for p in sorted((sample_dir / "circle").iterdir()) if not held_out(f"circle/{p.name}", 0.2))
+    keys = [f"circle/{p.name}" for p in sorted((sample_dir / "circle").iterdir())]
+    stem = next(Path(k).stem for k, c in split(((k, "circle") for k in keys), 0.2).items() if c == TRAINING)
     name = f"training/circle/circle.{stem}.aug01.png"
     with IngestionServer(KEY, reject=f"circle.{stem}.aug01") as server:
         result = upload(server, sample_dir, [], tmp_path / "w", tmp_path / "o")
@@ -257,19 +259,6 @@ def test_local_holdout_writes_training_and_testing_folders(sample_dir: Path, tmp
     # Another fraction into the same folder would mix two splits: refused like another recipe.
     other = run_block([*args[:-1], "0.5"], workdir=tmp_path)
     assert other.returncode == 1 and "another recipe, seed or format" in other.stdout
-
-
-def test_holdout_is_per_key_stable_and_near_the_fraction():
-    keys = [f"class{c}/img-{i:05}.png" for c in range(4) for i in range(2500)]
-    shuffled = random.Random(1).sample(keys, len(keys))
-    assert [category_of(k, 0.2) for k in keys] == [category_of(k, 0.2) for k in keys]  # pure
-    assert {k for k in shuffled if held_out(k, 0.2)} == {k for k in keys if held_out(k, 0.2)}
-    for c in range(4):
-        share = sum(held_out(f"class{c}/img-{i:05}.png", 0.2) for i in range(2500)) / 2500
-        assert 0.17 < share < 0.23, (c, share)
-    assert not any(held_out(k, 0.0) for k in keys) and category_of(keys[0], 0) is None
-    # Growing the fraction only moves samples from training to testing, never back.
-    assert {k for k in keys if held_out(k, 0.1)} <= {k for k in keys if held_out(k, 0.2)}
 
 
 def test_url_rules_label_encoding_and_category_resolution():

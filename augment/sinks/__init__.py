@@ -1,21 +1,99 @@
-"""Where outputs go. Each sink stores named outputs whole (never partially); it knows nothing of sources."""
+"""Where outputs go. Each sink stores named outputs whole (never partially); it knows nothing of sources.
+
+``Sink`` declares the whole interface a run uses. The hooks that only some destinations need (a folder
+lock, temp-file clean-up, flushing to disk, acting on booked outputs, a summary at the end) are no-ops here.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
 
 
 class SinkError(RuntimeError):
     """The destination cannot be written; the message names the path or object."""
 
 
-class Sink(Protocol):
-    def describe(self) -> str: ...
+class Journal:
+    """An append-only text file (the manifest during a run): lines added as results arrive, made durable
+    at ``sync``. A reader sees whole lines in order; a hard kill can cut at most the last one."""
 
-    def exists(self, name: str) -> bool: ...
+    def append(self, lines: list[str]) -> None:
+        raise NotImplementedError
 
-    def write(self, name: str, data: bytes) -> None: ...
+    def sync(self) -> None:
+        """Everything appended so far is stored (survives a crash)."""
 
-    def read_text(self, name: str) -> str | None: ...
+    def close(self) -> None:
+        self.sync()
 
-    def write_text(self, name: str, text: str) -> None: ...
+
+class Sink:
+    """A destination for named outputs. Names are relative, ``/``-separated paths."""
+
+    # -- required --------------------------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def write(self, name: str, data: bytes) -> None:
+        """Store ``data`` as ``name``, whole or not at all; may be called from many threads at once."""
+        raise NotImplementedError
+
+    def read(self, name: str) -> bytes | None:
+        raise NotImplementedError
+
+    def size(self, name: str) -> int | None:
+        """Bytes of the output ``name``, or None if it is not there."""
+        raise NotImplementedError
+
+    def read_lines(self, name: str) -> Iterator[str] | None:
+        """The lines of a text file (manifest and its journal), streamed; None if there is none."""
+        raise NotImplementedError
+
+    def write_lines(self, name: str, lines: Iterable[str]) -> None:
+        """Replace a text file with ``lines`` (each ending in a newline), whole or not at all, streamed."""
+        raise NotImplementedError
+
+    def open_journal(self, name: str, header: str | None) -> Journal:
+        """A journal at ``name``: a new one holding ``header`` (replacing what was there), or, with None,
+        the existing one continued."""
+        raise NotImplementedError
+
+    # -- with defaults ---------------------------------------------------------------------------------------
+
+    def exists(self, name: str) -> bool:
+        return self.size(name) is not None
+
+    def read_text(self, name: str) -> str | None:
+        data = self.read(name)
+        return None if data is None else data.decode("utf-8")
+
+    def write_text(self, name: str, text: str) -> None:
+        self.write(name, text.encode("utf-8"))
+
+    @property
+    def local_root(self) -> Path | None:
+        """The folder outputs land in, when they land in one on this machine."""
+        return None
+
+    # -- hooks (no-ops unless a destination needs them) ------------------------------------------------------
+
+    def lock(self, suffix: str = "") -> Any:
+        """A lock that keeps a second run out (not yet taken), or None when the destination has none."""
+        return None
+
+    def remove_stale_temps(self, shared: bool) -> int:
+        """Remove temp files left by killed runs; how many."""
+        return 0
+
+    def sync(self) -> None:
+        """Every output written so far is durable (before the manifest records it)."""
+
+    def commit(self, name: str, line: str) -> None:
+        """An output is written and booked (manifest ``line``): act on it (the EI upload)."""
+
+    def close(self, interrupted: bool = False) -> dict[str, Any] | None:
+        """Finish background work; a summary for the report, or None."""
+        return None

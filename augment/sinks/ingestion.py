@@ -25,13 +25,13 @@ exits 1 at the end. The API key goes into one header and nowhere else: not in lo
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from augment.holdout import DEFAULT_TEST_FRACTION
-from augment.sinks import SinkError
+from augment.sinks import Journal, Sink, SinkError
 from augment.sinks.local import LocalSink
 from augment.sinks.lock import FolderLock
 
@@ -202,7 +202,7 @@ def _int(raw: str | None, name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
-class IngestionSink:
+class IngestionSink(Sink):
     """Stages outputs in ``staging`` (a local folder) and uploads committed ones to the project."""
 
     def __init__(self, settings: UploadSettings, staging: LocalSink, log: Callable[[str], None] = print) -> None:
@@ -244,6 +244,18 @@ class IngestionSink:
 
     def read_text(self, name: str) -> str | None:
         return self.staging.read_text(name)
+
+    def read_lines(self, name: str) -> Iterator[str] | None:
+        return self.staging.read_lines(name)
+
+    def write_lines(self, name: str, lines: Iterable[str]) -> None:
+        self.staging.write_lines(name, lines)
+
+    def open_journal(self, name: str, header: str | None) -> Journal:
+        return self.staging.open_journal(name, header)
+
+    def sync(self) -> None:
+        self.staging.sync()
 
     def write_text(self, name: str, text: str) -> None:
         self.staging.write_text(name, text)

@@ -7,12 +7,12 @@ import ctypes.util
 import itertools
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from augment.sinks import SinkError
+from augment.sinks import Journal, Sink, SinkError
 from augment.sinks.lock import FolderLock, remove_stale_temps
 from augment.sources.files import read_regular
 
@@ -28,11 +28,15 @@ _LIBC = _libc()
 
 
 @dataclass(frozen=True)
-class LocalSink:
+class LocalSink(Sink):
     root: Path
 
     def describe(self) -> str:
         return str(self.root)
+
+    @property
+    def local_root(self) -> Path:
+        return self.root
 
     @cached_property
     def _resolved_root(self) -> Path:
@@ -66,11 +70,24 @@ class LocalSink:
     def write_text(self, name: str, text: str) -> None:
         self.write(name, text.encode("utf-8"))
 
-    def write_lines(self, name: str, lines: list[str]) -> None:
-        """``"\\n".join(lines)`` written atomically and durably (fsync of the file and its folder), streamed
-        (the manifest of a large run is many MB)."""
-        chunks = ((line if i == 0 else "\n" + line).encode("utf-8") for i, line in enumerate(lines))
-        _atomic_write(self.path(name), chunks, durable=True)
+    def write_lines(self, name: str, lines: Iterable[str]) -> None:
+        """Each line plus a newline, written atomically and durably (fsync of the file and its folder),
+        streamed (the manifest of a large run is many MB)."""
+        _atomic_write(
+            self.path(name), ((line + "\n").encode("utf-8", "surrogateescape") for line in lines), durable=True
+        )
+
+    def read_lines(self, name: str) -> Iterator[str] | None:
+        path = self.path(name)
+        if not path.is_file():
+            return None
+        return _lines(path)
+
+    def open_journal(self, name: str, header: str | None) -> LocalJournal:
+        path = self.path(name)
+        if header is not None:
+            _atomic_write(path, [(header + "\n").encode("utf-8")], durable=True)
+        return LocalJournal(path)
 
     def size(self, name: str) -> int | None:
         """Bytes of the output ``name`` (a regular file), or None if it is not there."""
@@ -164,3 +181,50 @@ def _temp_file(folder: Path, suffix: str) -> tuple[int, str]:
             continue
         os.fchmod(fd, 0o644)  # whatever the umask
         return fd, tmp
+
+
+def _lines(path: Path) -> Iterator[str]:
+    with path.open("r", encoding="utf-8", errors="surrogateescape", newline="\n") as f:
+        for line in f:
+            yield line.rstrip("\n")
+
+
+class LocalJournal(Journal):
+    """Lines appended to a file (flushed to the OS at each append, so a killed process loses none; fsync'ed
+    at ``sync``). A file a hard kill cut mid-line is first ended with a newline."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._file = path.open("ab")
+            if self._file.tell() and not _ends_with_newline(path):
+                self._file.write(b"\n")
+        except OSError as e:
+            raise SinkError(f"cannot write {path}: {e.strerror}") from None
+        self._path = path
+
+    def append(self, lines: list[str]) -> None:
+        try:
+            self._file.write("".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape"))
+            self._file.flush()
+        except OSError as e:
+            raise SinkError(f"cannot write {self._path}: {e.strerror}") from None
+
+    def sync(self) -> None:
+        if self._file.closed:
+            return
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as e:
+            raise SinkError(f"cannot write {self._path}: {e.strerror}") from None
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self.sync()
+            self._file.close()
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"

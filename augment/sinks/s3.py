@@ -15,9 +15,10 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import PurePosixPath
 
-from augment.sinks import SinkError
+from augment.sinks import Journal, Sink, SinkError, s3_journal
 from augment.sources.s3 import (
     S3Client,
     S3Url,
@@ -46,7 +47,7 @@ def content_type(name: str) -> str:
     return CONTENT_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
-class S3Sink:
+class S3Sink(Sink):
     def __init__(self, url: S3Url, endpoint: str | None = None) -> None:
         self.url = url
         self.client = S3Client(endpoint)
@@ -103,6 +104,18 @@ class S3Sink:
     def write_text(self, name: str, text: str) -> None:
         """The manifest and report: always uploaded (no listing needed in the main process)."""
         self._put(name, text.encode("utf-8"))
+
+    def read_lines(self, name: str) -> Iterator[str] | None:
+        self._key(name)
+        return s3_journal.read_lines(self.client, self.url, name)
+
+    def write_lines(self, name: str, lines: Iterable[str]) -> None:
+        self._key(name)
+        s3_journal.write_lines(self.client, self.url, name, lines, content_type(name))
+
+    def open_journal(self, name: str, header: str | None) -> Journal:
+        self._key(name)
+        return s3_journal.open_journal(self.client, self.url, name, header)
 
     def _key(self, name: str) -> str:
         reason = unsafe_key_reason(name)

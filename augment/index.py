@@ -1,0 +1,276 @@
+"""The run's books on disk: the listing, each original's split and copies, every planned output name, and
+the manifest lines of earlier runs and of this one.
+
+A SQLite file in ``TMPDIR`` (see ``augment.diskmap``) instead of lists, sets and dicts, so the main process
+holds nothing per sample or per output for the whole run: a run of a million outputs looks names up on
+disk through a few MB of page cache. Samples come back in key order, a batch at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from augment.diskmap import decode, encode, open_temp_db
+from augment.holdout import TRAINING, rank_key, test_count
+from augment.samples import Sample
+from augment.selection import ClassBalance, balance_key, class_quota
+
+_BATCH = 1000  # rows per query or insert: memory per batch, not per run
+
+_SCHEMA = """
+CREATE TABLE samples (
+    key BLOB PRIMARY KEY, label BLOB NOT NULL, sample BLOB NOT NULL,
+    hold INTEGER NOT NULL, spread INTEGER NOT NULL,  -- sort keys: hold-out rank, balance rank
+    category TEXT, copies INTEGER
+) WITHOUT ROWID;
+CREATE TEMP TABLE quota (label BLOB PRIMARY KEY, base INTEGER NOT NULL, extra INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE names (folded BLOB PRIMARY KEY, name BLOB NOT NULL, key BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE previous (name BLOB PRIMARY KEY, line BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE others (name BLOB PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE lines (name BLOB PRIMARY KEY, line BLOB NOT NULL) WITHOUT ROWID;
+"""
+
+
+class DuplicateSample(ValueError):
+    """Two listed samples have the same key."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """A listed original with what the whole listing decided for it."""
+
+    sample: Sample
+    category: str | None  # training | testing with a hold-out
+    copies: int | None  # --balance: this original's copies
+
+
+class RunIndex:
+    """One run's on-disk index. Used from the main thread only."""
+
+    def __init__(self) -> None:
+        self._db, self._path = open_temp_db("edge-augment-run-")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path)
+
+    # -- the listing ---------------------------------------------------------------------------------------
+
+    def add_samples(self, samples: Iterable[Sample]) -> int:
+        """Store the listing; how many samples. Raises DuplicateSample if a key repeats."""
+        rows = (
+            (encode(s.key), encode(s.label), pickle.dumps(s), _signed(rank_key(s.key)), _signed(balance_key(s.key)))
+            for s in samples
+        )
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany("INSERT INTO samples (key, label, sample, hold, spread) VALUES (?, ?, ?, ?, ?)", rows)
+        except sqlite3.IntegrityError as e:
+            self._db.execute("ROLLBACK")
+            raise DuplicateSample(str(e)) from None
+        self._db.execute("COMMIT")
+        return self.count()
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM samples").fetchone()[0])
+
+    def class_counts(self, category: str | None = None) -> dict[str, int]:
+        """Originals per label (only those of ``category`` when given)."""
+        where, args = ("WHERE category = ?", (category,)) if category else ("", ())
+        rows = self._db.execute(f"SELECT label, count(*) FROM samples {where} GROUP BY label", args)
+        return {decode(label): n for label, n in rows}
+
+    def rows(self, keep: Callable[[str], bool] | None = None) -> Iterator[Row]:
+        """Every sample in key order (those whose key ``keep`` accepts), fetched a batch at a time."""
+        after = b""
+        while True:
+            batch = self._db.execute(
+                "SELECT key, sample, category, copies FROM samples WHERE key > ? ORDER BY key LIMIT ?",
+                (after, _BATCH),
+            ).fetchall()
+            if not batch:
+                return
+            for key, blob, category, copies in batch:
+                if keep is None or keep(decode(key)):
+                    yield Row(pickle.loads(blob), category, copies)
+            after = batch[-1][0]
+
+    def samples(self) -> Iterator[Sample]:
+        return (row.sample for row in self.rows())
+
+    def labels(self) -> list[str]:
+        return sorted(decode(label) for (label,) in self._db.execute("SELECT DISTINCT label FROM samples"))
+
+    def has_boxes(self) -> bool:
+        return any(s.boxes is not None for s in self._first(1))
+
+    def _first(self, n: int) -> Iterator[Sample]:
+        for (blob,) in self._db.execute("SELECT sample FROM samples ORDER BY key LIMIT ?", (n,)):
+            yield pickle.loads(blob)
+
+    # -- decisions over the whole listing -------------------------------------------------------------------
+
+    def assign_holdout(self, fraction: float) -> None:
+        """Each class's ``test_count`` originals with the lowest ``rank_key`` go to testing, the rest to
+        training (nothing is set without a hold-out)."""
+        if fraction <= 0:
+            return
+        self._set_quota({label: (test_count(n, fraction), 0) for label, n in self.class_counts().items()})
+        self._db.execute(
+            """UPDATE samples SET category = CASE WHEN r.rank < q.base THEN 'testing' ELSE 'training' END
+            FROM (SELECT key, label, ROW_NUMBER() OVER (PARTITION BY label ORDER BY hold, key) - 1 AS rank
+                  FROM samples) AS r JOIN quota AS q ON q.label = r.label
+            WHERE samples.key = r.key"""
+        )
+
+    def assign_balance(
+        self, copies: int, include_originals: bool, target: int | None, max_copies: int
+    ) -> dict[str, ClassBalance]:
+        """--balance over the training side (held-out originals get none); the before/after table per class."""
+        split = self._has_split()
+        counts = self.class_counts(TRAINING) if split else self.class_counts()
+        kept = 1 if include_originals else 0
+        goal = target or max((n * (copies + kept) for n in counts.values()), default=0)
+        quota = {label: class_quota(n, goal, kept, max_copies) for label, n in counts.items()}
+        self._set_quota(quota)
+        training = "WHERE category = 'training'" if split else ""
+        self._db.execute("UPDATE samples SET copies = 0")
+        self._db.execute(
+            f"""UPDATE samples SET copies = q.base + (r.rank < q.extra)
+            FROM (SELECT key, label, ROW_NUMBER() OVER (PARTITION BY label ORDER BY spread, key) - 1 AS rank
+                  FROM samples {training}) AS r JOIN quota AS q ON q.label = r.label
+            WHERE samples.key = r.key"""
+        )
+        table = {}
+        for label in sorted(counts):
+            n, (base, extra) = counts[label], quota[label]
+            table[label] = ClassBalance(n, n * (copies + kept), n * kept + base * n + extra)
+        return table
+
+    def _has_split(self) -> bool:
+        return self._db.execute("SELECT 1 FROM samples WHERE category IS NOT NULL LIMIT 1").fetchone() is not None
+
+    def _set_quota(self, quota: dict[str, tuple[int, int]]) -> None:
+        self._db.execute("DELETE FROM quota")
+        self._db.executemany("INSERT INTO quota VALUES (?, ?, ?)", [(encode(k), b, e) for k, (b, e) in quota.items()])
+
+    # -- planned output names ---------------------------------------------------------------------------------
+
+    def claim(self, names: Iterable[tuple[str, str]]) -> tuple[str, str, str, str] | None:
+        """Record planned ``(name, source key)`` pairs; the first clash as ``(name, key, the other key, the
+        other name)`` (names that are equal, or differ only in case), else None."""
+        for batch in _batches(names):
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT INTO names VALUES (?, ?, ?)",
+                    [(encode(n.casefold()), encode(n), encode(k)) for n, k in batch],
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                self._db.execute("ROLLBACK")
+                for name, key in batch:  # find which one, then report it
+                    row = self._db.execute(
+                        "SELECT key, name FROM names WHERE folded = ?", (encode(name.casefold()),)
+                    ).fetchone()
+                    if row is not None and decode(row[0]) != key:
+                        return name, key, decode(row[0]), decode(row[1])
+                    if row is None:
+                        self._db.execute(
+                            "INSERT INTO names VALUES (?, ?, ?)", (encode(name.casefold()), encode(name), encode(key))
+                        )
+        return None
+
+    def planned(self, name: str) -> str | None:
+        """The source key that plans output ``name`` (exact name), or None."""
+        row = self._db.execute(
+            "SELECT key FROM names WHERE folded = ? AND name = ?", (encode(name.casefold()), encode(name))
+        ).fetchone()
+        return None if row is None else decode(row[0])
+
+    # -- manifest lines ----------------------------------------------------------------------------------------
+
+    def load_previous(self, entries: Iterable[tuple[str, str]]) -> None:
+        """Earlier runs' ``(output, line)`` pairs, in file order (a later line for a name replaces an earlier)."""
+        self._insert(
+            "INSERT OR REPLACE INTO previous VALUES (?, ?)", ((encode(n), encode(line)) for n, line in entries)
+        )
+
+    def load_others(self, names: Iterable[str]) -> None:
+        """Outputs other manifests in the folder record (other shards')."""
+        self._insert("INSERT OR IGNORE INTO others VALUES (?)", ((encode(n),) for n in names))
+
+    def previous(self, names: Iterable[str]) -> dict[str, str]:
+        """Earlier lines of those of ``names`` that have one."""
+        return self._lookup("previous", names)
+
+    def has_previous(self) -> bool:
+        return self._db.execute("SELECT 1 FROM previous LIMIT 1").fetchone() is not None
+
+    def known(self, name: str) -> bool:
+        """Whether ``name`` is planned or recorded by any manifest in the folder."""
+        blob = encode(name)
+        return (
+            self.planned(name) is not None
+            or self._db.execute("SELECT 1 FROM previous WHERE name = ?", (blob,)).fetchone() is not None
+            or self._db.execute("SELECT 1 FROM others WHERE name = ?", (blob,)).fetchone() is not None
+        )
+
+    def add_lines(self, entries: Iterable[tuple[str, str]]) -> None:
+        """This run's ``(output, line)`` pairs."""
+        self._insert("INSERT OR REPLACE INTO lines VALUES (?, ?)", ((encode(n), encode(line)) for n, line in entries))
+
+    def lines(self, names: Iterable[str]) -> dict[str, str]:
+        """This run's lines of those of ``names`` it wrote."""
+        return self._lookup("lines", names)
+
+    def unplanned_previous(self, planned_here: Callable[[str], bool]) -> Iterator[str]:
+        """Earlier lines whose output this run does not plan (by name order), a batch at a time."""
+        after = b""
+        while True:
+            batch = self._db.execute(
+                "SELECT name, line FROM previous WHERE name > ? ORDER BY name LIMIT ?", (after, _BATCH)
+            ).fetchall()
+            if not batch:
+                return
+            for name, line in batch:
+                if not planned_here(decode(name)):
+                    yield decode(line)
+            after = batch[-1][0]
+
+    def _insert(self, sql: str, rows: Iterable[tuple]) -> None:
+        for batch in _batches(rows):
+            self._db.execute("BEGIN")
+            self._db.executemany(sql, batch)
+            self._db.execute("COMMIT")
+
+    def _lookup(self, table: str, names: Iterable[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for batch in _batches(encode(n) for n in names):
+            marks = ",".join("?" * len(batch))
+            for name, line in self._db.execute(f"SELECT name, line FROM {table} WHERE name IN ({marks})", batch):
+                found[decode(name)] = decode(line)
+        return found
+
+
+def _signed(value: int) -> int:
+    """A 64-bit unsigned hash as SQLite's signed 64-bit integer, order kept."""
+    return value - 2**63
+
+
+def _batches(items: Iterable, size: int = 500) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

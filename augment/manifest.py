@@ -1,0 +1,177 @@
+"""``manifest.jsonl``: a ``run`` header line (which settings the files belong to), then one JSON line per output.
+
+During a run the file is a journal: the header lands before the first output, and each result's lines are
+appended as it is booked, so a rerun after a crash at any moment knows what the folder holds (a line
+repeated by a resumed run: the last one counts). It is never rewritten during the run. At the end it is
+rewritten once, streamed from the run's on-disk index, in plan order with one line per output: the same
+bytes whether the run went in one go or was interrupted and resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from augment.index import RunIndex
+from augment.sinks import Journal, Sink
+
+MANIFEST = "manifest.jsonl"
+_BATCH = 1000  # output names looked up at once while writing the final manifest
+
+
+class ManifestMismatchError(RuntimeError):
+    """The out-directory holds outputs made with another recipe, seed or encoding."""
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def output_line(
+    name: str,
+    source: str,
+    label: str,
+    variant: str,
+    seed: int,
+    ops: list[dict[str, Any]],
+    sha256: str,
+    size: int,
+    source_sha256: str,
+    boxes: list[dict[str, Any]] | None = None,
+    category: str | None = None,
+) -> str:
+    """The manifest line of one output: enough to replay it (source, seed, recorded ops) and check it."""
+    line: dict[str, Any] = {
+        "output": name,
+        "source": source,
+        "label": label,
+        "variant": variant,
+        "seed": seed,
+        "ops": ops,
+        "sha256": sha256,
+        "bytes": size,
+        "source_sha256": source_sha256,
+    }
+    if boxes is not None:
+        line["boxes"] = boxes
+    if category is not None:
+        line["category"] = category
+    return json.dumps(line, sort_keys=True)
+
+
+def read_entries(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """``(output, line)`` for every well-formed output line (a line cut by a hard kill is skipped)."""
+    for line in lines:
+        entry = _json(line)
+        if entry is not None and isinstance(entry.get("output"), str):
+            yield entry["output"], line
+
+
+class Manifest:
+    """One run's manifest: the previous one's lines (in ``index``), the journal, the final rewrite."""
+
+    def __init__(self, sink: Sink, header: dict[str, Any], overwrite: bool, name: str, index: RunIndex) -> None:
+        self.sink, self.name, self.index = sink, name, index
+        self.header = {"type": "run", **header}
+        self.journal: Journal | None = None
+        self.resumed = False  # an earlier manifest of these settings is continued
+        lines = None if overwrite else sink.read_lines(name)
+        if lines is None:
+            return
+        first = next(lines, None)
+        if first is None:
+            return
+        old = _json(first)
+        if old is None or old.get("fingerprint") != header["fingerprint"]:
+            raise ManifestMismatchError(
+                f"{sink.describe()} holds outputs of another recipe, seed or format (see its {name}); "
+                "use an empty --out-directory, or --overwrite 1 to regenerate"
+            )
+        index.load_previous(read_entries(lines))
+        self.resumed = True
+
+    def recorded(self, names: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """Outputs an earlier run recorded: name -> (bytes, sha256)."""
+        found = {}
+        for name, line in self.index.previous(names).items():
+            entry = _json(line) or {}
+            try:
+                found[name] = (int(entry.get("bytes", -1)), str(entry.get("sha256", "")))
+            except (TypeError, ValueError):
+                continue  # a damaged line: the output is made again
+        return found
+
+    def source_sha256(self, names: Iterable[str]) -> str | None:
+        """The source bytes' sha256 an earlier run made these outputs from ("" if unknown); None if none
+        of them is recorded."""
+        for line in self.index.previous(names).values():
+            return str((_json(line) or {}).get("source_sha256", ""))
+        return None
+
+    def start(self) -> None:
+        """Open the journal: a new file with the header, or the earlier manifest continued."""
+        self.sink.sync()  # outputs an earlier run left (and a rerun adopts) are durable before any record
+        self.journal = self.sink.open_journal(self.name, None if self.resumed else self._header_line())
+
+    def record(self, entries: list[tuple[str, str]]) -> None:
+        """Book ``(output, line)`` pairs: appended to the journal and kept in the index."""
+        assert self.journal is not None
+        self.journal.append([line for _, line in entries])
+        self.index.add_lines(entries)
+
+    def checkpoint(self) -> None:
+        """Outputs written so far reach storage, then the lines that record them."""
+        self.sink.sync()
+        if self.journal is not None:
+            self.journal.sync()
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.sink.sync()
+            self.journal.close()
+            self.journal = None
+
+    def finish(self, planned: Iterable[list[str]], planned_here: Callable[[str], bool]) -> None:
+        """Rewrite the manifest once: the header; for each planned task (its output names, in plan order) the
+        line of each output this run or an earlier one recorded; then earlier lines of outputs this run does
+        not plan (e.g. after lowering --copies: their files are still there)."""
+        self.close()
+        self.sink.sync()
+        self.sink.write_lines(self.name, self._final(planned, planned_here))
+
+    def lines(self, planned: Iterable[list[str]], planned_here: Callable[[str], bool]) -> Iterator[str]:
+        """The output lines of the final manifest (as ``finish`` writes them), streamed."""
+        batch: list[str] = []
+        for names in planned:
+            batch += names
+            if len(batch) >= _BATCH:
+                yield from self._lines_of(batch)
+                batch = []
+        yield from self._lines_of(batch)
+        yield from self.index.unplanned_previous(planned_here)
+
+    def _lines_of(self, names: list[str]) -> Iterator[str]:
+        """This run's line of each output, else an earlier run's, in ``names`` order."""
+        now = self.index.lines(names)
+        before = self.index.previous(n for n in names if n not in now)
+        for name in names:
+            line = now.get(name) or before.get(name)
+            if line is not None:
+                yield line
+
+    def _final(self, planned: Iterable[list[str]], planned_here: Callable[[str], bool]) -> Iterator[str]:
+        yield self._header_line()
+        yield from self.lines(planned, planned_here)
+
+    def _header_line(self) -> str:
+        return json.dumps(self.header, sort_keys=True)
+
+
+def _json(line: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

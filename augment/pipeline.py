@@ -1,0 +1,221 @@
+"""The streaming part of a run: read -> render -> write, overlapped, with everything in flight bounded.
+
+Tasks arrive in plan order, grouped in chunks. Each chunk is driven by a thread of this process: it checks
+which outputs are already done and reads the sources (on the I/O threads, ``io_threads()`` requests at
+once), hands the bytes to a render worker, then writes the outputs (on the I/O threads again). At most
+``window`` chunks are under way, so memory does not grow with the dataset, and results come back in plan
+order. Stores far away cost latency, not throughput: while one chunk waits on the network others render.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, TimeoutError
+from dataclasses import dataclass
+
+from augment.concurrency import io_threads
+from augment.manifest import output_line
+from augment.plan import Task
+from augment.pool import RenderJob, RenderResult, RenderSettings, render_jobs, render_pool
+from augment.report import OutputRecord, TaskResult
+from augment.sinks import Sink
+from augment.sources import Source
+
+_CHUNK = 8  # samples per worker round-trip: amortises IPC for small images
+_POLL_SECONDS = 0.2  # how often a wait for results looks for a stop request
+_CHUNK_BYTES = 4 * 1024 * 1024  # ... or fewer when they are large: bounds bytes in flight per chunk
+
+Recorded = dict[str, tuple[int, str]]  # output name -> (bytes, sha256) from the manifest
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Tasks handed out together, with what earlier runs recorded for their outputs."""
+
+    tasks: list[Task]
+    recorded: Recorded
+    made_from: dict[str, str] | None = None  # --since: sample key -> sha256 its recorded outputs came from
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: Source
+    sink: Sink
+    render: RenderSettings
+    overwrite: bool
+    keep_boxless: bool = False  # keep a copy whose boxes were all cut off (as a background image)
+    verify: bool = False  # --verify-outputs: a recorded output must also have its recorded sha256
+
+
+def chunked(tasks: Iterable[Task]) -> Iterator[list[Task]]:
+    """Tasks in groups of ``_CHUNK``, or fewer once their sources add up to ``_CHUNK_BYTES``."""
+    chunk: list[Task] = []
+    size = 0
+    for task in tasks:
+        chunk.append(task)
+        size += task.sample.size
+        if len(chunk) >= _CHUNK or size >= _CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def execute(
+    chunks: Iterable[Chunk],
+    settings: Settings,
+    workers: int,
+    late: list[TaskResult],
+    stopping: Callable[[], bool] = lambda: False,
+) -> Iterator[TaskResult]:
+    """Results in plan order; at most ``workers + io_threads() // _CHUNK`` chunks (and at least 2) under way.
+
+    When ``stopping()`` turns true (a signal), no more results are handed out: chunks not yet rendering are
+    dropped, the others finish, and their results go to ``late`` so their outputs are recorded too."""
+    threads = io_threads()
+    window_size = workers + max(2, threads // _CHUNK)
+    stop = threading.Event()
+    io = ThreadPoolExecutor(threads, thread_name_prefix="io")
+    renderers = render_pool(settings.render, workers)
+    drivers = ThreadPoolExecutor(window_size, thread_name_prefix="chunk")
+    driver = _Driver(settings, io, renderers, stop)
+    window: deque[Future[list[TaskResult] | None]] = deque()
+    handed = 0  # results of window[0] already handed out
+    chunks = iter(chunks)
+    try:
+        while not stopping():
+            while len(window) < window_size and (chunk := next(chunks, None)) is not None:
+                window.append(drivers.submit(driver.run, chunk, driver.submitted))
+                driver.submitted += 1
+            if not window:
+                return
+            try:
+                results = window[0].result(timeout=_POLL_SECONDS) or []
+            except TimeoutError:
+                continue  # look at ``stopping`` again
+            while handed < len(results) and not stopping():
+                handed += 1
+                yield results[handed - 1]
+            if handed == len(results):
+                window.popleft()
+                handed = 0
+    finally:
+        stop.set()
+        with driver.turns:
+            driver.turns.notify_all()
+        renderers.shutdown(wait=True, cancel_futures=True)
+        drivers.shutdown(wait=True, cancel_futures=True)
+        io.shutdown(wait=True)
+        for i, future in enumerate(window):
+            if future.done() and not future.cancelled() and future.exception() is None:
+                late.extend((future.result() or [])[handed if i == 0 else 0 :])
+
+
+@dataclass
+class _Staged:
+    """A task after the I/O threads looked at it: what is done, what to make, the source's bytes."""
+
+    task: Task
+    result: TaskResult
+    todo: tuple
+    data: bytes | None = None
+
+
+class _Driver:
+    def __init__(self, settings: Settings, io: ThreadPoolExecutor, renderers: Executor, stop: threading.Event) -> None:
+        self.settings, self.io, self.renderers, self.stop = settings, io, renderers, stop
+        self.submitted = 0  # chunks handed to drivers so far
+        self.turn = 0  # the chunk whose render is submitted next: renders start in plan order
+        self.turns = threading.Condition()
+
+    def run(self, chunk: Chunk, turn: int) -> list[TaskResult] | None:
+        """Stage, render and write one chunk; None if the run stopped before it was rendered."""
+        if self.stop.is_set():
+            return None
+        made_from = chunk.made_from or {}
+        staged = list(self.io.map(lambda t: self._stage(t, chunk.recorded, made_from), chunk.tasks))
+        jobs = [
+            RenderJob(s.task.sample, s.data, s.todo, s.task.outputs, made_from.get(s.task.sample.key))
+            for s in staged
+            if s.data is not None
+        ]
+        with self.turns:  # wait for the chunks before this one to hand over their renders
+            self.turns.wait_for(lambda: self.turn == turn or self.stop.is_set())
+            if self.stop.is_set():
+                return None
+            future = self.renderers.submit(render_jobs, jobs) if jobs else None
+            self.turn += 1
+            self.turns.notify_all()
+        rendered = iter(future.result() if future is not None else [])
+        writes: list[Future[None]] = []
+        for s in staged:
+            if s.data is not None:
+                writes += self._book(s, next(rendered))
+        for write in writes:
+            write.result()  # a SinkError stops the run
+        return [s.result for s in staged]
+
+    def _stage(self, task: Task, recorded: Recorded, made_from: dict[str, str]) -> _Staged:
+        """(I/O thread) Which outputs are done; the source's bytes if anything is to be made or checked."""
+        sample, settings = task.sample, self.settings
+        result = TaskResult(sample.key, sample.label)
+        todo = []
+        for spec in task.outputs:
+            if not settings.overwrite and spec.name in recorded and self._intact(spec.name, recorded[spec.name]):
+                result.records.append(OutputRecord(spec.name, spec.variant, "existing", ""))
+            else:
+                todo.append(spec)
+        staged = _Staged(task, result, tuple(todo))
+        if not todo and sample.key not in made_from:
+            return staged
+        try:
+            staged.data = settings.source.read(sample)
+        except OSError as e:  # gone or unreadable since listing; a whole-source failure raises SourceError
+            result.error = f"cannot read: {e.strerror or e}"
+        return staged
+
+    def _intact(self, name: str, expected: tuple[int, str]) -> bool:
+        """A recorded output is still there with its recorded size (a zero-byte or truncated file is not);
+        with --verify-outputs, also with its recorded sha256."""
+        sink = self.settings.sink
+        if expected[0] <= 0 or sink.size(name) != expected[0]:
+            return False
+        if not self.settings.verify:
+            return True
+        data = sink.read(name)
+        return data is not None and hashlib.sha256(data).hexdigest() == expected[1]
+
+    def _book(self, staged: _Staged, rendered: RenderResult) -> list[Future[None]]:
+        """Turn a render into records and start writing its outputs."""
+        result, sample, settings = staged.result, staged.task.sample, self.settings
+        result.warnings += rendered.warnings
+        if rendered.error is not None:
+            result.error = rendered.error
+            return []
+        if rendered.redo_all:  # --since: the source changed; nothing recorded is kept
+            result.records = []
+        writes = []
+        for out in rendered.outputs:
+            spec = out.spec
+            if out.boxes == [] and sample.boxes and not settings.keep_boxless:
+                result.records.append(OutputRecord(spec.name, spec.variant, "dropped", ""))
+                continue
+            writes.append(self.io.submit(settings.sink.write, spec.name, out.data))
+            line = output_line(
+                spec.name,
+                sample.key,
+                sample.label,
+                spec.variant,
+                settings.render.seed,
+                out.ops,
+                out.sha256,
+                len(out.data),
+                rendered.source_sha256,
+                None if out.boxes is None else [b.to_json() for b in out.boxes],
+                spec.category,
+            )
+            result.records.append(OutputRecord(spec.name, spec.variant, "written", line))
+        return writes

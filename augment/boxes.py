@@ -96,6 +96,14 @@ def attach(
     common box label. Files a labels file names but the source lacks are ignored. Duplicated entries
     (in one file, or an image in two files) are noted in ``warnings``.
     """
+    by_key = boxes_by_key(labels_keys, read_text, warnings)
+    return [with_boxes(sample, by_key, override) for sample in samples] if by_key else samples
+
+
+def boxes_by_key(
+    labels_keys: list[str], read_text: Callable[[str], str], warnings: list[str] | None = None
+) -> dict[str, tuple[Box, ...]]:
+    """Every box the labels files list, by the key of the image it belongs to."""
     by_key: dict[str, tuple[Box, ...]] = {}
     source_of: dict[str, str] = {}
     for key in sorted(labels_keys, key=lambda k: posixpath.basename(k) == BOXES_FILE):  # per-folder files win
@@ -110,19 +118,18 @@ def attach(
             if image in source_of and warnings is not None:
                 warnings.append(f"{image!r} has boxes in {source_of[image]} and in {key}; those in {key} are used")
             by_key[image], source_of[image] = boxes, key
-    if not by_key:
-        return samples
-    out = []
-    for sample in samples:
-        boxes = by_key.get(sample.key)
-        if boxes is None:
-            out.append(replace(sample, boxes=()))  # in a detection dataset: an image with no objects
-            continue
-        label = sample.label
-        if override is None and "/" not in sample.key and "." not in posixpath.splitext(sample.key)[0] and boxes:
-            label = sorted(Counter(b.label for b in boxes).items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
-        out.append(replace(sample, label=label, boxes=boxes))
-    return out
+    return by_key
+
+
+def with_boxes(sample: Any, by_key: dict[str, tuple[Box, ...]], override: str | None) -> Any:
+    """``sample`` with its boxes (none listed: ``()``, an image with no objects in a detection dataset)."""
+    boxes = by_key.get(sample.key)
+    if boxes is None:
+        return replace(sample, boxes=())
+    label = sample.label
+    if override is None and "/" not in sample.key and "." not in posixpath.splitext(sample.key)[0] and boxes:
+        label = sorted(Counter(b.label for b in boxes).items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+    return replace(sample, label=label, boxes=boxes)
 
 
 def move(boxes: list[Box], forward: np.ndarray, size: tuple[int, int]) -> list[Box]:

@@ -1,6 +1,6 @@
 """The leakage-free hold-out: which originals go to the testing set (``--test-fraction``).
 
-Each class gets exactly ``test_count(n, fraction)`` testing originals: ``round(fraction * n)`` (halves up),
+Each class gets exactly ``held_out_count(n, fraction)`` testing originals: ``round(fraction * n)`` (halves up),
 at least one and at most ``n - 1`` when a class has two or more. They are the class's originals with the
 lowest ``rank_key``, a stable hash of the key, so the choice is the same whatever the file order, the shard,
 or the machine (every shard lists the whole source), and adding one image to a class moves at most one
@@ -26,7 +26,7 @@ DEFAULT_TEST_FRACTION = 0.2
 _SALT = "edge-augment/holdout/"  # not the seed: changing --seed must not move samples between sets
 
 
-def test_count(n: int, fraction: float) -> int:
+def held_out_count(n: int, fraction: float) -> int:
     """How many of a class's ``n`` originals are held out."""
     if fraction <= 0 or n == 0:
         return 0
@@ -50,7 +50,7 @@ def split(samples: Iterable[tuple[str, str]], fraction: float) -> dict[str, str]
     result = {}
     for keys in by_label.values():
         keys.sort(key=lambda k: (rank_key(k), k))
-        k = test_count(len(keys), fraction)
+        k = held_out_count(len(keys), fraction)
         result.update({key: TESTING if rank < k else TRAINING for rank, key in enumerate(keys)})
     return result
 
@@ -65,12 +65,14 @@ def counts(samples: Iterable[tuple[str, str | None]]) -> dict[str, dict[str, int
 
 
 def notes(table: dict[str, dict[str, int]], fraction: float) -> list[str]:
-    """One summary line, and a warning per class left without testing (or training) originals."""
+    """A summary line, the testing count of each class, and a warning per class left without testing (or
+    training) originals."""
     if fraction <= 0:
         return []
     test = sum(c[TESTING] for c in table.values())
     total = test + sum(c[TRAINING] for c in table.values())
     lines = [f"hold-out: {test} of {total} originals go to testing (--test-fraction {fraction:g}, exact per class)"]
+    lines += [f"hold-out: {label[:24]:<24} {c[TESTING]:>7} of {c[TESTING] + c[TRAINING]}" for label, c in table.items()]
     for label, c in table.items():
         if c[TESTING] == 0 or c[TRAINING] == 0:
             empty = TESTING if c[TESTING] == 0 else TRAINING

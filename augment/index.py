@@ -15,8 +15,9 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from augment.boxes import Box, with_boxes
 from augment.diskmap import decode, encode, open_temp_db
-from augment.holdout import TRAINING, rank_key, test_count
+from augment.holdout import TRAINING, held_out_count, rank_key
 from augment.samples import Sample
 from augment.selection import ClassBalance, balance_key, class_quota
 
@@ -78,6 +79,17 @@ class RunIndex:
         self._db.execute("COMMIT")
         return self.count()
 
+    def attach_boxes(self, by_key: dict[str, tuple[Box, ...]], override: str | None) -> None:
+        """A detection dataset: give every sample its boxes (``boxes.with_boxes``: none listed = ``()``)."""
+        for batch in _batches(self.rows()):
+            updates = []
+            for row in batch:
+                sample = with_boxes(row.sample, by_key, override)
+                updates.append((encode(sample.label), pickle.dumps(sample), encode(sample.key)))
+            self._db.execute("BEGIN")
+            self._db.executemany("UPDATE samples SET label = ?, sample = ? WHERE key = ?", updates)
+            self._db.execute("COMMIT")
+
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM samples").fetchone()[0])
 
@@ -118,11 +130,11 @@ class RunIndex:
     # -- decisions over the whole listing -------------------------------------------------------------------
 
     def assign_holdout(self, fraction: float) -> None:
-        """Each class's ``test_count`` originals with the lowest ``rank_key`` go to testing, the rest to
+        """Each class's ``held_out_count`` originals with the lowest ``rank_key`` go to testing, the rest to
         training (nothing is set without a hold-out)."""
         if fraction <= 0:
             return
-        self._set_quota({label: (test_count(n, fraction), 0) for label, n in self.class_counts().items()})
+        self._set_quota({label: (held_out_count(n, fraction), 0) for label, n in self.class_counts().items()})
         self._db.execute(
             """UPDATE samples SET category = CASE WHEN r.rank < q.base THEN 'testing' ELSE 'training' END
             FROM (SELECT key, label, ROW_NUMBER() OVER (PARTITION BY label ORDER BY hold, key) - 1 AS rank

@@ -19,6 +19,7 @@ from typing import Any
 
 from augment import __version__
 from augment.backends import sink_for, source_for
+from augment.boxes import boxes_by_key
 from augment.codec import IMAGE_EXTENSIONS
 from augment.config import RunConfig
 from augment.engine import KERNELS
@@ -138,15 +139,16 @@ class _Outcome:
 def _prepare(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log: Log) -> _Plan:
     """List the source into the index (reporting what it skips), decide the split and copies per original,
     check every planned name, load the earlier manifest."""
-    listing = source.list()
+    listing = Listing()
+    count = index.add_samples(source.scan(listing))
+    if listing.labels_files:  # a detection dataset
+        index.attach_boxes(boxes_by_key(listing.labels_files, source.read_text, listing.warnings), source.label)
     for key, reason in listing.skipped:
         log(f"skipped {printable(key)}: {reason}")
     for warning in listing.warnings:
         log(f"warning: {printable(warning)}")
     for folder in listing.empty_folders:
         log(f"warning: folder {folder!r} has no images")
-    count = index.add_samples(listing.samples)
-    listing.samples = []  # from here on the index holds them
     if not count:
         raise Stop(f"no images found in {source.describe()} (looked for {_extensions()})")
     for label in index.labels():

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from augment.boxes import attach
 from augment.samples import Sample
+
+IGNORED_DIRS = {"__MACOSX", ".ipynb_checkpoints", ".git"}  # folders that are never data (macOS, notebooks, git)
 
 
 class SourceError(RuntimeError):
@@ -23,9 +26,31 @@ class Listing:
     warnings: list[str] = field(default_factory=list)  # e.g. duplicated labels-file entries
 
 
-class Source(Protocol):
-    def describe(self) -> str: ...
+class Source:
+    """A place holding labelled images. A run streams ``scan`` into its on-disk index; ``list`` is the
+    in-memory form for tools and tests."""
 
-    def list(self) -> Listing: ...
+    label: str | None = None  # overrides every label (EI's --upload-label)
 
-    def read(self, sample: Sample) -> bytes: ...
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def scan(self, listing: Listing) -> Iterator[Sample]:
+        """Every sample, in no particular order and without boxes; what is skipped, the labels files and
+        any warnings go into ``listing`` (complete once the iterator is exhausted)."""
+        raise NotImplementedError
+
+    def read(self, sample: Sample) -> bytes:
+        """A sample's bytes (OSError: this one is gone or unreadable; SourceError: the whole source is)."""
+        raise NotImplementedError
+
+    def read_text(self, key: str) -> str:
+        """A labels file's text."""
+        raise NotImplementedError
+
+    def list(self) -> Listing:
+        """Everything at once: samples sorted by key, with their boxes."""
+        listing = Listing()
+        samples = sorted(self.scan(listing), key=lambda s: s.key)
+        listing.samples = attach(samples, listing.labels_files, self.read_text, self.label, listing.warnings)
+        return listing

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from augment.boxes import BOXES_FILE, LABELS_FILES, attach
+from augment.boxes import BOXES_FILE, LABELS_FILES
 from augment.codec import IMAGE_EXTENSIONS
 from augment.samples import Sample, label_for_key, label_from_name
-from augment.sources import Listing, SourceError
+from augment.sources import IGNORED_DIRS, Listing, Source, SourceError
 from augment.sources.files import MAX_FILE_BYTES, read_regular, refusal
-
-# Folders that are never data (macOS, notebooks, version control).
-_IGNORED_DIRS = {"__MACOSX", ".ipynb_checkpoints", ".git"}
 
 
 @dataclass(frozen=True)
-class LocalSource:
+class LocalSource(Source):
     """Images under ``root``; with ``only`` set, just that one file (EI's file mode)."""
 
     root: Path
@@ -44,15 +42,15 @@ class LocalSource:
     def describe(self) -> str:
         return str(self.root / self.only) if self.only else str(self.root)
 
-    def list(self) -> Listing:
+    def scan(self, listing: Listing) -> Iterator[Sample]:
         if self.only is not None:
             key = self.only
             beside = str(PurePosixPath(key).parent / BOXES_FILE).removeprefix("./")
-            labels = [beside] if (self.root / beside).is_file() else []
-            return Listing(attach([self._sample(key, (self.root / key).stat())], labels, self._text, self.label))
+            listing.labels_files += [beside] if (self.root / beside).is_file() else []
+            yield self._sample(key, (self.root / key).stat())
+            return
         if not self.root.is_dir():
             raise SourceError(f"--in-directory: {self.root} does not exist or is not a folder")
-        listing = Listing()
         # Links to folders and files are followed; a link back to a folder being walked (a loop) is not.
         ancestors: dict[str, frozenset[tuple[int, int]]] = {str(self.root): frozenset({_identity(self.root)})}
         for dirpath, dirnames, filenames in os.walk(self.root, onerror=_raise, followlinks=True):
@@ -61,7 +59,7 @@ class LocalSource:
                 dirnames[:] = []
                 continue
             kept = []
-            for d in sorted(d for d in dirnames if not d.startswith(".") and d not in _IGNORED_DIRS):
+            for d in sorted(d for d in dirnames if not d.startswith(".") and d not in IGNORED_DIRS):
                 reason, identity = _folder_link(here / d, ancestors[dirpath])
                 if reason:
                     listing.skipped.append(((here / d).relative_to(self.root).as_posix(), reason))
@@ -89,15 +87,12 @@ class LocalSource:
                 if reason := refusal(stat):
                     listing.skipped.append((key, reason))
                     continue
-                listing.samples.append(self._sample(key, stat))
+                yield self._sample(key, stat)
                 found += 1
             if not found and not dirnames and here != self.root:
                 listing.empty_folders.append(here.relative_to(self.root).as_posix())
-        listing.samples.sort(key=lambda s: s.key)
-        listing.samples = attach(listing.samples, listing.labels_files, self._text, self.label, listing.warnings)
-        return listing
 
-    def _text(self, key: str) -> str:
+    def read_text(self, key: str) -> str:
         return read_regular(self.root / key, MAX_FILE_BYTES).decode("utf-8")
 
     def read(self, sample: Sample) -> bytes:

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from augment.boxes import LABELS_FILES, attach
+from augment.boxes import LABELS_FILES
 from augment.codec import IMAGE_EXTENSIONS
 from augment.samples import Sample, label_for_key
-from augment.sources import Listing, SourceError
-from augment.sources.local import _IGNORED_DIRS
+from augment.sources import IGNORED_DIRS, Listing, Source, SourceError
 
 DEFAULT_MAX_ATTEMPTS = 5  # botocore "standard" retry mode; AWS_MAX_ATTEMPTS / AWS_RETRY_MODE override
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -213,7 +212,7 @@ def iter_objects(client: S3Client, url: S3Url) -> Iterator[dict[str, Any]]:
         yield from page.get("Contents", ())
 
 
-class S3Source:
+class S3Source(Source):
     """Images under ``s3://bucket/prefix/``: listed with the ListObjectsV2 paginator, read with GetObject."""
 
     def __init__(
@@ -231,50 +230,48 @@ class S3Source:
     def describe(self) -> str:
         return str(self.url)
 
-    def list(self) -> Listing:
-        listing = Listing()
+    def scan(self, listing: Listing) -> Iterator[Sample]:
         markers: set[str] = set()
-        folders: set[str] = set()
+        folders: set[str] = set()  # one entry per folder holding images, not per image
         try:
             for obj in iter_objects(self.client, self.url):
-                self._add(obj, listing, markers, folders)
+                sample = self._add(obj, listing, markers, folders)
+                if sample is not None:
+                    yield sample
         except botocore_errors() as e:
             raise SourceError(error_message(e, "list", str(self.url), self.client)) from None
-        listing.samples.sort(key=lambda s: s.key)
-        listing.samples = attach(listing.samples, listing.labels_files, self._text, self.label, listing.warnings)
         listing.empty_folders = sorted(m for m in markers if not any(f.startswith(m + "/") for f in folders))
-        return listing
 
-    def _add(self, obj: dict[str, Any], listing: Listing, markers: set[str], folders: set[str]) -> None:
+    def _add(self, obj: dict[str, Any], listing: Listing, markers: set[str], folders: set[str]) -> Sample | None:
         full = obj["Key"]
         if self.exclude is not None and self.exclude.contains(S3Url(self.url.bucket, full)):
-            return
+            return None
         key = full[len(self.url.prefix) :]
         if not key:
-            return  # the prefix's own folder marker
+            return None  # the prefix's own folder marker
         if key.endswith("/") and obj.get("Size", 0) == 0:
             if unsafe_key_reason(key.rstrip("/")) is None:
                 markers.add(key.rstrip("/"))
-            return  # a folder marker object (consoles create them), not a file
+            return None  # a folder marker object (consoles create them), not a file
         reason = unsafe_key_reason(key)
         if reason:
             listing.skipped.append((key, f"unsafe key, not read: {reason}"))
-            return
+            return None
         parts = key.split("/")
-        if any(p.startswith(".") or p in _IGNORED_DIRS for p in parts):
-            return  # hidden files and folders, as in a local folder
+        if any(p.startswith(".") or p in IGNORED_DIRS for p in parts):
+            return None  # hidden files and folders, as in a local folder
         if parts[-1] in LABELS_FILES:
             listing.labels_files.append(key)
-            return
+            return None
         if PurePosixPath(key).suffix.lower() not in IMAGE_EXTENSIONS:
             listing.skipped.append((key, "not an image file (by extension)"))
-            return
+            return None
         folders.add("/".join(parts[:-1]))
         label = self.label or label_for_key(key, self.url.root_name)
         modified = obj.get("LastModified")
-        listing.samples.append(Sample(key, label, int(obj.get("Size", 0)), modified.timestamp() if modified else None))
+        return Sample(key, label, int(obj.get("Size", 0)), modified.timestamp() if modified else None)
 
-    def _text(self, key: str) -> str:
+    def read_text(self, key: str) -> str:
         try:
             body = self.client.get().get_object(Bucket=self.url.bucket, Key=self.url.key(key))["Body"].read()
         except botocore_errors() as e:

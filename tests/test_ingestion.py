@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from augment.holdout import TESTING, TRAINING, split
-from augment.sinks.ingestion import DUPLICATE, encode_label, ingestion_url, resolve
+from augment.sinks.ingestion_api import DUPLICATE, encode_label, ingestion_url, resolve
 from tests.blockrun import ROOT, ei_env, run_block
 from tests.ingestion_server import IngestionServer
 

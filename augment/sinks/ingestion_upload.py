@@ -16,7 +16,7 @@ from typing import Any
 
 from augment import __version__
 from augment.sinks import SinkError
-from augment.sinks.ingestion import (
+from augment.sinks.ingestion_api import (
     DUPLICATE,
     MAX_REQUEST_BYTES,
     MAX_RETRY_AFTER,

@@ -139,12 +139,10 @@ class _Outcome:
 def _prepare(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log: Log) -> _Plan:
     """List the source into the index (reporting what it skips), decide the split and copies per original,
     check every planned name, load the earlier manifest."""
-    listing = Listing()
+    listing = Listing(on_skip=lambda key, reason: log(f"skipped {printable(key)}: {reason}"))
     count = index.add_samples(source.scan(listing))
     if listing.labels_files:  # a detection dataset
         index.attach_boxes(boxes_by_key(listing.labels_files, source.read_text, listing.warnings), source.label)
-    for key, reason in listing.skipped:
-        log(f"skipped {printable(key)}: {reason}")
     for warning in listing.warnings:
         log(f"warning: {printable(warning)}")
     for folder in listing.empty_folders:
@@ -325,6 +323,7 @@ def _finish(config: RunConfig, plan: _Plan, done: _Outcome, source: Source, sink
             "include_originals": config.include_originals,
             "workers": config.workers,
             "skipped_files": [{"source": k, "reason": r} for k, r in plan.listing.skipped],
+            "skipped_files_not_listed": plan.listing.skipped_count - len(plan.listing.skipped),
             "empty_folders": plan.listing.empty_folders,
             "metadata": config.metadata,
             "interrupted": done.interrupted,

@@ -8,13 +8,14 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from augment import __version__
+from augment.diskmap import DiskMap
 from augment.sinks import SinkError
 from augment.sinks.ingestion_api import (
     DUPLICATE,
@@ -85,6 +86,7 @@ class Uploader:
             self._reap({f for f in self.inflight if f.done()}, check=False)
             if self.ledger is not None:
                 self.ledger.close()
+            self.done.close()
         not_sent = sum(len(v) for v in self.pending.values()) + self.counts["cancelled"]
         c = self.counts
         self.closed = {
@@ -330,19 +332,26 @@ def answer_results(count: int, labels_part: bool, body: Any) -> list[tuple[bool,
     ]
 
 
-def _read_ledger(path: Path) -> dict[str, str]:
-    done: dict[str, str] = {}
+def _read_ledger(path: Path) -> DiskMap:
+    """output -> sha256 of what landed (or was a duplicate), from ``uploads.jsonl``, on disk (one entry per
+    output: never all in memory)."""
+    done = DiskMap()
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as f:
+            done.update(_landed(f))
     except FileNotFoundError:
-        return done
+        pass
     except OSError as e:
+        done.close()
         raise SinkError(f"cannot read {path}: {e.strerror}") from None
-    for line in text.splitlines():
+    return done
+
+
+def _landed(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
+    for line in lines:
         entry = _json(line)
         if isinstance(entry, dict) and entry.get("status") in ("landed", "duplicate"):
-            done[str(entry.get("output"))] = str(entry.get("sha256"))
-    return done
+            yield str(entry.get("output")), str(entry.get("sha256"))
 
 
 def _json(text: str) -> Any:

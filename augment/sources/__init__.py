@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from augment.boxes import attach
@@ -15,15 +15,28 @@ class SourceError(RuntimeError):
     """The source as a whole cannot be read (missing folder, no access); the run cannot start."""
 
 
+LISTED_SKIPS = 1000  # skipped files kept for the report (all are counted, and logged as they are found)
+
+
 @dataclass
 class Listing:
     """What a source holds: samples in a stable order, plus what it skipped and why."""
 
     samples: list[Sample] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (key, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (key, reason): the first LISTED_SKIPS
+    skipped_count: int = 0
     empty_folders: list[str] = field(default_factory=list)
     labels_files: list[str] = field(default_factory=list)  # bounding_boxes.labels / info.labels keys
     warnings: list[str] = field(default_factory=list)  # e.g. duplicated labels-file entries
+    on_skip: Callable[[str, str], None] | None = None  # told of each skipped file as it is found
+
+    def skip(self, key: str, reason: str) -> None:
+        """A file (or folder) at ``key`` is not read, for ``reason``."""
+        self.skipped_count += 1
+        if len(self.skipped) < LISTED_SKIPS:
+            self.skipped.append((key, reason))
+        if self.on_skip is not None:
+            self.on_skip(key, reason)
 
 
 class Source:

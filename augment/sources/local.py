@@ -62,7 +62,7 @@ class LocalSource(Source):
             for d in sorted(d for d in dirnames if not d.startswith(".") and d not in IGNORED_DIRS):
                 reason, identity = _folder_link(here / d, ancestors[dirpath])
                 if reason:
-                    listing.skipped.append(((here / d).relative_to(self.root).as_posix(), reason))
+                    listing.skip((here / d).relative_to(self.root).as_posix(), reason)
                     continue
                 ancestors[os.path.join(dirpath, d)] = ancestors[dirpath] | {identity}
                 kept.append(d)
@@ -76,16 +76,16 @@ class LocalSource(Source):
                 try:
                     stat = path.stat()  # follows a link; a broken or looping one raises
                 except OSError as e:
-                    listing.skipped.append((key, _link_problem(path, e)))
+                    listing.skip(key, _link_problem(path, e))
                     continue
                 if name in LABELS_FILES:
                     listing.labels_files.append(key)
                     continue
                 if path.suffix.lower() not in IMAGE_EXTENSIONS:
-                    listing.skipped.append((key, "not an image file (by extension)"))
+                    listing.skip(key, "not an image file (by extension)")
                     continue
                 if reason := refusal(stat):
-                    listing.skipped.append((key, reason))
+                    listing.skip(key, reason)
                     continue
                 yield self._sample(key, stat)
                 found += 1

@@ -255,7 +255,7 @@ class S3Source(Source):
             return None  # a folder marker object (consoles create them), not a file
         reason = unsafe_key_reason(key)
         if reason:
-            listing.skipped.append((key, f"unsafe key, not read: {reason}"))
+            listing.skip(key, f"unsafe key, not read: {reason}")
             return None
         parts = key.split("/")
         if any(p.startswith(".") or p in IGNORED_DIRS for p in parts):
@@ -264,7 +264,7 @@ class S3Source(Source):
             listing.labels_files.append(key)
             return None
         if PurePosixPath(key).suffix.lower() not in IMAGE_EXTENSIONS:
-            listing.skipped.append((key, "not an image file (by extension)"))
+            listing.skip(key, "not an image file (by extension)")
             return None
         folders.add("/".join(parts[:-1]))
         label = self.label or label_for_key(key, self.url.root_name)

@@ -123,15 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     _switch(look, "--preview", "0", "also write preview.png: originals beside their copies")
     _switch(look, "--dry-run", "0", "print the plan and estimated time; write only the preview")
 
-    run = p.add_argument_group("running")
-    run.add_argument("--workers", default="0", help="worker processes (default 0 = one per CPU)")
-    run.add_argument(
+    running = p.add_argument_group("running")
+    running.add_argument("--workers", default="0", help="worker processes (default 0 = one per CPU)")
+    running.add_argument(
         "--max-failures",
         default="0.01",
         help="bad inputs tolerated before exiting 1: a fraction of samples (<1) or a count (>=1); default %(default)s",
     )
-    _switch(run, "--overwrite", "0", "regenerate outputs that already exist (1/0)")
-    _switch(run, "--verify-outputs", "0", "a rerun checks each recorded output's sha256, not only its size (1/0)")
+    _switch(running, "--overwrite", "0", "regenerate outputs that already exist (1/0)")
+    _switch(running, "--verify-outputs", "0", "a rerun checks each recorded output's sha256, not only its size (1/0)")
 
     scale = p.add_argument_group("sharding, scheduled refresh, class balancing")
     scale.add_argument(

@@ -46,7 +46,7 @@ def warp(frame: Frame, forward: Matrix, fill: str, fill_value: float) -> Frame:
     an all-opaque alpha stays as it is (every fill is opaque).
     """
     color = _warp_plane(frame.color, forward, fill, _fill_color(frame.color.mode, fill_value))
-    if frame.alpha is None or _opaque(frame.alpha):
+    if frame.alpha is None or _all_opaque(frame.alpha):
         return Frame(color, frame.alpha)
     return Frame(color, _warp_plane(frame.alpha, forward, fill, 255))
 
@@ -112,7 +112,7 @@ def _fill_color(mode: str, fraction: float) -> int | tuple[int, ...]:
     return (v, v, v) if mode == "RGB" else v
 
 
-def _opaque(alpha: Image.Image) -> bool:
+def _all_opaque(alpha: Image.Image) -> bool:
     """All 255: warping it would give all 255 again (every fill is opaque), so it is not warped."""
     return alpha.getextrema() == (255, 255)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from augment import __version__
+from augment.boxes import DEFAULT_MIN_BOX_VISIBILITY
 from augment.codec import OUTPUT_FORMATS
 from augment.config import FILL_CHOICES, LAYOUTS
 from augment.presets import DEFAULT_PRESET, ORIENTATIONS, PRESETS
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     det = p.add_argument_group("object detection (folders with bounding_boxes.labels)")
     det.add_argument(
         "--min-box-visibility",
-        default="0.3",
+        default=str(DEFAULT_MIN_BOX_VISIBILITY),
         help="drop a box when less than this share of it stays in the image (default: %(default)s)",
     )
     _switch(det, "--keep-boxless", "0", "keep copies whose boxes were all dropped (1/0)")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from augment.boxes import Box, clip, hide, move
+from augment.boxes import DEFAULT_MIN_BOX_VISIBILITY, Box, clip, hide, move
 from augment.codec import Decoded, EncodeOptions, decode, encode
 from augment.frame import Frame
 from augment.ops import GeometricOp, get_op, pixels
@@ -129,7 +129,7 @@ def render(
     seed: int,
     options: EncodeOptions,
     boxes: tuple[Box, ...] | None = None,
-    min_visibility: float = 0.3,
+    min_visibility: float = DEFAULT_MIN_BOX_VISIBILITY,
     notes: list[str] | None = None,
 ) -> list[Rendered]:
     """Decode ``data`` once and produce every requested output (raises codec.DecodeError).

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from augment.samples import label_problem
+
 DEFAULT_MIN_BOX_VISIBILITY = 0.3  # a moved box is kept while at least this share of it is in the image
 BOXES_FILE = "bounding_boxes.labels"
 INFO_FILE = "info.labels"
@@ -210,10 +212,10 @@ def _boxes(raw: Any, where: str, warnings: list[str] | None = None) -> tuple[Box
         if not isinstance(box, dict):
             raise LabelsError(f"{where}[{i}]: expected an object with label, x, y, width, height")
         label = box.get("label")
-        if not isinstance(label, str) or not label.strip() or any(ord(c) < 32 or c in "/\\" for c in label):
-            raise LabelsError(f"{where}[{i}]: 'label' must be a non-empty string without slashes or control characters")
-        if label.strip() in (".", ".."):
-            raise LabelsError(f"{where}[{i}]: {label!r} is not a label")
+        if not isinstance(label, str):
+            raise LabelsError(f"{where}[{i}]: 'label' must be a string, got {label!r}")
+        if problem := label_problem(label):
+            raise LabelsError(f"{where}[{i}]: label {label!r} {problem}")
         values = [box.get(k) for k in ("x", "y", "width", "height")]
         if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values):
             raise LabelsError(f"{where}[{i}]: x, y, width and height must be numbers, got {values}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from augment import __version__
+from augment.boxes import DEFAULT_MIN_BOX_VISIBILITY
 from augment.codec import OUTPUT_FORMATS
 from augment.config import FILL_CHOICES, LAYOUTS
 from augment.presets import DEFAULT_PRESET, ORIENTATIONS, PRESETS
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     det = p.add_argument_group("object detection (folders with bounding_boxes.labels)")
     det.add_argument(
         "--min-box-visibility",
-        default="0.3",
+        default=str(DEFAULT_MIN_BOX_VISIBILITY),
         help="drop a box when less than this share of it stays in the image (default: %(default)s)",
     )
     _switch(det, "--keep-boxless", "0", "keep copies whose boxes were all dropped (1/0)")
@@ -123,15 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     _switch(look, "--preview", "0", "also write preview.png: originals beside their copies")
     _switch(look, "--dry-run", "0", "print the plan and estimated time; write only the preview")
 
-    run = p.add_argument_group("running")
-    run.add_argument("--workers", default="0", help="worker processes (default 0 = one per CPU)")
-    run.add_argument(
+    running = p.add_argument_group("running")
+    running.add_argument("--workers", default="0", help="worker processes (default 0 = one per CPU)")
+    running.add_argument(
         "--max-failures",
         default="0.01",
         help="bad inputs tolerated before exiting 1: a fraction of samples (<1) or a count (>=1); default %(default)s",
     )
-    _switch(run, "--overwrite", "0", "regenerate outputs that already exist (1/0)")
-    _switch(run, "--verify-outputs", "0", "a rerun checks each recorded output's sha256, not only its size (1/0)")
+    _switch(running, "--overwrite", "0", "regenerate outputs that already exist (1/0)")
+    _switch(running, "--verify-outputs", "0", "a rerun checks each recorded output's sha256, not only its size (1/0)")
 
     scale = p.add_argument_group("sharding, scheduled refresh, class balancing")
     scale.add_argument(

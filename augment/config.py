@@ -10,10 +10,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from augment.boxes import DEFAULT_MIN_BOX_VISIBILITY
 from augment.codec import EI_SAME, OUTPUT_FORMATS, PNG_STRATEGIES, EncodeOptions
 from augment.ops.pixels import FILL_MODES
 from augment.presets import ORIENTATIONS, get_preset
 from augment.recipe import MAX_COPIES, Recipe, load_recipe
+from augment.samples import label_problem
 from augment.selection import Shard, parse_since, resolve_shard
 from augment.sinks import ingestion
 from augment.sources.s3 import parse_s3_url
@@ -73,7 +75,7 @@ class RunConfig:
     upload_category: str | None = None
     metadata: dict[str, Any] | None = None
     ei: EiEnvironment = field(default_factory=EiEnvironment)
-    min_box_visibility: float = 0.3
+    min_box_visibility: float = DEFAULT_MIN_BOX_VISIBILITY
     keep_boxless: bool = False
     notes: tuple[str, ...] = ()  # non-fatal remarks made while parsing, printed at start
     source: str | None = None  # s3://bucket/prefix/ instead of in_directory/in_file
@@ -142,90 +144,125 @@ def parse_bool(value: str | bool | None, name: str) -> bool:
 
 
 def build_config(args: Any, env: dict[str, str]) -> RunConfig:
-    """Validate parsed CLI arguments (an argparse Namespace) into a RunConfig; raises ConfigError."""
-    notes: list[str] = []
-    _bucket_input(args, notes)
+    """Validate parsed CLI arguments (an argparse Namespace, left unchanged) into a RunConfig; raises ConfigError."""
+    notes: list[str] = []  # in the order the parameters are read
     dest_ei = (getattr(args, "dest", None) or "").strip().lower() == ingestion.DEST
-    if dest_ei:
-        args.dest = None  # not an S3 URL: uploads are staged in --out-directory
-    source, dest, s3_endpoint = _s3_args(args, notes)
-    if args.in_directory and args.in_file:
-        raise ConfigError("give --in-directory or --in-file, not both")
-    if source and (args.in_directory or args.in_file):
-        raise ConfigError("give --source or --in-directory/--in-file, not both")
-    if not args.in_directory and not args.in_file and not source:
-        raise ConfigError("no input: pass --in-directory <folder>, --in-file <image> or --source s3://bucket/prefix/")
-    in_dir = Path(args.in_directory).absolute() if args.in_directory else None
-    in_file = Path(args.in_file).absolute() if args.in_file else None
-    out_dir = Path(args.out_directory).absolute()
-    if dest is None and in_dir is not None and out_dir.resolve() == in_dir.resolve():
-        raise ConfigError(f"--out-directory {out_dir} is the input folder; choose a separate (or sub-) folder")
-
-    recipe = _recipe(args, notes)
-    copies = _int(args.copies, "copies", 0, MAX_COPIES) if args.copies not in (None, "") else None
-    if copies is not None and recipe.is_fixed:
-        notes.append(f"--copies {copies} ignored: preset/recipe {recipe.name!r} makes a fixed list of variants")
-        copies = None
-    if args.fill not in FILL_CHOICES:
-        raise ConfigError(f"--fill: {args.fill!r} is not one of {', '.join(FILL_CHOICES)}")
-    if args.fill != "recipe":
-        recipe = recipe.with_fill(args.fill)
-    if args.image_format not in OUTPUT_FORMATS:
-        raise ConfigError(f"--image-format: {args.image_format!r} is not one of {', '.join(OUTPUT_FORMATS)}")
-    if args.output_layout not in LAYOUTS:
-        raise ConfigError(f"--output-layout: {args.output_layout!r} is not one of {', '.join(LAYOUTS)}")
-    image_format = args.image_format
-    if image_format == "same" and (dest_ei or (args.upload_category and not dest)):
-        image_format = EI_SAME  # the outputs go into a project: only formats EI ingests
-        notes.append(
-            "--image-format same into an Edge Impulse project: PNG/JPEG inputs keep their format, others become PNG"
-        )
-    encode = EncodeOptions(
-        image_format,
-        _int(args.jpeg_quality, "jpeg-quality", 1, 100),
-        _int(args.png_compression, "png-compression", 0, 9),
-        _choice(getattr(args, "png_strategy", "rle"), "png-strategy", PNG_STRATEGIES),
-    )
+    places = _places(args, dest_ei, notes)
+    recipe, copies = _recipe_and_copies(args, notes)
+    into_project = dest_ei or bool(args.upload_category and not places["dest"])
+    encode = _encode_options(args, into_project, notes)
+    layout = _one_of(args.output_layout, "output-layout", LAYOUTS)
     workers = _int(args.workers, "workers", 0, 256) or available_cpus()
     max_failures = _float(args.max_failures, "max-failures", 0.0, 1e12)
-    label = (args.upload_label or "").strip() or None
-    if (label is not None and any(c in label for c in "/\\\n\r\t")) or label in (".", ".."):
-        raise ConfigError(f"--upload-label: {label!r} cannot be used as a label (no slashes or control characters)")
-
-    scale = _scale_args(args, env, recipe, notes)  # before RunConfig(...): it may add notes
-    project = _project_args(args, env, dest_ei, recipe, notes)
+    label = _upload_label(args.upload_label)
+    scale = _scale_args(args, env, recipe, notes)
+    seed = _int(args.seed, "seed", 0, 2**63 - 1)
+    metadata = _metadata(args.metadata, notes)
+    project = _project_args(args, env, recipe, seed, metadata, dest_ei=dest_ei, dest=places["dest"], notes=notes)
     return RunConfig(
-        out_directory=out_dir,
         recipe=recipe,
-        in_directory=in_dir,
-        in_file=in_file,
         copies=copies,
-        seed=_int(args.seed, "seed", 0, 2**63 - 1),
+        seed=seed,
         workers=workers,
         include_originals=parse_bool(args.include_originals, "include-originals"),
-        layout=args.output_layout,
+        layout=layout,
         encode=encode,
         max_failures=max_failures,
         overwrite=parse_bool(args.overwrite, "overwrite"),
-        verify_outputs=parse_bool(getattr(args, "verify_outputs", "0"), "verify-outputs"),
+        verify_outputs=_flag(args, "verify_outputs"),
         label=label,
         upload_category=args.upload_category or None,
-        metadata=_metadata(args.metadata, notes),
+        metadata=metadata,
         ei=EiEnvironment.from_env(env),
-        min_box_visibility=_float(getattr(args, "min_box_visibility", "0.3"), "min-box-visibility", 0.0, 1.0),
-        keep_boxless=parse_bool(getattr(args, "keep_boxless", "0"), "keep-boxless"),
-        preview=parse_bool(getattr(args, "preview", "0"), "preview"),
-        dry_run=parse_bool(getattr(args, "dry_run", "0"), "dry-run"),
+        min_box_visibility=_float(
+            getattr(args, "min_box_visibility", DEFAULT_MIN_BOX_VISIBILITY), "min-box-visibility", 0.0, 1.0
+        ),
+        keep_boxless=_flag(args, "keep_boxless"),
+        preview=_flag(args, "preview"),
+        dry_run=_flag(args, "dry_run"),
         notes=tuple(notes),
-        source=source,
-        dest=dest,
-        s3_endpoint=s3_endpoint,
+        **places,
         **scale,
         **project,
     )
 
 
-def _project_args(args: Any, env: dict[str, str], dest_ei: bool, recipe: Recipe, notes: list[str]) -> dict[str, Any]:
+def _places(args: Any, dest_ei: bool, notes: list[str]) -> dict[str, Any]:
+    """Where samples come from and outputs go: in_directory/in_file/source, out_directory/dest, s3_endpoint.
+    ``--dest ei`` is no S3 URL: uploads are staged in --out-directory."""
+    in_directory, raw_source = _bucket_input(args, notes)
+    raw_dest = None if dest_ei else getattr(args, "dest", None)
+    source, dest, s3_endpoint = _s3_args(raw_source, raw_dest, getattr(args, "s3_endpoint", None), notes)
+    if in_directory and args.in_file:
+        raise ConfigError("give --in-directory or --in-file, not both")
+    if source and (in_directory or args.in_file):
+        raise ConfigError("give --source or --in-directory/--in-file, not both")
+    if not in_directory and not args.in_file and not source:
+        raise ConfigError("no input: pass --in-directory <folder>, --in-file <image> or --source s3://bucket/prefix/")
+    in_dir = Path(in_directory).absolute() if in_directory else None
+    out_dir = Path(args.out_directory).absolute()
+    if dest is None and in_dir is not None and out_dir.resolve() == in_dir.resolve():
+        raise ConfigError(f"--out-directory {out_dir} is the input folder; choose a separate (or sub-) folder")
+    return {
+        "in_directory": in_dir,
+        "in_file": Path(args.in_file).absolute() if args.in_file else None,
+        "out_directory": out_dir,
+        "source": source,
+        "dest": dest,
+        "s3_endpoint": s3_endpoint,
+    }
+
+
+def _recipe_and_copies(args: Any, notes: list[str]) -> tuple[Recipe, int | None]:
+    """--preset/--recipe/--orientation, --copies (None: the recipe's own) and --fill."""
+    recipe = _recipe(args, notes)
+    copies = _int(args.copies, "copies", 0, MAX_COPIES) if args.copies not in (None, "") else None
+    if copies is not None and recipe.is_fixed:
+        notes.append(f"--copies {copies} ignored: preset/recipe {recipe.name!r} makes a fixed list of variants")
+        copies = None
+    fill = _one_of(args.fill, "fill", FILL_CHOICES)
+    return (recipe if fill == "recipe" else recipe.with_fill(fill)), copies
+
+
+def _encode_options(args: Any, into_project: bool, notes: list[str]) -> EncodeOptions:
+    """--image-format (EI_SAME when the outputs go into a project), --jpeg-quality, --png-*."""
+    image_format = _one_of(args.image_format, "image-format", OUTPUT_FORMATS)
+    if image_format == "same" and into_project:
+        image_format = EI_SAME  # the outputs go into a project: only formats EI ingests
+        notes.append(
+            "--image-format same into an Edge Impulse project: PNG/JPEG inputs keep their format, others become PNG"
+        )
+    return EncodeOptions(
+        image_format,
+        _int(args.jpeg_quality, "jpeg-quality", 1, 100),
+        _int(args.png_compression, "png-compression", 0, 9),
+        _choice(getattr(args, "png_strategy", "rle"), "png-strategy", PNG_STRATEGIES),
+    )
+
+
+def _upload_label(raw: str | None) -> str | None:
+    label = (raw or "").strip() or None
+    if label is not None and (problem := label_problem(label)):
+        raise ConfigError(f"--upload-label: {label!r} cannot be used as a label: it {problem}")
+    return label
+
+
+def _flag(args: Any, name: str) -> bool:
+    """An optional 1/0 switch (absent from a Namespace built by hand: off)."""
+    return parse_bool(getattr(args, name, "0"), name.replace("_", "-"))
+
+
+def _project_args(
+    args: Any,
+    env: dict[str, str],
+    recipe: Recipe,
+    seed: int,
+    metadata: dict[str, Any] | None,
+    *,
+    dest_ei: bool,
+    dest: str | None,
+    notes: list[str],
+) -> dict[str, Any]:
     """--dest ei (upload settings), --test-fraction / --upload-category (hold-out), --write-ei-metadata."""
     try:
         fraction, upload, more = ingestion.resolve(
@@ -237,16 +274,16 @@ def _project_args(args: Any, env: dict[str, str], dest_ei: bool, recipe: Recipe,
             batch_size=getattr(args, "batch_size", None),
             concurrency=getattr(args, "upload_concurrency", None),
             recipe=recipe.name,
-            seed=_int(args.seed, "seed", 0, 2**63 - 1),
+            seed=seed,
         )
     except ValueError as e:
         raise ConfigError(str(e)) from None
     notes.extend(more)
     raw = (getattr(args, "write_ei_metadata", None) or "auto").strip().lower()
     if raw == "auto":  # EI passes a clinical data item's metadata with its dataItemInfo; outputs go to a folder
-        item = _metadata(args.metadata, []) or {}  # not when EI imports the folder into a project: a .json
-        imported = bool((args.upload_category or "").strip())  # there could be read as a sample
-        write = "dataItemInfo" in item and not dest_ei and not args.dest and not imported
+        imported = bool((args.upload_category or "").strip())  # not when EI imports the folder into a project:
+        write = "dataItemInfo" in (metadata or {}) and not dest_ei and not dest and not imported  # a .json there
+        # could be read as a sample
     else:
         write = parse_bool(raw, "write-ei-metadata")
     return {"test_fraction": fraction, "upload": upload, "write_ei_metadata": write}
@@ -279,12 +316,12 @@ def _scale_args(args: Any, env: dict[str, str], recipe: Recipe, notes: list[str]
     return {"shard": shard, "since": since, "balance": balance, "target_per_class": target or None}
 
 
-def _bucket_input(args: Any, notes: list[str]) -> None:
-    """EI's ``bucket`` + prefix parameter pair: read through EI's mount (``/mnt/s3fs/<bucket>``) when it is
-    there, else straight from S3 with the AWS credentials. Sets ``args.in_directory`` or ``args.source``."""
+def _bucket_input(args: Any, notes: list[str]) -> tuple[str | None, str | None]:
+    """(input folder, source URL): EI's ``bucket`` + prefix parameter pair read through EI's mount
+    (``/mnt/s3fs/<bucket>``) when it is there, else straight from S3; without --bucket, the flags as given."""
     bucket = (getattr(args, "bucket", None) or "").strip()
     if not bucket:
-        return
+        return args.in_directory, getattr(args, "source", None)
     if args.in_directory or args.in_file or getattr(args, "source", None):
         raise ConfigError("--bucket replaces --in-directory/--in-file/--source; give only one of them")
     prefix = (args.bucket_prefix or "").strip().strip("/")
@@ -292,18 +329,21 @@ def _bucket_input(args: Any, notes: list[str]) -> None:
         raise ConfigError(f"--bucket/--bucket-prefix: {bucket!r} / {prefix!r} is not a bucket name and prefix")
     mount = Path(args.bucket_mount_root) / bucket
     if mount.is_dir():
-        args.in_directory = str(mount / prefix)
-        notes.append(f"reading bucket {bucket!r} through its mount: {args.in_directory}")
-    else:
-        args.source = f"s3://{bucket}/{prefix + '/' if prefix else ''}"
-        notes.append(f"bucket {bucket!r} is not mounted at {mount}: reading {args.source} from S3")
+        folder = str(mount / prefix)
+        notes.append(f"reading bucket {bucket!r} through its mount: {folder}")
+        return folder, None
+    url = f"s3://{bucket}/{prefix + '/' if prefix else ''}"
+    notes.append(f"bucket {bucket!r} is not mounted at {mount}: reading {url} from S3")
+    return None, url
 
 
-def _s3_args(args: Any, notes: list[str]) -> tuple[str | None, str | None, str | None]:
+def _s3_args(
+    raw_source: str | None, raw_dest: str | None, raw_endpoint: str | None, notes: list[str]
+) -> tuple[str | None, str | None, str | None]:
     """--source, --dest (s3://bucket/prefix/, normalised) and --s3-endpoint, validated."""
     urls = {}
-    for name in ("source", "dest"):
-        raw = (getattr(args, name, None) or "").strip()
+    for name, given in (("source", raw_source), ("dest", raw_dest)):
+        raw = (given or "").strip()
         try:
             urls[name] = parse_s3_url(raw) if raw else None
         except ValueError as e:
@@ -313,7 +353,7 @@ def _s3_args(args: Any, notes: list[str]) -> tuple[str | None, str | None, str |
         raise ConfigError(f"--dest {dest} is the --source prefix; choose a separate (or sub-) prefix")
     if dest:
         notes.append(f"outputs go to {dest} (--dest); --out-directory is not used")
-    endpoint = (getattr(args, "s3_endpoint", None) or "").strip() or None
+    endpoint = (raw_endpoint or "").strip() or None
     if endpoint and not endpoint.startswith(("http://", "https://")):
         raise ConfigError(f"--s3-endpoint: expected http(s)://host[:port], got {endpoint!r}")
     return (str(source) if source else None, str(dest) if dest else None, endpoint)
@@ -348,6 +388,13 @@ def _metadata(raw: str | None, notes: list[str]) -> dict[str, Any] | None:
         notes.append("--metadata ignored: expected a JSON object")
         return None
     return value
+
+
+def _one_of(raw: Any, name: str, options: tuple[str, ...]) -> str:
+    """``raw`` exactly as given, if it is one of ``options``."""
+    if raw not in options:
+        raise ConfigError(f"--{name}: {raw!r} is not one of {', '.join(options)}")
+    return raw
 
 
 def _choice(raw: Any, name: str, options: tuple[str, ...]) -> str:

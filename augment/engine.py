@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from augment.boxes import Box, clip, hide, move
+from augment.boxes import DEFAULT_MIN_BOX_VISIBILITY, Box, clip, hide, move
 from augment.codec import Decoded, EncodeOptions, decode, encode
 from augment.frame import Frame
-from augment.ops import get_op, pixels
+from augment.ops import GeometricOp, get_op, pixels
 from augment.plan import OutputSpec
 from augment.recipe import sample_chain
 from augment.samples import stable_hash
@@ -61,10 +61,10 @@ def chain_matrix(chain: Chain, size: tuple[int, int]) -> np.ndarray:
     """The combined forward 3x3 matrix of geometric ops applied in order (each op's matrix on the left)."""
     combined = np.eye(3)
     for name, params in chain:
-        forward = get_op(name).matrix(params, size)
-        if forward is None:
+        op = get_op(name)
+        if not isinstance(op, GeometricOp):
             raise ValueError(f"{name} is not a geometric op")
-        combined = forward @ combined
+        combined = op.matrix(params, size) @ combined
     return combined
 
 
@@ -79,9 +79,9 @@ def steps(chain: Chain, size: tuple[int, int]) -> list[FusedWarp | tuple[str, di
         j, border = i, None
         while j < len(chain):
             op = get_op(chain[j][0])
-            if op.kind != "geometric":
+            if not isinstance(op, GeometricOp):
                 break
-            own = op.border(chain[j][1]) if hasattr(op, "border") else None  # flips resample nothing
+            own = op.border(chain[j][1])  # None: a flip, which resamples nothing
             if own is not None and border is not None and own != border:
                 break
             border = own or border
@@ -115,9 +115,8 @@ def follow_boxes(boxes: list[Box], chain: list[tuple[str, dict[str, Any]]], size
             continue
         name, params = step
         op = get_op(name)
-        forward = op.matrix(params, size)
-        if forward is not None:
-            boxes = move(boxes, forward, size)
+        if isinstance(op, GeometricOp):
+            boxes = move(boxes, op.matrix(params, size), size)
         elif rects := op.occlusions(params):
             boxes = hide(boxes, rects)
     return boxes
@@ -130,7 +129,7 @@ def render(
     seed: int,
     options: EncodeOptions,
     boxes: tuple[Box, ...] | None = None,
-    min_visibility: float = 0.3,
+    min_visibility: float = DEFAULT_MIN_BOX_VISIBILITY,
     notes: list[str] | None = None,
 ) -> list[Rendered]:
     """Decode ``data`` once and produce every requested output (raises codec.DecodeError).
@@ -138,7 +137,7 @@ def render(
     With ``boxes``, each output carries the boxes still at least ``min_visibility`` visible; boxes reaching
     outside the image are clipped to it first (or dropped), with a line in ``notes``."""
     decoded = decode(data)
-    rendered = [render_one(key, data, decoded, spec, seed, options) for spec in outputs]
+    rendered = [render_one(key, data, decoded, output, seed, options) for output in outputs]
     if boxes is None:
         return rendered
     size = decoded.frame.size
@@ -156,15 +155,15 @@ def render_one(
     key: str,
     data: bytes,
     decoded: Decoded,
-    spec: OutputSpec,
+    output: OutputSpec,
     seed: int,
     options: EncodeOptions,
 ) -> Rendered:
-    if spec.pipeline is None:
-        if spec.image_format == decoded.format and not decoded.oriented:
-            return Rendered(spec, data, [])  # the original, byte for byte
-        return Rendered(spec, encode(decoded.frame, decoded.mode, spec.image_format, options), [])
-    chain = sample_chain(spec.pipeline, output_rng(seed, key, spec.index), decoded.frame.size)
+    if output.pipeline is None:
+        if output.image_format == decoded.format and not decoded.oriented:
+            return Rendered(output, data, [])  # the original, byte for byte
+        return Rendered(output, encode(decoded.frame, decoded.mode, output.image_format, options), [])
+    chain = sample_chain(output.pipeline, output_rng(seed, key, output.index), decoded.frame.size)
     frame = apply_chain(decoded.frame, chain)
-    data_out = encode(frame, decoded.mode, spec.image_format, options)
-    return Rendered(spec, data_out, [{"op": name, **params} for name, params in chain])
+    data_out = encode(frame, decoded.mode, output.image_format, options)
+    return Rendered(output, data_out, [{"op": name, **params} for name, params in chain])

@@ -100,7 +100,7 @@ def from_frame(frame: Frame, info: ModeInfo) -> Image.Image:
         return color
     if mode in ("LA", "RGBA"):
         bands = (color,) if color.mode == "L" else color.split()
-        return Image.merge(mode, (*bands, alpha if alpha is not None else _opaque(color)))
+        return Image.merge(mode, (*bands, alpha if alpha is not None else _opaque_plane(color)))
     if mode == "P":
         assert info.palette is not None
         palette = info.palette.getpalette() or [0, 0, 0]
@@ -156,7 +156,7 @@ def _palette_with_alphas(frame: Frame, palette: list[int], alphas: bytes) -> Ima
     entries = np.array(palette, dtype=np.int64).reshape(-1, 3)
     entry_alpha = np.full(len(entries), 255, dtype=np.int64)
     entry_alpha[: min(len(alphas), len(entries))] = list(alphas[: len(entries)])
-    alpha = frame.alpha if frame.alpha is not None else _opaque(frame.color)
+    alpha = frame.alpha if frame.alpha is not None else _opaque_plane(frame.color)
     pixels = np.dstack([np.asarray(frame.color.convert("RGB")), np.asarray(alpha)])
     indices = _nearest(pixels, np.column_stack([entries, entry_alpha]))
     restored = Image.frombytes("P", frame.size, indices.tobytes())
@@ -165,5 +165,6 @@ def _palette_with_alphas(frame: Frame, palette: list[int], alphas: bytes) -> Ima
     return restored
 
 
-def _opaque(color: Image.Image) -> Image.Image:
+def _opaque_plane(color: Image.Image) -> Image.Image:
+    """A fully opaque alpha plane the size of ``color``."""
     return Image.new("L", color.size, 255)

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from augment.ops import get_op
+from augment.ops import GeometricOp, get_op
 from augment.ops.base import RecipeError, integer
+from augment.samples import ORIGINAL
 from augment.sources.files import read_regular
 
 MAX_COPIES = 1000
@@ -95,7 +96,7 @@ class Recipe:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     def with_fill(self, fill: str) -> Recipe:
-        """A copy in which every op that has a border ``fill`` setting uses ``fill``."""
+        """A copy in which every geometric op that has a border ``fill`` setting uses ``fill``."""
         data = self.to_dict()
         _set_fill(data, fill)
         return parse_recipe(data)
@@ -130,7 +131,7 @@ def parse_recipe(data: Any) -> Recipe:
         vname = v.get("name")
         if not isinstance(vname, str) or not vname or not _is_name_safe(vname):
             raise RecipeError(f"{where}.name: expected letters, digits, '_' or '-', got {vname!r}")
-        if vname in seen or vname == "orig":
+        if vname in seen or vname == ORIGINAL:
             raise RecipeError(f"{where}.name: {vname!r} is used twice or reserved")
         seen.add(vname)
         variants.append(Variant(vname, _pipeline(v.get("pipeline"), f"{where}.pipeline")))
@@ -265,7 +266,7 @@ def _is_name_safe(name: str) -> bool:
 
 def _set_fill(data: Any, fill: str) -> None:
     if isinstance(data, dict):
-        if "fill" in data and "op" in data and data["op"] != "cutout":
+        if "op" in data and "fill" in data and isinstance(get_op(data["op"]), GeometricOp):  # not cutout's paint
             data["fill"] = fill
         for value in data.values():
             _set_fill(value, fill)

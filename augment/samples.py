@@ -32,6 +32,25 @@ class Sample:
 _EI_LABEL = re.compile(r"^[a-zA-Z0-9\s_-]+")  # how EI reads a label off a file name's start
 
 
+def has_control_characters(text: str) -> bool:
+    """C0 controls or DEL: what breaks a log line, a header or a file name."""
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def label_problem(label: str) -> str | None:
+    """Why ``label`` cannot be a class label (given by --upload-label or in a labels file), or None: the
+    block's one rule; a label must also survive EI's upload header (control characters refused there)."""
+    if not label.strip():
+        return "is empty"
+    if has_control_characters(label):
+        return "has control characters"
+    if "/" in label or "\\" in label:
+        return "has a slash"
+    if label.strip() in (".", ".."):
+        return "is not a label"
+    return None
+
+
 def ei_label_issue(label: str) -> str | None:
     """Why EI would misread ``label`` from a file name (it keeps ``^[a-zA-Z0-9\\s_-]+``), or None."""
     match = _EI_LABEL.match(label)

@@ -212,11 +212,28 @@ def test_bucket_parameter_without_mount_reads_from_s3_and_rejects_escapes(tmp_pa
     from augment.cli import parse
     from augment.config import ConfigError, build_config
 
-    args, _ = parse(["--bucket", "raw", "--bucket-prefix", "a/b", "--bucket-mount-root", str(tmp_path)])
-    assert build_config(args, {}).source == "s3://raw/a/b/"
+    args, _ = parse(["--bucket", "raw", "--bucket-prefix", "a/b", "--bucket-mount-root", str(tmp_path), "--dest", "ei"])
+    given = dict(vars(args))
+    assert build_config(args, {"EI_PROJECT_API_KEY": "ei_x"}).source == "s3://raw/a/b/"
+    assert vars(args) == given  # build_config reads its arguments, never rewrites them
     args, _ = parse(["--bucket", "raw", "--bucket-prefix", "../etc", "--bucket-mount-root", str(tmp_path)])
     with pytest.raises(ConfigError, match="not a bucket name and prefix"):
         build_config(args, {})
+
+
+def test_one_label_rule_for_upload_label_and_labels_files(tmp_path):
+    from augment.boxes import LabelsError, parse_boxes_file
+    from augment.cli import parse
+    from augment.config import ConfigError, build_config
+
+    for label, problem in (("a/b", "has a slash"), ("..", "is not a label"), ("x\x7f", "has control characters")):
+        args, _ = parse(["--in-directory", str(tmp_path), "--upload-label", label])
+        with pytest.raises(ConfigError, match=problem):
+            build_config(args, {})
+        boxes = {"version": 1, "type": "bounding-box-labels", "boundingBoxes": {"i.png": [{"label": label, "x": 0,
+                 "y": 0, "width": 1, "height": 1}]}}  # fmt: skip
+        with pytest.raises(LabelsError, match=problem):
+            parse_boxes_file(json.dumps(boxes), "bounding_boxes.labels")
 
 
 def test_workers_zero_respects_a_cgroup_cpu_quota(tmp_path, monkeypatch):

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from augment.frame import Frame, from_frame, to_frame
-from augment.ops import REGISTRY, get_op
-from augment.ops.base import RecipeError
+from augment.ops import REGISTRY, GeometricOp, Op, get_op
+from augment.ops.base import RecipeError, check_op
+from augment.ops.pixels import FILL_MODES
 from tests.conftest import gradient
 
 
@@ -228,3 +229,42 @@ def test_geometric_ops_keep_a_flat_image_flat_in_every_mode(mode, chain):
     frame, info = to_frame(flat)
     out = from_frame(apply_chain(frame, chain), info)
     assert out.tobytes() == flat.tobytes(), (mode, chain)
+
+
+class _Turn(GeometricOp):
+    name = "turn"
+    summary = "test op"
+
+    def sample(self, settings: dict, rng: np.random.Generator, size: tuple[int, int]) -> dict:
+        return {}
+
+    def apply(self, frame: Frame, params: dict) -> Frame:
+        return frame
+
+    def matrix(self, params: dict, size: tuple[int, int]) -> np.ndarray:
+        return np.eye(3)
+
+    def border(self, params: dict) -> tuple[str, float] | None:
+        return None
+
+
+def test_a_geometric_op_must_say_where_pixels_and_boxes_go():
+    class NoMatrix(GeometricOp):  # boxes would stay where they were: refused before it can be registered
+        name = "no_matrix"
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoMatrix()
+
+    class FlatMatrix(_Turn):
+        def matrix(self, params: dict, size: tuple[int, int]) -> np.ndarray:
+            return np.eye(2)
+
+    class LooseMatrix(Op):  # a matrix outside GeometricOp: the engine would neither fuse it nor move boxes
+        name = "loose"
+        sample, apply, matrix = _Turn.sample, _Turn.apply, _Turn.matrix
+
+    check_op(_Turn(), FILL_MODES)
+    for bad, message in ((FlatMatrix(), "3x3 affine"), (LooseMatrix(), "not a GeometricOp")):
+        with pytest.raises(TypeError, match=message):
+            check_op(bad, FILL_MODES)
+    assert {name for name, op in REGISTRY.items() if isinstance(op, GeometricOp)} >= {"hflip", "rotate", "scale"}

@@ -113,7 +113,7 @@ def test_with_fill_overrides_every_geometric_op():
     assert fills == {"constant"}
 
 
-_ranged_ops = sorted(name for name, op in REGISTRY.items() if any(hasattr(p, "bounds") for p in op.spec.values()))
+_ranged_ops = sorted(name for name, op in REGISTRY.items() if any(hasattr(p, "bounds") for p in op.schema.values()))
 
 
 @settings(max_examples=60, deadline=None)
@@ -125,7 +125,7 @@ _ranged_ops = sorted(name for name, op in REGISTRY.items() if any(hasattr(p, "bo
 )
 def test_any_valid_recipe_round_trips_and_any_invalid_one_raises_recipe_error(name, lo, width, p):
     op = REGISTRY[name]
-    key, param = next((k, v) for k, v in op.spec.items() if hasattr(v, "bounds") and hasattr(v, "json_default"))
+    key, param = next((k, v) for k, v in op.schema.items() if hasattr(v, "bounds") and hasattr(v, "json_default"))
     value = [lo, lo + width] if isinstance(param.json_default(), list) else lo
     raw = {"name": "h", "copies": 2, "pipeline": [{"op": name, "p": p, key: value}]}
     try:

@@ -1,13 +1,16 @@
-"""What an op is: a declared parameter spec, a sampler (rng -> concrete params) and a pure kernel.
+"""What an op is: a declared schema, a sampler (rng -> concrete params) and a pure kernel.
 
-The spec is what a recipe may say about the op (ranges, choices); the sampler turns a validated spec into
-the concrete parameters of one application; the kernel applies those parameters to a Frame and does
-nothing random itself (noise kernels receive a sampled seed). Concrete parameters are plain JSON values, so
-the manifest can record them and a kernel can replay them.
+Three words, three stages: the ``schema`` is what a recipe may say about the op (ranges, choices);
+``settings`` are one recipe step's validated values of it; the sampler turns settings into the concrete
+``params`` of one application; the kernel applies params to a Frame and does nothing random itself (noise
+kernels receive a sampled seed). Params are plain JSON values, so the manifest can record them and a
+kernel can replay them. Geometric ops (GeometricOp) also say where pixels go (``matrix``, which boxes
+follow) and how uncovered pixels are filled (``border``); ``check_op`` verifies both when the registry is built.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -17,7 +20,7 @@ from augment.frame import Frame
 
 
 class RecipeError(ValueError):
-    """A recipe (or op spec) is invalid; the message names where and why."""
+    """A recipe (or an op's settings) is invalid; the message names where and why."""
 
 
 @dataclass(frozen=True)
@@ -118,44 +121,77 @@ class NumberList:
 Param = Range | Number | Choice | NumberList
 
 
-class Op:
-    """Base class: subclasses declare ``name``, ``kind``, ``summary`` and ``spec``, and implement
-    ``sample`` and ``apply``. Geometric ops also implement ``matrix``."""
+Border = tuple[str, float]  # (fill mode, constant fill level): how a warp fills the pixels it uncovers
+
+
+class Op(ABC):
+    """Base class: subclasses declare ``name``, ``summary`` and ``schema``, and implement ``sample`` and
+    ``apply``. An op that moves pixels derives from GeometricOp instead."""
 
     name: ClassVar[str]
-    kind: ClassVar[str]  # "geometric" | "photometric" | "noise"
     summary: ClassVar[str]
-    spec: ClassVar[dict[str, Param]] = {}
+    schema: ClassVar[dict[str, Param]] = {}
 
     def validate(self, where: str, raw: dict[str, Any]) -> dict[str, Any]:
-        """Check a recipe's settings for this op; return them complete, with defaults filled in."""
-        unknown = sorted(set(raw) - set(self.spec))
+        """Check a recipe step's settings for this op; return them complete, with defaults filled in."""
+        unknown = sorted(set(raw) - set(self.schema))
         if unknown:
-            raise RecipeError(f"{where}: unknown setting(s) {unknown} for op {self.name!r}; known: {sorted(self.spec)}")
+            raise RecipeError(
+                f"{where}: unknown setting(s) {unknown} for op {self.name!r}; known: {sorted(self.schema)}"
+            )
         out: dict[str, Any] = {}
-        for key, param in self.spec.items():
+        for key, param in self.schema.items():
             out[key] = param.check(f"{where}.{key}", raw[key]) if key in raw else param.json_default()
         return out
 
-    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
-        """Draw the concrete parameters of one application from a validated spec."""
-        raise NotImplementedError
+    @abstractmethod
+    def sample(self, settings: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        """Draw the concrete params of one application from validated settings."""
 
+    @abstractmethod
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
-        """Apply concrete parameters to a frame. Pure: same inputs, same output."""
-        raise NotImplementedError
-
-    def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray | None:
-        """The forward 3x3 affine this op applies to pixel coordinates (None for non-geometric ops)."""
-        return None
+        """Apply concrete params to a frame. Pure: same inputs, same output."""
 
     def occlusions(self, params: dict[str, Any]) -> list[list[int]]:
         """Rectangles ``[x, y, w, h]`` this op blanks out (boxes under them lose visibility)."""
         return []
 
 
+class GeometricOp(Op):
+    """An op that moves pixels. Boxes follow it through ``matrix``; consecutive geometric ops that share a
+    ``border`` are resampled once (engine.steps). Both are required, so a geometric op cannot silently
+    leave boxes where they were."""
+
+    @abstractmethod
+    def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
+        """The forward 3x3 affine this op applies to pixel coordinates."""
+
+    @abstractmethod
+    def border(self, params: dict[str, Any]) -> Border | None:
+        """How the pixels this op uncovers are filled; None for an op that resamples nothing (a flip)."""
+
+
+def check_op(op: Op, fill_modes: tuple[str, ...]) -> None:
+    """Refuse an op that would mislead the engine: a ``matrix`` outside GeometricOp (boxes would not follow
+    it), or a geometric op whose default application gives no 3x3 affine or an unknown border."""
+    if not isinstance(op, GeometricOp):
+        if hasattr(op, "matrix") or hasattr(op, "border"):
+            raise TypeError(
+                f"op {op.name!r} has a matrix or border but is not a GeometricOp: boxes would not follow it"
+            )
+        return
+    size = (12, 8)
+    params = op.sample(op.validate(op.name, {}), np.random.default_rng(0), size)
+    m = np.asarray(op.matrix(params, size))
+    if m.shape != (3, 3) or not np.isfinite(m).all() or m[2].tolist() != [0.0, 0.0, 1.0]:
+        raise TypeError(f"op {op.name!r}: matrix() must return a 3x3 affine, got {m!r}")
+    border = op.border(params)
+    if border is not None and not (len(border) == 2 and border[0] in fill_modes and _is_number(border[1])):
+        raise TypeError(f"op {op.name!r}: border() must be None or (one of {fill_modes}, a number), got {border!r}")
+
+
 def uniform(rng: np.random.Generator, bounds: list[float]) -> float:
-    """A float in ``[lo, hi]``; no draw is wasted on a fixed value, so fixed specs stay stable."""
+    """A float in ``[lo, hi]``; no draw is wasted on a fixed value, so fixed settings stay stable."""
     lo, hi = bounds
     return float(lo) if lo == hi else float(rng.uniform(lo, hi))
 

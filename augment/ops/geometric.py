@@ -10,26 +10,26 @@ from PIL import Image
 
 from augment.frame import Frame
 from augment.ops import pixels
-from augment.ops.base import Choice, Number, NumberList, Op, Range, uniform
+from augment.ops.base import Border, Choice, GeometricOp, Number, NumberList, Range, uniform
 
-FILL = Choice(
-    "edge",
-    pixels.FILL_MODES,
-    "border fill: edge (repeat edge pixels), reflect, or constant",
-)
+FILL = Choice("edge", pixels.FILL_MODES, "border fill: edge (repeat edge pixels), reflect, or constant")
 FILL_VALUE = Number(0.0, (0.0, 1.0), "constant fill level, as a fraction of full scale")
 
 
-class _Flip(Op):
-    kind = "geometric"
+class _Flip(GeometricOp):
+    """A mirror: an exact transpose of the pixels, so it uncovers and resamples nothing."""
+
     method: Image.Transpose
 
-    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+    def sample(self, settings: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
         return {}
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
         alpha = frame.alpha.transpose(self.method) if frame.alpha is not None else None
         return Frame(frame.color.transpose(self.method), alpha)
+
+    def border(self, params: dict[str, Any]) -> None:
+        return None
 
 
 class HFlip(_Flip):
@@ -50,18 +50,13 @@ class VFlip(_Flip):
         return np.array([[1.0, 0.0, 0.0], [0.0, -1.0, size[1]], [0.0, 0.0, 1.0]])
 
 
-class _Warp(Op):
+class _Warp(GeometricOp):
     """A geometric op applied by resampling through its matrix with a border fill."""
-
-    kind = "geometric"
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
         return pixels.warp(frame, self.matrix(params, frame.size), *self.border(params))
 
-    def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
-        raise NotImplementedError
-
-    def border(self, params: dict[str, Any]) -> tuple[str, float]:
+    def border(self, params: dict[str, Any]) -> Border:
         """(fill, fill_value) for the pixels this op uncovers; ops with the same border can share one warp
         (engine.apply_chain fuses them)."""
         fill = params["fill"]
@@ -71,23 +66,23 @@ class _Warp(Op):
 class Rotate(_Warp):
     name = "rotate"
     summary = "rotate about the centre, canvas size kept (counter-clockwise degrees)"
-    spec = {
+    schema = {
         "degrees": Range((-15.0, 15.0), (-360.0, 360.0), "random angle range"),
         "angles": NumberList((-360.0, 360.0), "pick one of these fixed angles instead of the range"),
         "fill": FILL,
         "fill_value": FILL_VALUE,
     }
 
-    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
-        if spec["angles"]:
-            angles = spec["angles"]
+    def sample(self, settings: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        if settings["angles"]:
+            angles = settings["angles"]
             degrees = angles[0] if len(angles) == 1 else angles[int(rng.integers(len(angles)))]
         else:
-            degrees = uniform(rng, spec["degrees"])
+            degrees = uniform(rng, settings["degrees"])
         return {
             "degrees": degrees,
-            "fill": spec["fill"],
-            "fill_value": spec["fill_value"],
+            "fill": settings["fill"],
+            "fill_value": settings["fill_value"],
         }
 
     def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
@@ -97,14 +92,14 @@ class Rotate(_Warp):
 class Zoom(_Warp):
     name = "zoom"
     summary = "zoom in: crop a window 1/scale of the size at a random position, resize it back"
-    spec = {"scale": Range((1.0, 1.2), (1.0, 10.0), "zoom factor range (1 = none)")}
+    schema = {"scale": Range((1.0, 1.2), (1.0, 10.0), "zoom factor range (1 = none)")}
 
-    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
-        scale = uniform(rng, spec["scale"])
+    def sample(self, settings: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        scale = uniform(rng, settings["scale"])
         # Window position as a fraction of the free margin, so the params do not depend on image size.
         return {"scale": scale, "x": float(rng.random()), "y": float(rng.random())}
 
-    def border(self, params: dict[str, Any]) -> tuple[str, float]:
+    def border(self, params: dict[str, Any]) -> Border:
         return "edge", 0.0  # a zoom window may reach the border only through sub-pixel resampling
 
     def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
@@ -118,21 +113,21 @@ class Zoom(_Warp):
 class Translate(_Warp):
     name = "translate"
     summary = "shift by a fraction of the width/height (rounded to whole pixels)"
-    spec = {
+    schema = {
         "x": Range((-0.1, 0.1), (-1.0, 1.0), "horizontal shift range, fraction of width"),
         "y": Range((-0.1, 0.1), (-1.0, 1.0), "vertical shift range, fraction of height"),
         "fill": FILL,
         "fill_value": FILL_VALUE,
     }
 
-    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
-        dx = round(uniform(rng, spec["x"]) * size[0])
-        dy = round(uniform(rng, spec["y"]) * size[1])
+    def sample(self, settings: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        dx = round(uniform(rng, settings["x"]) * size[0])
+        dy = round(uniform(rng, settings["y"]) * size[1])
         return {
             "dx": dx,
             "dy": dy,
-            "fill": spec["fill"],
-            "fill_value": spec["fill_value"],
+            "fill": settings["fill"],
+            "fill_value": settings["fill_value"],
         }
 
     def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
@@ -142,19 +137,19 @@ class Translate(_Warp):
 class Shear(_Warp):
     name = "shear"
     summary = "shear about the centre (degrees along x and y)"
-    spec = {
+    schema = {
         "x": Range((-10.0, 10.0), (-60.0, 60.0), "horizontal shear angle range"),
         "y": Range((0.0, 0.0), (-60.0, 60.0), "vertical shear angle range"),
         "fill": FILL,
         "fill_value": FILL_VALUE,
     }
 
-    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+    def sample(self, settings: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
         return {
-            "x": uniform(rng, spec["x"]),
-            "y": uniform(rng, spec["y"]),
-            "fill": spec["fill"],
-            "fill_value": spec["fill_value"],
+            "x": uniform(rng, settings["x"]),
+            "y": uniform(rng, settings["y"]),
+            "fill": settings["fill"],
+            "fill_value": settings["fill_value"],
         }
 
     def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
@@ -168,18 +163,22 @@ class Shear(_Warp):
 class Scale(_Warp):
     name = "scale"
     summary = "scale about the centre, canvas size kept: below 1 the part is seen from farther (border filled)"
-    spec = {
+    schema = {
         "factor": Range((0.8, 1.0), (0.25, 4.0), "scale factor range (1 = none, 0.5 = half the size)"),
         "fill": FILL,
         "fill_value": FILL_VALUE,
     }
 
-    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
-        return {"factor": uniform(rng, spec["factor"]), "fill": spec["fill"], "fill_value": spec["fill_value"]}
+    def sample(self, settings: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        return {
+            "factor": uniform(rng, settings["factor"]),
+            "fill": settings["fill"],
+            "fill_value": settings["fill_value"],
+        }
 
     def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
         s = params["factor"]
         return pixels.about_center(np.array([[s, 0.0], [0.0, s]]), size)
 
 
-OPS: tuple[Op, ...] = (HFlip(), VFlip(), Rotate(), Zoom(), Translate(), Shear(), Scale())
+OPS: tuple[GeometricOp, ...] = (HFlip(), VFlip(), Rotate(), Zoom(), Translate(), Shear(), Scale())

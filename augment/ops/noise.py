@@ -1,4 +1,4 @@
-"""Sensor-noise ops and cutout. Kernels draw their noise from a seed sampled into the params."""
+"""Sensor-noise ops. Kernels draw their noise from a seed sampled into the params."""
 
 from __future__ import annotations
 
@@ -9,16 +9,7 @@ import numpy as np
 
 from augment.frame import Frame
 from augment.ops import pixels
-from augment.ops.base import (
-    Choice,
-    IntRange,
-    Number,
-    Op,
-    Range,
-    integer,
-    noise_seed,
-    uniform,
-)
+from augment.ops.base import Number, Op, Range, noise_seed, uniform
 
 
 def _values(frame: Frame) -> np.ndarray:
@@ -27,12 +18,11 @@ def _values(frame: Frame) -> np.ndarray:
 
 class GaussianNoise(Op):
     name = "gaussian_noise"
-    kind = "noise"
     summary = "add zero-mean gaussian noise; sigma as a fraction of full scale (0.1 = the workshop's)"
-    spec = {"sigma": Range((0.01, 0.05), (0.0, 1.0), "noise standard deviation range")}
+    schema = {"sigma": Range((0.01, 0.05), (0.0, 1.0), "noise standard deviation range")}
 
-    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
-        return {"sigma": uniform(rng, spec["sigma"]), "seed": noise_seed(rng)}
+    def sample(self, settings: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        return {"sigma": uniform(rng, settings["sigma"]), "seed": noise_seed(rng)}
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
         values = _values(frame)
@@ -43,9 +33,8 @@ class GaussianNoise(Op):
 
 class PoissonNoise(Op):
     name = "poisson_noise"
-    kind = "noise"
     summary = "shot noise: intensities become Poisson counts at `peak` counts for full scale (0 = auto, as skimage)"
-    spec = {
+    schema = {
         "peak": Range(
             (0.0, 0.0),
             (0.0, 1e6),
@@ -53,8 +42,8 @@ class PoissonNoise(Op):
         )
     }
 
-    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
-        return {"peak": uniform(rng, spec["peak"]), "seed": noise_seed(rng)}
+    def sample(self, settings: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        return {"peak": uniform(rng, settings["peak"]), "seed": noise_seed(rng)}
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
         values = _values(frame) / frame.max_value
@@ -75,17 +64,16 @@ def _distinct_values(values: np.ndarray) -> int:
 
 class SaltPepper(Op):
     name = "salt_pepper"
-    kind = "noise"
     summary = "set a fraction of samples to full scale (salt) or zero (pepper)"
-    spec = {
+    schema = {
         "amount": Range((0.005, 0.02), (0.0, 1.0), "fraction of samples replaced"),
         "salt_ratio": Number(0.5, (0.0, 1.0), "share of replaced samples that become salt"),
     }
 
-    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+    def sample(self, settings: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
         return {
-            "amount": uniform(rng, spec["amount"]),
-            "salt_ratio": spec["salt_ratio"],
+            "amount": uniform(rng, settings["amount"]),
+            "salt_ratio": settings["salt_ratio"],
             "seed": noise_seed(rng),
         }
 
@@ -99,50 +87,4 @@ class SaltPepper(Op):
         return frame.replace(color=pixels.to_image(values, frame.color.mode))
 
 
-class Cutout(Op):
-    name = "cutout"
-    kind = "noise"
-    summary = "random erasing: blank out rectangles (size as a fraction of each side)"
-    spec = {
-        "count": IntRange((1, 1), (1, 100), "number of rectangles"),
-        "size": Range((0.1, 0.25), (0.0, 1.0), "rectangle side range, fraction of the image side"),
-        "fill": Choice("constant", ("constant", "mean", "noise"), "what fills a rectangle"),
-        "fill_value": Number(0.0, (0.0, 1.0), "constant fill level, fraction of full scale"),
-    }
-
-    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
-        w, h = size
-        rects = []
-        for _ in range(integer(rng, spec["count"])):
-            rw = max(1, round(uniform(rng, spec["size"]) * w))
-            rh = max(1, round(uniform(rng, spec["size"]) * h))
-            x = int(rng.integers(0, w - rw + 1))
-            y = int(rng.integers(0, h - rh + 1))
-            rects.append([x, y, rw, rh])
-        return {
-            "rects": rects,
-            "fill": spec["fill"],
-            "fill_value": spec["fill_value"],
-            "seed": noise_seed(rng),
-        }
-
-    def occlusions(self, params: dict[str, Any]) -> list[list[int]]:
-        return params["rects"]
-
-    def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
-        values = np.array(frame.color)
-        top = frame.max_value
-        noise_rng = np.random.default_rng(params["seed"])
-        mean = np.rint(values.reshape(-1, *values.shape[2:]).mean(axis=0)).astype(values.dtype)
-        for x, y, rw, rh in params["rects"]:
-            region = values[y : y + rh, x : x + rw]
-            if params["fill"] == "mean":
-                region[...] = mean
-            elif params["fill"] == "noise":
-                region[...] = noise_rng.integers(0, top + 1, region.shape, dtype=values.dtype)
-            else:
-                region[...] = round(params["fill_value"] * top)
-        return frame.replace(color=pixels.to_image(values, frame.color.mode))
-
-
-OPS: tuple[Op, ...] = (GaussianNoise(), PoissonNoise(), SaltPepper(), Cutout())
+OPS: tuple[Op, ...] = (GaussianNoise(), PoissonNoise(), SaltPepper())

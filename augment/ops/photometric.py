@@ -13,16 +13,16 @@ from augment.ops.base import Op, Range, uniform
 
 
 class _Photometric(Op):
-    kind = "photometric"
+    """Changes colour planes only: boxes and alpha stay as they are."""
 
 
 class Brightness(_Photometric):
     name = "brightness"
     summary = "multiply intensities (1 = unchanged)"
-    spec = {"factor": Range((0.75, 1.25), (0.0, 4.0), "brightness factor range")}
+    schema = {"factor": Range((0.75, 1.25), (0.0, 4.0), "brightness factor range")}
 
-    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
-        return {"factor": uniform(rng, spec["factor"])}
+    def sample(self, settings: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        return {"factor": uniform(rng, settings["factor"])}
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
         f = params["factor"]
@@ -32,10 +32,10 @@ class Brightness(_Photometric):
 class Contrast(_Photometric):
     name = "contrast"
     summary = "scale distances from the image's mean grey (1 = unchanged)"
-    spec = {"factor": Range((0.75, 1.25), (0.0, 4.0), "contrast factor range")}
+    schema = {"factor": Range((0.75, 1.25), (0.0, 4.0), "contrast factor range")}
 
-    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
-        return {"factor": uniform(rng, spec["factor"])}
+    def sample(self, settings: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        return {"factor": uniform(rng, settings["factor"])}
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
         f = params["factor"]
@@ -46,10 +46,10 @@ class Contrast(_Photometric):
 class Gamma(_Photometric):
     name = "gamma"
     summary = "power curve on normalised intensities (<1 brightens shadows, >1 darkens)"
-    spec = {"gamma": Range((0.8, 1.25), (0.05, 10.0), "gamma range")}
+    schema = {"gamma": Range((0.8, 1.25), (0.05, 10.0), "gamma range")}
 
-    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
-        return {"gamma": uniform(rng, spec["gamma"])}
+    def sample(self, settings: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        return {"gamma": uniform(rng, settings["gamma"])}
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
         g = params["gamma"]
@@ -59,10 +59,10 @@ class Gamma(_Photometric):
 class Blur(_Photometric):
     name = "blur"
     summary = "gaussian blur (defocus); sigma in pixels"
-    spec = {"sigma": Range((0.3, 1.0), (0.0, 50.0), "standard deviation range, pixels")}
+    schema = {"sigma": Range((0.3, 1.0), (0.0, 50.0), "standard deviation range, pixels")}
 
-    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
-        return {"sigma": uniform(rng, spec["sigma"])}
+    def sample(self, settings: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        return {"sigma": uniform(rng, settings["sigma"])}
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
         return frame.replace(color=pixels.gaussian_blur(frame.color, params["sigma"]))
@@ -71,10 +71,10 @@ class Blur(_Photometric):
 class Sharpen(_Photometric):
     name = "sharpen"
     summary = "unsharp mask (radius 2 px); amount 1 = +100% edge contrast"
-    spec = {"amount": Range((0.3, 1.0), (0.0, 5.0), "sharpening amount range")}
+    schema = {"amount": Range((0.3, 1.0), (0.0, 5.0), "sharpening amount range")}
 
-    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
-        return {"amount": uniform(rng, spec["amount"])}
+    def sample(self, settings: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        return {"amount": uniform(rng, settings["amount"])}
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
         amount = params["amount"]
@@ -89,15 +89,15 @@ class Sharpen(_Photometric):
 class HueSaturation(_Photometric):
     name = "hue_saturation"
     summary = "rotate hue (fraction of the colour wheel) and scale saturation; RGB only, greys stay grey"
-    spec = {
+    schema = {
         "hue": Range((-0.03, 0.03), (-0.5, 0.5), "hue shift range, fraction of a full turn"),
         "saturation": Range((0.8, 1.2), (0.0, 4.0), "saturation factor range"),
     }
 
-    def sample(self, spec: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+    def sample(self, settings: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
         return {
-            "hue": uniform(rng, spec["hue"]),
-            "saturation": uniform(rng, spec["saturation"]),
+            "hue": uniform(rng, settings["hue"]),
+            "saturation": uniform(rng, settings["saturation"]),
         }
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 from augment.holdout import DEFAULT_TEST_FRACTION
+from augment.samples import has_control_characters
 
 DEST = "ei"  # --dest ei
 UPLOADS = "uploads.jsonl"
@@ -60,7 +61,7 @@ def ingestion_url(host: str | None, override: str | None = None) -> str:
 
 def encode_label(label: str) -> str:
     """``x-label`` as EI's CLI sends it (``encodeURIComponent``); control characters are refused."""
-    if not label or any(ord(c) < 32 or ord(c) == 127 for c in label):
+    if not label or has_control_characters(label):
         raise ValueError(f"label {label!r} is empty or has control characters (CR, LF, ...)")
     return quote(label, safe=_ENCODE_SAFE)
 

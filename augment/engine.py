@@ -16,14 +16,14 @@ from augment.boxes import DEFAULT_MIN_BOX_VISIBILITY, Box, clip, hide, move
 from augment.codec import Decoded, EncodeOptions, decode, encode
 from augment.frame import Frame
 from augment.ops import GeometricOp, get_op, pixels
-from augment.plan import OutputSpec
+from augment.plan import PlannedOutput
 from augment.recipe import sample_chain
 from augment.samples import stable_hash
 
 
 @dataclass(frozen=True)
 class Rendered:
-    spec: OutputSpec
+    output: PlannedOutput
     data: bytes
     ops: list[dict[str, Any]]  # the applied chain, each {"op": name, **params}
     boxes: list[Box] | None = None  # where the source's boxes ended up (detection datasets)
@@ -125,7 +125,7 @@ def follow_boxes(boxes: list[Box], chain: list[tuple[str, dict[str, Any]]], size
 def render(
     key: str,
     data: bytes,
-    outputs: tuple[OutputSpec, ...],
+    outputs: tuple[PlannedOutput, ...],
     seed: int,
     options: EncodeOptions,
     boxes: tuple[Box, ...] | None = None,
@@ -155,7 +155,7 @@ def render_one(
     key: str,
     data: bytes,
     decoded: Decoded,
-    output: OutputSpec,
+    output: PlannedOutput,
     seed: int,
     options: EncodeOptions,
 ) -> Rendered:

@@ -163,11 +163,15 @@ class _Driver:
         sample, settings = task.sample, self.settings
         result = TaskResult(sample.key, sample.label)
         todo = []
-        for spec in task.outputs:
-            if not settings.overwrite and spec.name in recorded and self._intact(spec.name, recorded[spec.name]):
-                result.records.append(OutputRecord(spec.name, spec.variant, "existing", ""))
+        for planned in task.outputs:
+            if (
+                not settings.overwrite
+                and planned.name in recorded
+                and self._intact(planned.name, recorded[planned.name])
+            ):
+                result.records.append(OutputRecord(planned.name, planned.variant, "existing", ""))
             else:
-                todo.append(spec)
+                todo.append(planned)
         staged = _Staged(task, result, tuple(todo))
         if not todo and sample.key not in made_from:
             return staged
@@ -199,23 +203,23 @@ class _Driver:
             result.records = []
         writes = []
         for out in rendered.outputs:
-            spec = out.spec
+            planned = out.output
             if out.boxes == [] and sample.boxes and not settings.keep_boxless:
-                result.records.append(OutputRecord(spec.name, spec.variant, "dropped", ""))
+                result.records.append(OutputRecord(planned.name, planned.variant, "dropped", ""))
                 continue
-            writes.append(self.io.submit(settings.sink.write, spec.name, out.data))
+            writes.append(self.io.submit(settings.sink.write, planned.name, out.data))
             line = output_line(
-                spec.name,
+                planned.name,
                 sample.key,
                 sample.label,
-                spec.variant,
+                planned.variant,
                 settings.render.seed,
                 out.ops,
                 out.sha256,
                 len(out.data),
                 rendered.source_sha256,
                 None if out.boxes is None else [b.to_json() for b in out.boxes],
-                spec.category,
+                planned.category,
             )
-            result.records.append(OutputRecord(spec.name, spec.variant, "written", line))
+            result.records.append(OutputRecord(planned.name, planned.variant, "written", line))
         return writes

@@ -17,7 +17,7 @@ class PlanError(ValueError):
 
 
 @dataclass(frozen=True)
-class OutputSpec:
+class PlannedOutput:
     name: str  # relative output path
     variant: str  # "orig", a fixed variant's name, or "augNN"
     index: int  # copy index (seeds the output's rng); -1 for the original
@@ -31,7 +31,7 @@ class Task:
     """One sample and all its outputs: decoded once, augmented per output."""
 
     sample: Sample
-    outputs: tuple[OutputSpec, ...]
+    outputs: tuple[PlannedOutput, ...]
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,9 @@ def plan_task(sample: Sample, settings: PlanSettings, category: str | None, copi
     fmt, ext = output_format(settings.encode, sample.suffix)
     outputs = []
     if settings.include_originals or category == TESTING:  # a held-out original is its only output
-        outputs.append(OutputSpec(output_name(sample, ORIGINAL, ext, settings.layout), ORIGINAL, -1, None, fmt))
+        outputs.append(PlannedOutput(output_name(sample, ORIGINAL, ext, settings.layout), ORIGINAL, -1, None, fmt))
     for index, variant, pipeline in () if category == TESTING else variants:
-        outputs.append(OutputSpec(output_name(sample, variant, ext, settings.layout), variant, index, pipeline, fmt))
+        outputs.append(PlannedOutput(output_name(sample, variant, ext, settings.layout), variant, index, pipeline, fmt))
     if category is not None:
         outputs = [replace(o, name=f"{category}/{o.name}", category=category) for o in outputs]
     return Task(sample, tuple(outputs))

@@ -27,7 +27,7 @@ from PIL import Image
 from augment.boxes import DEFAULT_MIN_BOX_VISIBILITY
 from augment.codec import DecodeError, EncodeOptions
 from augment.engine import Rendered, render
-from augment.plan import OutputSpec
+from augment.plan import PlannedOutput
 from augment.samples import Sample
 
 
@@ -46,8 +46,8 @@ class RenderJob:
 
     sample: Sample
     data: bytes
-    todo: tuple[OutputSpec, ...]
-    everything: tuple[OutputSpec, ...]  # all its planned outputs: made again if the source changed
+    todo: tuple[PlannedOutput, ...]
+    everything: tuple[PlannedOutput, ...]  # all its planned outputs: made again if the source changed
     made_from: str | None = None  # --since: sha256 of the bytes its recorded outputs were made from
 
 

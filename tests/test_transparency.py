@@ -14,7 +14,7 @@ from augment.codec import Decoded, EncodeOptions
 from augment.engine import render, render_one
 from augment.frame import to_frame
 from augment.ops import REGISTRY
-from augment.plan import OutputSpec
+from augment.plan import PlannedOutput
 from augment.recipe import parse_recipe
 from tests.blockrun import run_block
 from tests.conftest import gradient
@@ -75,11 +75,11 @@ def sources() -> dict[str, bytes | Image.Image]:
     }
 
 
-def render_source(source: bytes | Image.Image, spec: OutputSpec) -> bytes:
+def render_source(source: bytes | Image.Image, planned: PlannedOutput) -> bytes:
     if isinstance(source, bytes):
-        return render("k/a.png", source, (spec,), 1, EncodeOptions())[0].data
+        return render("k/a.png", source, (planned,), 1, EncodeOptions())[0].data
     frame, mode = to_frame(source)
-    return render_one("k/a.png", b"", Decoded(frame, mode, "PNG", False), spec, 1, EncodeOptions()).data
+    return render_one("k/a.png", b"", Decoded(frame, mode, "PNG", False), planned, 1, EncodeOptions()).data
 
 
 def alpha_of(data: bytes) -> np.ndarray:
@@ -92,10 +92,10 @@ def alpha_of(data: bytes) -> np.ndarray:
 def test_alpha_survives_each_op_without_warnings(kind, op):
     source = sources()[kind]
     pipeline = parse_recipe({"pipeline": [{"op": op}]}).outputs(1)[0][2]
-    spec = OutputSpec("x", "aug00", 0, pipeline, "PNG")
+    planned = PlannedOutput("x", "aug00", 0, pipeline, "PNG")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        data = render_source(source, spec)
+        data = render_source(source, planned)
     alpha = alpha_of(data)
     assert alpha.min() < 255 and alpha.max() > 0, f"{kind} through {op}: alpha lost"
     if kind.startswith("p-"):
@@ -106,16 +106,16 @@ def test_alpha_survives_each_op_without_warnings(kind, op):
 @pytest.mark.parametrize(("mode", "key"), [("L", 0), ("RGB", (0, 0, 0)), ("I;16", 3)])
 def test_a_transparent_colour_key_is_kept(mode, key):
     data = saved(gradient(mode, (16, 12)), transparency=key)
-    spec = OutputSpec("x", "aug00", 0, parse_recipe({"pipeline": [{"op": "hflip"}]}).outputs(1)[0][2], "PNG")
-    (out,) = render("k/a.png", data, (spec,), 1, EncodeOptions())
+    planned = PlannedOutput("x", "aug00", 0, parse_recipe({"pipeline": [{"op": "hflip"}]}).outputs(1)[0][2], "PNG")
+    (out,) = render("k/a.png", data, (planned,), 1, EncodeOptions())
     back = Image.open(io.BytesIO(out.data))
     assert back.mode == mode and back.info.get("transparency") == key
 
 
 def test_palette_alpha_copy_matches_the_source_where_untouched():
     data = quantized_with_alpha()
-    spec = OutputSpec("x", "aug00", 0, parse_recipe({"pipeline": [{"op": "hflip"}]}).outputs(1)[0][2], "PNG")
-    (out,) = render("k/a.png", data, (spec,), 1, EncodeOptions())
+    planned = PlannedOutput("x", "aug00", 0, parse_recipe({"pipeline": [{"op": "hflip"}]}).outputs(1)[0][2], "PNG")
+    (out,) = render("k/a.png", data, (planned,), 1, EncodeOptions())
     np.testing.assert_array_equal(alpha_of(out.data), alpha_of(data)[:, ::-1])
 
 
@@ -126,10 +126,10 @@ def test_icc_profile_and_exif_are_kept_and_orientation_not_applied_twice():
     exif[0x010F] = "ACME"  # Make: survives
     data = saved(Image.new("RGB", (40, 20), (200, 10, 10)), "JPEG", exif=exif.tobytes(), icc_profile=icc)
     pipeline = parse_recipe({"pipeline": [{"op": "brightness"}]}).outputs(1)[0][2]
-    specs = (OutputSpec("x", "aug00", 0, pipeline, "JPEG"), OutputSpec("y", "aug00", 0, pipeline, "PNG"))
-    for out in render("k/a.jpg", data, specs, 1, EncodeOptions()):
+    planned = (PlannedOutput("x", "aug00", 0, pipeline, "JPEG"), PlannedOutput("y", "aug00", 0, pipeline, "PNG"))
+    for out in render("k/a.jpg", data, planned, 1, EncodeOptions()):
         back = Image.open(io.BytesIO(out.data))
-        assert back.info.get("icc_profile") == icc, out.spec.image_format
+        assert back.info.get("icc_profile") == icc, out.output.image_format
         assert back.getexif().get(0x010F) == "ACME"
         assert back.getexif().get(0x0112) in (None, 1)  # applied once, not again by the viewer
         assert back.size == (20, 40)

@@ -157,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     proj = p.add_argument_group("Edge Impulse project upload (--dest ei) and hold-out")
     proj.add_argument(
         "--test-fraction",
-        help="hold this share of originals out for testing, per class by key, unaugmented (default: 0.2 with "
-        "--dest ei and --upload-category holdout, else 0 = none)",
+        help="hold this share of each class's originals out for testing (exact, chosen by a hash of the key), "
+        "unaugmented (default: 0.2 with --dest ei and --upload-category holdout, else 0 = none)",
     )
     proj.add_argument(
         "--ingestion-url",

@@ -2,7 +2,8 @@
 
 SeaweedFS checks request signatures like AWS, so wrong credentials really fail. One server per test session
 (``s3server`` fixture), on free ports, in a temp dir, stopped by PID. It can be killed and restarted on the
-same ports and data dir (``kill``/``start``) to test a store that goes away mid-run.
+same ports and data dir (``kill``/``start``) to test a store that goes away mid-run. ``slow_s3`` is the same
+server behind a latency proxy (``tests.latency_proxy``): a bucket 50 ms a round trip away.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.latency_proxy import LatencyProxy
 
 ACCESS_KEY = "edgeaugment-test"
 SECRET_KEY = "edgeaugment-test-secret-0123456789"
@@ -189,3 +192,42 @@ def s3server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer
         yield server
     finally:
         server.stop()
+
+
+SLOW_DELAY = 0.025  # seconds each way: 50 ms a round trip, a bucket in another region
+
+
+@dataclass
+class SlowS3:
+    """The session's SeaweedFS behind a ``LatencyProxy``: duck-types ``SeaweedServer``'s ``endpoint``/``env``/
+    ``client`` (all through the proxy); ``direct`` is the server itself (for seeding and checking fast)."""
+
+    direct: SeaweedServer
+    proxy: LatencyProxy
+
+    @property
+    def endpoint(self) -> str:
+        return self.proxy.url
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return self.direct.env(**{"AWS_ENDPOINT_URL": self.endpoint, **overrides})
+
+    def client(self, config=None):
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name="us-east-1",
+            config=config or Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=32),
+        )
+
+
+@pytest.fixture(scope="session")
+def slow_s3(s3server: SeaweedServer) -> Iterator[SlowS3]:
+    """The session's S3 server through a loopback proxy adding ``SLOW_DELAY`` each way (50 ms a request)."""
+    with LatencyProxy(s3server.ports["s3.port"], SLOW_DELAY) as proxy:
+        yield SlowS3(s3server, proxy)

@@ -7,12 +7,18 @@ local run of the same images give the same output names and bytes.
 This module and ``augment.sinks.s3`` are the only ones that know boto3. The helpers shared by both (URL
 parsing, the lazily created per-process client, one-line error messages) live here. boto3 is imported
 only when a client is first needed, so local runs never load it.
+
+Thread safety: ``S3Source.read`` may be called from many threads of one process at once (the run's I/O
+threads, ``augment.concurrency.io_threads``). The client is made once per process under a lock, and its
+connection pool holds as many connections as there are I/O threads, so no thread waits for (or reopens)
+a connection.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -20,12 +26,15 @@ from typing import Any
 
 from augment.boxes import LABELS_FILES
 from augment.codec import IMAGE_EXTENSIONS
+from augment.concurrency import io_threads
 from augment.samples import Sample, label_for_key
 from augment.sources import IGNORED_DIRS, Listing, Source, SourceError
 
 DEFAULT_MAX_ATTEMPTS = 5  # botocore "standard" retry mode; AWS_MAX_ATTEMPTS / AWS_RETRY_MODE override
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CLIENT_LOCK = threading.Lock()  # guards lazy client creation; a fresh one in a forked child
+os.register_at_fork(after_in_child=lambda: globals().update(_CLIENT_LOCK=threading.Lock()))
 
 
 @dataclass(frozen=True)
@@ -99,7 +108,7 @@ def retry_config() -> dict[str, Any]:
 
 
 class S3Client:
-    """A boto3 S3 client made lazily, once per process.
+    """A boto3 S3 client made lazily, once per process, shared by that process's threads.
 
     Sources and sinks are pickled to (or forked into) worker processes; boto3 clients must not cross a
     process boundary, so the client is dropped on pickling and re-made when the process id changes.
@@ -118,10 +127,15 @@ class S3Client:
         self.__init__(state["endpoint"])
 
     def get(self) -> Any:
-        if self._client is None or self._pid != os.getpid():
-            self._client = _make_client(self.endpoint)
-            self._pid = os.getpid()
-        return self._client
+        """The client of this process (made by the first caller; the others wait for it)."""
+        pid = os.getpid()
+        if self._pid == pid and self._client is not None:  # _pid is set after _client: read it first
+            return self._client
+        with _CLIENT_LOCK:
+            if self._pid != pid or self._client is None:
+                self._client = _make_client(self.endpoint)
+                self._pid = pid
+            return self._client
 
     def describe_endpoint(self) -> str:
         if self.endpoint:
@@ -138,6 +152,7 @@ def _make_client(endpoint: str | None) -> Any:
         retries=retry_config(),
         connect_timeout=10,
         read_timeout=60,
+        max_pool_connections=pool_size(),
         # S3-compatible stores are reached by path (no wildcard DNS needed); AWS itself by virtual host.
         s3={"addressing_style": "path"} if custom else None,
     )
@@ -145,6 +160,12 @@ def _make_client(endpoint: str | None) -> Any:
         return boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
     except Exception as e:  # noqa: BLE001  (ProfileNotFound, bad endpoint URL, ...: all one-line config errors)
         raise S3Error(f"cannot set up the S3 client: {type(e).__name__}: {scrub(str(e))}") from None
+
+
+def pool_size() -> int:
+    """Connections a client keeps open: one per I/O thread (botocore's default of 10 would make the other
+    threads open and drop a connection per request), never fewer than botocore's default."""
+    return max(10, io_threads())
 
 
 class S3Error(RuntimeError):

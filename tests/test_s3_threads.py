@@ -1,0 +1,102 @@
+"""S3 source and sink called from 32 threads of one process at once, as the run's I/O threads call them,
+against the real SeaweedFS behind the 50 ms latency proxy (so requests really overlap): one client per
+source or sink, one listing of the destination, every object whole, the connection pool sized to match."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+
+import augment.sources.s3 as s3mod
+from augment.concurrency import io_threads
+from augment.diskmap import DiskMap
+from augment.samples import Sample
+from augment.sinks.s3 import S3Sink
+from augment.sources.s3 import S3Source, parse_s3_url
+from tests.s3server import SlowS3
+from tests.test_s3 import bucket_bytes, png8, put_all
+
+pytestmark = pytest.mark.xdist_group("s3")
+
+BUCKET = "edge-threads"
+THREADS = 32
+COUNT = 96  # 3 per thread
+SEEDED_SAME, SEEDED_OTHER = 10, 3  # destination objects already there: identical / with other bytes
+
+
+def test_sink_and_source_from_32_threads(slow_s3: SlowS3, monkeypatch: pytest.MonkeyPatch, caplog):
+    direct = slow_s3.direct.client()
+    direct.create_bucket(Bucket=BUCKET)
+    source_objects = {f"src/c{i % 3}/img{i:03}.png": png8(5000 + i) for i in range(COUNT)}
+    put_all(direct, BUCKET, source_objects)
+    names = [key[len("src/") :] for key in source_objects]
+    seeded = {n: source_objects["src/" + n] for n in names[:SEEDED_SAME]}
+    seeded |= {n: png8(9000 + i) for i, n in enumerate(names[SEEDED_SAME : SEEDED_SAME + SEEDED_OTHER])}
+    put_all(direct, BUCKET, {"dst/" + n: data for n, data in seeded.items()})
+
+    for name, value in slow_s3.env().items():
+        monkeypatch.setenv(name, value)
+    calls: Counter[str] = Counter()
+    clients: list[Any] = []
+    lock = threading.Lock()
+
+    def count(name: str, params: dict[str, Any] | None = None, **_: Any) -> None:
+        with lock:
+            calls[name if params is None else f"{name} {params.get('Prefix', '')}"] += 1
+
+    def make_client(endpoint: str | None) -> Any:
+        client = real_make_client(endpoint)
+        client.meta.events.register("before-parameter-build.s3.ListObjectsV2", lambda **kw: count("list", **kw))
+        client.meta.events.register("before-call.s3.PutObject", lambda **kw: count("put"))
+        client.meta.events.register("before-call.s3.GetObject", lambda **kw: count("get"))
+        with lock:
+            clients.append(client)
+        return client
+
+    real_make_client = s3mod._make_client
+    monkeypatch.setattr(s3mod, "_make_client", make_client)
+    source = S3Source(parse_s3_url(f"s3://{BUCKET}/src/"), endpoint=slow_s3.endpoint)
+    sink = S3Sink(parse_s3_url(f"s3://{BUCKET}/dst/"), endpoint=slow_s3.endpoint)
+    barrier = threading.Barrier(THREADS)
+    sizes: dict[str, int | None] = {}
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            barrier.wait()  # all 32 start together: the first client and the listing are raced for
+            for name in names[index::THREADS]:
+                data = source.read(Sample(name, name.split("/")[0]))
+                sink.write(name, data)
+                sizes[name] = sink.size(name)
+        except BaseException as e:  # noqa: BLE001  (reported by the main thread)
+            errors.append(e)
+
+    caplog.set_level(logging.WARNING, logger="urllib3")
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+
+    assert len(clients) == 2  # one per S3Client (source, sink), whatever the number of threads
+    assert all(c.meta.config.max_pool_connections == io_threads() == THREADS for c in clients)
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+    assert calls["list dst/"] == 1  # the destination was listed once, not once per thread
+    assert calls["get"] == COUNT and calls["put"] == COUNT - SEEDED_SAME  # identical objects are not re-sent
+    assert bucket_bytes(direct, BUCKET, "dst/") == {n: source_objects["src/" + n] for n in names}
+    assert sizes == {n: len(source_objects["src/" + n]) for n in names}
+    assert all(sink.exists(n) for n in names) and not sink.exists("c0/missing.png")
+
+    present = sink._present
+    assert isinstance(present, DiskMap) and len(present) == COUNT
+    path = present._path
+    sink.write_text("manifest.jsonl", "{}\n")
+    assert sink.size("manifest.jsonl") == 3 and calls["list dst/"] == 1  # kept up to date, not re-listed
+    sink.release()
+    assert not os.path.exists(path)

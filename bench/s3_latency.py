@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -36,8 +38,12 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "electronic-components-png"
 KEY = "bench-key-not-real"
 
 
+CPU: dict[str, float] = {}  # CPU seconds of the last run: the block (with its workers), the store, the proxy
+
+
 def run(args: list[str], env: dict[str, str], cwd: Path) -> float:
-    """Wall seconds of one block run (exits the bench if the block fails)."""
+    """Wall seconds of one block run (exits the bench if the block fails); its CPU seconds go to ``CPU``."""
+    before = _cpu()
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-u", str(ROOT / "transform.py"), *args],
@@ -46,7 +52,30 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> float:
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"block failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
+    after = _cpu()
+    CPU.update({k: after[k] - before[k] for k in after})
     return wall
+
+
+STORE_PIDS: list[int] = []  # the S3 server's process (its CPU is counted per run)
+
+
+def _cpu() -> dict[str, float]:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = resource.getrusage(resource.RUSAGE_SELF)  # the proxy and the ingestion service run in this process
+    return {
+        "block": children.ru_utime + children.ru_stime,
+        "store": sum(_proc_cpu(pid) for pid in STORE_PIDS),
+        "bench": own.ru_utime + own.ru_stime,
+    }
+
+
+def _proc_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def seed(client, data: Path, prefix: str) -> int:
@@ -61,14 +90,18 @@ def seed(client, data: Path, prefix: str) -> int:
     return len(files)
 
 
-Row = tuple[str, int, float, bool | None]  # label, outputs, wall seconds, byte-identical to local
+Row = tuple[str, int, float, bool | None, dict[str, float]]  # label, outputs, wall s, same as local, CPU s
 
 
 def report(rows: list[Row], local: float) -> None:
     """One line a run; each rate also as a ratio to the local rate (its faster run: other jobs share the CPU)."""
-    for label, outputs, wall, same in rows:
-        check = "" if same is None else f"  byte-identical to local: {same}"
-        print(f"{label:<26} {wall:7.2f} s  {outputs / wall:7.1f} outputs/s  {local / wall:5.2f}x local{check}")
+    print(f"{'run':<26} {'wall':>9} {'outputs/s':>10} {'vs local':>8}  CPU s: block store proxy+service  same bytes")
+    for label, outputs, wall, same, cpu in rows:
+        check = "" if same is None else str(same)
+        print(
+            f"{label:<26} {wall:7.2f} s {outputs / wall:10.1f} {local / wall:7.2f}x  "
+            f"{cpu['block']:10.1f} {cpu['store']:5.1f} {cpu['bench']:13.1f}  {check}"
+        )
 
 
 def main() -> None:
@@ -84,6 +117,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-s3-latency-"))
     try:
         with running_server(work / "weed") as server, LatencyProxy(server.ports["s3.port"], opts.delay) as proxy:
+            STORE_PIDS.extend([server.proc.pid] if server.proc is not None else [])
             measure(opts, work, server, proxy)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -105,17 +139,17 @@ def measure(opts: argparse.Namespace, work: Path, server: SeaweedServer, proxy: 
     first = run([*local, str(work / "local")], base, work)
     expected = digests_local(work / "local")
     outputs = json.loads((work / "local" / "report.json").read_text())["totals"]["written"]
-    rows: list[Row] = [("local -> local (first)", outputs, first, None)]
+    rows: list[Row] = [("local -> local (first)", outputs, first, None, dict(CPU))]
     source = ["--source", f"s3://{BUCKET}/{prefix}"]
     ms = f"{2000 * opts.delay:.0f} ms"
     for label, endpoint, dest in (("S3 -> S3, direct", server.endpoint, "d/"), (f"S3 -> S3, {ms}", proxy.url, "s/")):
         env = {**base, **server.env(AWS_ENDPOINT_URL=endpoint)}
         wall = run([*common, *source, "--dest", f"s3://{BUCKET}/{dest}"], env, work)
-        rows.append((label, outputs, wall, digests_s3(client, dest) == expected))
+        rows.append((label, outputs, wall, digests_s3(client, dest) == expected, dict(CPU)))
     if not opts.skip_ingestion:
         rows += ingestion(opts, work, base, common, expected)
     last = run([*local, str(work / "local-again")], base, work)
-    rows.append(("local -> local (last)", outputs, last, digests_local(work / "local-again") == expected))
+    rows.append(("local -> local (last)", outputs, last, digests_local(work / "local-again") == expected, dict(CPU)))
     print(f"\n{outputs} outputs a run")
     report(rows, min(first, last))
 
@@ -143,7 +177,7 @@ def ingestion(
             stored = sorted(s.sha256 for s in service.stored)
         landed = json.loads((out / "report.json").read_text())["upload"]
         same = stored == sorted(set(images)) and landed["failed"] == 0  # duplicates are refused as EI does
-        rows.append((label, len(images), wall, same))
+        rows.append((label, len(images), wall, same, dict(CPU)))
     return rows
 
 

@@ -2,9 +2,10 @@
 
 During a run the file is a journal: the header lands before the first output, and each result's lines are
 appended as it is booked, so a rerun after a crash at any moment knows what the folder holds (a line
-repeated by a resumed run: the last one counts). It is never rewritten during the run. At the end it is
-rewritten once, streamed from the run's on-disk index, in plan order with one line per output: the same
-bytes whether the run went in one go or was interrupted and resumed.
+repeated by a resumed run: the last one counts). It is never rewritten during the run. A run that resumed an
+earlier manifest rewrites it once at the end, streamed from the run's on-disk index, in plan order with one
+line per output: the same bytes whether the run went in one go or was interrupted and resumed (a run that
+started the file wrote exactly that already).
 """
 
 from __future__ import annotations
@@ -136,10 +137,13 @@ class Manifest:
     def finish(self, planned: Iterable[list[str]], planned_here: Callable[[str], bool]) -> None:
         """Rewrite the manifest once: the header; for each planned task (its output names, in plan order) the
         line of each output this run or an earlier one recorded; then earlier lines of outputs this run does
-        not plan (e.g. after lowering --copies: their files are still there)."""
+        not plan (e.g. after lowering --copies: their files are still there). A run that started a file it
+        appends to in place has nothing to rewrite: it appended each output once, in plan order."""
+        in_place = self.journal is not None and self.journal.in_place
         self.close()
-        self.sink.sync()
-        self.sink.write_lines(self.name, self._final(planned, planned_here))
+        if self.resumed or not in_place:
+            self.sink.sync()
+            self.sink.write_lines(self.name, self._final(planned, planned_here))
 
     def lines(self, planned: Iterable[list[str]], planned_here: Callable[[str], bool]) -> Iterator[str]:
         """The output lines of the final manifest (as ``finish`` writes them), streamed."""

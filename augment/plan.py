@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from augment.codec import EncodeOptions, output_format
 from augment.holdout import TESTING, split
 from augment.recipe import Node, Recipe
-from augment.samples import ORIGINAL, Sample, output_name
+from augment.samples import ORIGINAL, Sample, output_name, output_names
 
 
 class PlanError(ValueError):
@@ -50,15 +50,17 @@ class PlanSettings:
 def plan_task(sample: Sample, settings: PlanSettings, category: str | None, copies: int | None = None) -> Task:
     """The outputs of one sample: its original (when kept, or held out) and its copies (``copies`` when
     balanced, else the settings'), under ``category``'s folder with a hold-out."""
-    variants = settings.recipe.outputs(settings.copies if copies is None else copies)
+    variants = [] if category == TESTING else settings.recipe.outputs(settings.copies if copies is None else copies)
     fmt, ext = output_format(settings.encode, sample.suffix)
-    outputs = []
-    if settings.include_originals or category == TESTING:  # a held-out original is its only output
-        outputs.append(PlannedOutput(output_name(sample, ORIGINAL, ext, settings.layout), ORIGINAL, -1, None, fmt))
-    for index, variant, pipeline in () if category == TESTING else variants:
-        outputs.append(PlannedOutput(output_name(sample, variant, ext, settings.layout), variant, index, pipeline, fmt))
-    if category is not None:
-        outputs = [replace(o, name=f"{category}/{o.name}", category=category) for o in outputs]
+    original = settings.include_originals or category == TESTING  # a held-out original is its only output
+    kinds = [(ORIGINAL, -1, None)] if original else []
+    kinds += [(variant, index, pipeline) for index, variant, pipeline in variants]
+    names = output_names(sample, [variant for variant, _, _ in kinds], ext, settings.layout)
+    folder = "" if category is None else f"{category}/"
+    outputs = [
+        PlannedOutput(folder + name, variant, index, pipeline, fmt, category)
+        for name, (variant, index, pipeline) in zip(names, kinds, strict=True)
+    ]
     return Task(sample, tuple(outputs))
 
 

@@ -130,15 +130,21 @@ def output_name(sample: Sample, variant: str, extension: str, layout: str) -> st
     folder (or ``<label>/`` for flat sources); the flat layout folds parent folders into the stem so
     names stay unique.
     """
+    return output_names(sample, [variant], extension, layout)[0]
+
+
+def output_names(sample: Sample, variants: list[str], extension: str, layout: str) -> list[str]:
+    """``output_name`` for each of ``variants`` (the key is parsed once)."""
     path = PurePosixPath(_clean(sample.key))
     stem = path.stem
     if stem.startswith(sample.label + ".") and len(stem) > len(sample.label) + 1:
         stem = stem[len(sample.label) + 1 :]
-    tail = f".{variant}{extension}"
     parents = list(path.parts[:-1])
+    label = _clean(sample.label)
     if layout == "folders":
-        folder = "/".join(parents) if parents else _clean(sample.label)
-        return f"{folder}/{fit_name(f'{_clean(sample.label)}.{stem}', tail, sample.key)}"
+        folder = "/".join(parents) if parents else label
+        return [f"{folder}/{fit_name(f'{label}.{stem}', f'.{v}{extension}', sample.key)}" for v in variants]
     if parents and parents[-1] == sample.label:
         parents = parents[:-1]
-    return fit_name(f"{_clean(sample.label)}.{'_'.join([*parents, stem])}", tail, sample.key)
+    head = f"{label}.{'_'.join([*parents, stem])}"
+    return [fit_name(head, f".{v}{extension}", sample.key) for v in variants]

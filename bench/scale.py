@@ -6,7 +6,8 @@ Images are 16x16 PNGs (each with its own bytes), in 10 classes, so rendering cos
 own bookkeeping (listing, planning, names, manifest, resume look-ups) dominates. The block runs as
 ``transform.py`` in a subprocess, as a user runs it; peak RSS is sampled from /proc every 20 ms over its
 whole process tree (main process + workers). Ratios are against the 1x run of the same invocation.
-``--resume`` also times a rerun over the finished folder (everything recorded: look-ups only).
+``--resume`` also times a rerun over the finished folder (everything recorded: look-ups only); ``--block``
+measures another checkout's ``transform.py`` (its own modules are imported from beside it).
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ def make_dataset(folder: Path, count: int) -> None:
         (folder / f"class{i % CLASSES}" / f"img{i:07d}.png").write_bytes(buffer.getvalue())
 
 
-def run_block(src: Path, out: Path, copies: int, workers: int) -> tuple[float, int, int]:
+def run_block(src: Path, out: Path, copies: int, workers: int, block: Path) -> tuple[float, int, int]:
     """Wall seconds, peak tree RSS (KiB), outputs in the manifest."""
-    argv = [sys.executable, "-u", str(ROOT / "transform.py"), "--in-directory", str(src)]
+    argv = [sys.executable, "-u", str(block), "--in-directory", str(src)]
     argv += ["--out-directory", str(out), "--copies", str(copies), "--workers", str(workers), "--seed", "1"]
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -64,6 +65,9 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--resume", action="store_true", help="also time a rerun with everything recorded")
+    parser.add_argument(
+        "--block", type=Path, default=ROOT / "transform.py", help="the entrypoint to measure (e.g. an older checkout's)"
+    )
     args = parser.parse_args()
     scales = [int(s) for s in args.scales.split(",")]
     rows = []
@@ -71,8 +75,8 @@ def main() -> None:
         for scale in scales:
             src, out = Path(tmp) / f"in{scale}", Path(tmp) / f"out{scale}"
             make_dataset(src, args.base * scale)
-            seconds, rss, outputs = run_block(src, out, args.copies, args.workers)
-            resume = run_block(src, out, args.copies, args.workers)[0] if args.resume else None
+            seconds, rss, outputs = run_block(src, out, args.copies, args.workers, args.block)
+            resume = run_block(src, out, args.copies, args.workers, args.block)[0] if args.resume else None
             rows.append((scale, args.base * scale, outputs, seconds, rss, resume))
             print(f"{scale}x: {outputs} outputs in {seconds:.1f} s, peak RSS {rss / 1024:.0f} MiB", flush=True)
             shutil.rmtree(src)

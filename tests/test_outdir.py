@@ -141,9 +141,9 @@ def test_rerun_checks_sizes_always_and_sha256_on_request(tmp_path):
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 def test_outputs_reach_the_disk_before_the_manifest_records_them(tmp_path):
-    """Traced system calls of a real run: the manifest is replaced twice only (its header first, the final
-    one last; lines are appended between); before each, a syncfs (every output written so far) and an fsync
-    of the manifest; after it, an fsync of the folder."""
+    """Traced system calls of a real run: the manifest file is made once, with its header, before any output
+    (a syncfs and an fsync before the rename, an fsync of the folder after), then only appended to; at the
+    end every output is flushed (syncfs) before the appended lines (fsync)."""
     make_inputs(tmp_path / "in", count=4, size=32)
     trace = tmp_path / "trace.txt"
     argv = ["strace", "-f", "-e", "trace=syncfs,fsync,rename", "-o", str(trace), sys.executable, "-u"]
@@ -159,9 +159,10 @@ def test_outputs_reach_the_disk_before_the_manifest_records_them(tmp_path):
     outputs = [i for i, (_, c) in enumerate(lines) if c.startswith("rename(") and '.png"' in c.split(", ")[1]]
     calls = [c for pid, c in lines if pid == main]  # the main process, which saves the manifest
     saves = [i for i, c in enumerate(calls) if c.startswith("rename(") and 'manifest.jsonl"' in c]
-    assert len(saves) == 2 and len(outputs) == 8  # the header before any output, the final manifest: appended between
+    assert len(saves) == 1 and len(outputs) == 8  # the header, before any output; the lines are appended
     for i in saves:
         assert calls[i - 2].startswith("syncfs(") and calls[i - 1].startswith("fsync("), calls[i - 3 : i + 2]
         assert calls[i + 1].startswith("fsync("), calls[i : i + 2]
     last_syncfs = max(i for i, (pid, c) in enumerate(lines) if pid == main and c.startswith("syncfs("))
-    assert max(outputs) < last_syncfs  # the last save's syncfs comes after every output
+    assert max(outputs) < last_syncfs  # at the end: every output flushed, then the appended lines
+    assert any(pid == main and c.startswith("fsync(") for pid, c in lines[last_syncfs + 1 :])

@@ -19,6 +19,8 @@ class Journal:
     """An append-only text file (the manifest during a run): lines added as results arrive, made durable
     at ``sync``. A reader sees whole lines in order; a hard kill can cut at most the last one."""
 
+    in_place = True  # the lines land in the file itself (False: in part objects beside it, as on S3)
+
     def append(self, lines: list[str]) -> None:
         raise NotImplementedError
 

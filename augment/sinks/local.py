@@ -42,8 +42,21 @@ class LocalSink(Sink):
     def _resolved_root(self) -> Path:
         return self.root.resolve()
 
+    @cached_property
+    def _folders(self) -> dict[str, Path]:
+        return {}  # relative folder -> resolved and checked (one realpath per folder, not per output)
+
     def path(self, name: str) -> Path:
-        path = (self.root / name).resolve()
+        """Where ``name`` lands; a name that would land outside the folder (``..``, links) is refused."""
+        parent, _, leaf = name.rpartition("/")
+        if leaf in ("", ".", ".."):
+            folder, leaf = self._checked((self.root / name).resolve(), name), ""
+        elif (folder := self._folders.get(parent)) is None:
+            folder = self._checked((self.root / parent).resolve(), name)
+            self._folders[parent] = folder
+        return folder / leaf if leaf else folder
+
+    def _checked(self, path: Path, name: str) -> Path:
         if not path.is_relative_to(self._resolved_root):
             raise SinkError(f"refusing to write {name!r}: it would land outside {self.root}")
         return path
@@ -111,6 +124,13 @@ class LocalSink(Sink):
             _syncfs(self.root)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once at import (os.umask can only be read by setting it)
 _MADE_DIRS: set[Path] = set()  # output folders this process has made (one mkdir per folder, not per file)
 _TEMP_IDS = itertools.count()
 
@@ -147,12 +167,15 @@ def _atomic_write(target: Path, chunks: Iterable[bytes], durable: bool = False) 
     except OSError as e:
         raise SinkError(f"cannot write {target}: {e.strerror}") from None
     try:
-        with os.fdopen(fd, "wb") as f:
+        try:
             for chunk in chunks:
-                f.write(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
             if durable:
-                f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
         if durable:
             _fsync_folder(target.parent)
@@ -179,7 +202,8 @@ def _temp_file(folder: Path, suffix: str) -> tuple[int, str]:
         except FileNotFoundError:
             folder.mkdir(parents=True, exist_ok=True)
             continue
-        os.fchmod(fd, 0o644)  # whatever the umask
+        if _UMASK & 0o644:
+            os.fchmod(fd, 0o644)  # whatever the umask
         return fd, tmp
 
 

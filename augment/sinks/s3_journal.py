@@ -21,6 +21,8 @@ _PART = ".part-"
 
 
 class S3Journal(Journal):
+    in_place = False  # parts beside the object: the finished run writes the whole manifest
+
     def __init__(self, client: S3Client, url: S3Url, name: str, next_part: int) -> None:
         self._client, self._url, self._name = client, url, name
         self._next = next_part

@@ -8,6 +8,7 @@ same path, so tests are written once.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -61,3 +62,17 @@ def run_block(args: list[str], *, workdir: Path, env: dict[str, str] | None = No
         stdin=subprocess.DEVNULL,
     )
     return Completed(proc.returncode, proc.stdout, proc.stderr)
+
+
+def terminate_when_under_way(args: list[str], *, workdir: Path, env: dict[str, str], timeout: float = 120) -> Completed:
+    """Run ``transform.py args`` (venv), send SIGTERM at its first progress line (work is under way), wait;
+    ``stdout`` holds what it printed after that line (stderr included)."""
+    cmd = [sys.executable, "-u", str(ROOT / "transform.py"), *args]
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("["):
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.stdout.read()
+    return Completed(proc.wait(timeout=timeout), rest, "")

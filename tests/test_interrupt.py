@@ -4,13 +4,12 @@ with the same bytes as an uninterrupted run."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from augment.demo import write_sample_set
-from tests.blockrun import ROOT, ei_env
+from tests.blockrun import ROOT, ei_env, terminate_when_under_way
 
 
 def files(folder: Path) -> dict[str, bytes]:
@@ -22,15 +21,9 @@ def test_sigterm_then_rerun_equals_an_uninterrupted_run(tmp_path):
     args = ["--in-directory", str(tmp_path / "in"), "--copies", "8", "--workers", "2"]
     out = tmp_path / "out"
     cmd = [sys.executable, "-u", str(ROOT / "transform.py"), *args, "--out-directory", str(out)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=ei_env(), stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("["):  # the first progress line: work is under way
-            proc.send_signal(signal.SIGTERM)
-            break
-    rest = proc.stdout.read()
-    assert proc.wait(timeout=60) == 143, rest
-    assert "interrupted (SIGTERM)" in rest
+    stopped = terminate_when_under_way([*args, "--out-directory", str(out)], workdir=tmp_path, env=ei_env())
+    assert stopped.returncode == 143, stopped.output
+    assert "interrupted (SIGTERM)" in stopped.stdout
     assert not list(out.rglob(".tmp*"))
     recorded = [json.loads(x)["output"] for x in (out / "manifest.jsonl").read_text().splitlines()[1:]]
     on_disk = files(out)

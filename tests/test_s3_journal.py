@@ -5,11 +5,10 @@ manifest once and deletes the parts, ending with the bytes of an uninterrupted r
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 
-from tests.blockrun import ROOT, ei_env
+from tests.blockrun import ROOT, ei_env, terminate_when_under_way
 from tests.test_s3 import ARGS, BIG, DATA, OUT, bucket_bytes, s3  # noqa: F401 - s3 is a fixture
 
 
@@ -18,14 +17,8 @@ def test_sigterm_leaves_a_journal_the_rerun_resumes_and_compacts(s3server, s3, t
     args = [*ARGS, "--source", f"s3://{DATA}/big/", "--include-originals", "0", "--workers", "1"]
     env = ei_env(s3server.env())
     cmd = [sys.executable, "-u", str(ROOT / "transform.py"), *args, "--dest", f"s3://{OUT}/journal/"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("["):  # the first progress line: outputs are being booked
-            proc.send_signal(signal.SIGTERM)
-            break
-    rest = proc.stdout.read()
-    assert proc.wait(timeout=120) == 143, rest
+    stopped = terminate_when_under_way(cmd[3:], workdir=tmp_path, env=env)
+    assert stopped.returncode == 143, stopped.output
     files = bucket_bytes(client, OUT, "journal/")
     parts = sorted(k for k in files if k.startswith("manifest.jsonl.part-"))
     assert parts, sorted(files)[:5]  # the booked lines went into part objects

@@ -11,6 +11,7 @@ existing parent) is made world-writable so that uid can write there: root podman
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -81,7 +82,8 @@ def _existing(path: Path) -> Path:
 
 
 def _add_mode(path: Path, bits: int) -> None:
-    path.chmod(path.stat().st_mode & 0o7777 | bits)
+    with contextlib.suppress(FileNotFoundError):  # a temp file another run (still writing here) just renamed
+        path.chmod(path.stat().st_mode & 0o7777 | bits)
 
 
 def make_writable(out: Path) -> None:

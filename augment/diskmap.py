@@ -9,7 +9,6 @@ safe to share between the threads of one process (not between processes).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import tempfile
@@ -28,24 +27,32 @@ def decode(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-def open_temp_db(prefix: str = "edge-augment-") -> tuple[sqlite3.Connection, str]:
+MIN_SQLITE = (3, 33, 0)  # UPDATE ... FROM (the run index's hold-out and balancing)
+
+
+def open_temp_db(prefix: str = "edge-augment-") -> sqlite3.Connection:
     """A new SQLite database in a temporary file (``TMPDIR``), tuned for a throwaway index: no journal, no
-    fsync. Returns the connection and the file's path (the caller deletes it)."""
+    fsync. The file is unlinked as soon as it is open, so nothing is left behind however the process ends;
+    it lives until the connection closes."""
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise RuntimeError(f"SQLite {sqlite3.sqlite_version} is too old; edge-augment needs 3.33 or newer")
     fd, path = tempfile.mkstemp(prefix=prefix, suffix=".sqlite")
     os.close(fd)
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    db.execute("PRAGMA journal_mode=OFF")
+    db.execute("PRAGMA journal_mode=OFF")  # no side files: the one file is all there is
+    db.execute("CREATE TABLE IF NOT EXISTS _opened (x)")  # SQLite now holds the file open
+    os.unlink(path)
     db.execute("PRAGMA synchronous=OFF")
     db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
     db.execute("PRAGMA temp_store=FILE")
-    return db, path
+    return db
 
 
 class DiskMap:
     """``name -> value`` on disk; ``len``, ``in``, ``get``, ``set``, ``update`` and sorted iteration."""
 
     def __init__(self) -> None:
-        self._db, self._path = open_temp_db("edge-augment-map-")
+        self._db = open_temp_db("edge-augment-map-")
         self._db.execute("CREATE TABLE map (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
         self._lock = threading.Lock()
 
@@ -87,11 +94,9 @@ class DiskMap:
             after = rows[-1][0]
 
     def close(self) -> None:
-        """Drop the database (its file is deleted)."""
+        """Drop the database (its space on disk is freed)."""
         with self._lock:
             self._db.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path)
 
     def __enter__(self) -> DiskMap:
         return self

@@ -8,8 +8,6 @@ disk through a few MB of page cache. Samples come back in key order, a batch at 
 
 from __future__ import annotations
 
-import contextlib
-import os
 import pickle
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -54,13 +52,11 @@ class RunIndex:
     """One run's on-disk index. Used from the main thread only."""
 
     def __init__(self) -> None:
-        self._db, self._path = open_temp_db("edge-augment-run-")
+        self._db = open_temp_db("edge-augment-run-")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         self._db.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path)
 
     # -- the listing ---------------------------------------------------------------------------------------
 

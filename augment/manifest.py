@@ -116,11 +116,18 @@ class Manifest:
         self.sink.sync()  # outputs an earlier run left (and a rerun adopts) are durable before any record
         self.journal = self.sink.open_journal(self.name, None if self.resumed else self._header_line())
 
-    def record(self, entries: list[tuple[str, str]]) -> None:
-        """Book ``(output, line)`` pairs: appended to the journal and kept in the index."""
+    def record(self, written: list[tuple[str, str]], existing: list[str]) -> dict[str, str]:
+        """Book one result: ``(output, line)`` pairs written now (appended to the journal) and the names of
+        outputs an earlier run made (their lines are in the journal already); both kept in the index as
+        this run's. Returns every booked output's line."""
         assert self.journal is not None
-        self.journal.append([line for _, line in entries])
-        self.index.add_lines(entries)
+        if written:
+            self.journal.append([line for _, line in written])
+        lines = dict(written)
+        if existing:
+            lines.update(self.index.previous(existing))
+        self.index.add_lines(lines.items())
+        return lines
 
     def checkpoint(self) -> None:
         """Outputs written so far reach storage, then the lines that record them."""
@@ -134,38 +141,40 @@ class Manifest:
             self.journal.close()
             self.journal = None
 
-    def finish(self, planned: Iterable[list[str]], planned_here: Callable[[str], bool]) -> None:
-        """Rewrite the manifest once: the header; for each planned task (its output names, in plan order) the
-        line of each output this run or an earlier one recorded; then earlier lines of outputs this run does
-        not plan (e.g. after lowering --copies: their files are still there). A run that started a file it
-        appends to in place has nothing to rewrite: it appended each output once, in plan order."""
+    def finish(self, planned: Iterable[tuple[list[str], bool]], planned_here: Callable[[str], bool]) -> None:
+        """Rewrite the manifest once: the header; for each planned task (its output names in plan order, and
+        whether it ran) the line of each output this run booked, or for a task that did not run (--since)
+        the earlier line; then earlier lines of outputs this run does not plan (e.g. after lowering --copies:
+        their files are still there). A run that started a file it appends to in place has nothing to
+        rewrite: it appended each output once, in plan order."""
         in_place = self.journal is not None and self.journal.in_place
         self.close()
         if self.resumed or not in_place:
             self.sink.sync()
             self.sink.write_lines(self.name, self._final(planned, planned_here))
 
-    def lines(self, planned: Iterable[list[str]], planned_here: Callable[[str], bool]) -> Iterator[str]:
+    def lines(self, planned: Iterable[tuple[list[str], bool]], planned_here: Callable[[str], bool]) -> Iterator[str]:
         """The output lines of the final manifest (as ``finish`` writes them), streamed."""
-        batch: list[str] = []
-        for names in planned:
-            batch += names
+        batch: list[tuple[str, bool]] = []
+        for names, ran in planned:
+            batch += [(name, ran) for name in names]
             if len(batch) >= _BATCH:
                 yield from self._lines_of(batch)
                 batch = []
         yield from self._lines_of(batch)
         yield from self.index.unplanned_previous(planned_here)
 
-    def _lines_of(self, names: list[str]) -> Iterator[str]:
-        """This run's line of each output, else an earlier run's, in ``names`` order."""
-        now = self.index.lines(names)
-        before = self.index.previous(n for n in names if n not in now)
-        for name in names:
+    def _lines_of(self, batch: list[tuple[str, bool]]) -> Iterator[str]:
+        """In ``batch`` order: this run's line of each output; for a task that did not run, the earlier one.
+        (An output of a task that ran but could not remake it has no line: its file is gone or wrong.)"""
+        now = self.index.lines(name for name, _ in batch)
+        before = self.index.previous(name for name, ran in batch if not ran and name not in now)
+        for name, _ in batch:
             line = now.get(name) or before.get(name)
             if line is not None:
                 yield line
 
-    def _final(self, planned: Iterable[list[str]], planned_here: Callable[[str], bool]) -> Iterator[str]:
+    def _final(self, planned: Iterable[tuple[list[str], bool]], planned_here: Callable[[str], bool]) -> Iterator[str]:
         yield self._header_line()
         yield from self.lines(planned, planned_here)
 

@@ -13,7 +13,7 @@ import hashlib
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ThreadPoolExecutor, TimeoutError
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from augment.concurrency import io_threads
@@ -26,6 +26,7 @@ from augment.sources import Source
 
 _CHUNK = 8  # samples per worker round-trip: amortises IPC for small images
 _POLL_SECONDS = 0.2  # how often a wait for results looks for a stop request
+_WINDOW_BYTES = 16 * 1024 * 1024  # source bytes of the chunks under way (large images: fewer chunks at once)
 _CHUNK_BYTES = 4 * 1024 * 1024  # ... or fewer when they are large: bounds bytes in flight per chunk
 
 Recorded = dict[str, tuple[int, str]]  # output name -> (bytes, sha256) from the manifest
@@ -71,36 +72,45 @@ def execute(
     late: list[TaskResult],
     stopping: Callable[[], bool] = lambda: False,
 ) -> Iterator[TaskResult]:
-    """Results in plan order; at most ``workers + io_threads() // _CHUNK`` chunks (and at least 2) under way.
+    """Results in plan order; at most ``workers + io_threads() // _CHUNK`` chunks (and at least 2) under way,
+    and no more than ``_WINDOW_BYTES`` of their sources (but always one chunk).
 
     When ``stopping()`` turns true (a signal), no more results are handed out: chunks not yet rendering are
     dropped, the others finish, and their results go to ``late`` so their outputs are recorded too."""
     threads = io_threads()
     window_size = workers + max(2, threads // _CHUNK)
     stop = threading.Event()
+    renderers = render_pool(settings.render, workers)  # workers are forked now, before any thread starts
     io = ThreadPoolExecutor(threads, thread_name_prefix="io")
-    renderers = render_pool(settings.render, workers)
     drivers = ThreadPoolExecutor(window_size, thread_name_prefix="chunk")
     driver = _Driver(settings, io, renderers, stop)
-    window: deque[Future[list[TaskResult] | None]] = deque()
+    window: deque[tuple[Future[list[TaskResult] | None], int]] = deque()  # (driver, source bytes)
     handed = 0  # results of window[0] already handed out
+    held = 0  # source bytes of the chunks in the window
     chunks = iter(chunks)
+    waiting: Chunk | None = None
     try:
         while not stopping():
-            while len(window) < window_size and (chunk := next(chunks, None)) is not None:
-                window.append(drivers.submit(driver.run, chunk, driver.submitted))
+            while len(window) < window_size and (waiting := waiting or next(chunks, None)) is not None:
+                size = sum(t.sample.size for t in waiting.tasks)
+                if window and held + size > _WINDOW_BYTES:
+                    break  # large images: wait for a chunk to finish first
+                window.append((drivers.submit(driver.run, waiting, driver.submitted), size))
                 driver.submitted += 1
+                held += size
+                waiting = None
             if not window:
                 return
-            try:
-                results = window[0].result(timeout=_POLL_SECONDS) or []
-            except TimeoutError:
+            head, size = window[0]
+            if not wait([head], timeout=_POLL_SECONDS).done:
                 continue  # look at ``stopping`` again
+            results = head.result() or []
             while handed < len(results) and not stopping():
                 handed += 1
                 yield results[handed - 1]
             if handed == len(results):
                 window.popleft()
+                held -= size
                 handed = 0
     finally:
         stop.set()
@@ -109,7 +119,7 @@ def execute(
         renderers.shutdown(wait=True, cancel_futures=True)
         drivers.shutdown(wait=True, cancel_futures=True)
         io.shutdown(wait=True)
-        for i, future in enumerate(window):
+        for i, (future, _) in enumerate(window):
             if future.done() and not future.cancelled() and future.exception() is None:
                 late.extend((future.result() or [])[handed if i == 0 else 0 :])
 
@@ -121,7 +131,8 @@ class _Staged:
     task: Task
     result: TaskResult
     todo: tuple
-    data: bytes | None = None
+    data: bytes | None = None  # the source's bytes, until they are handed to a worker
+    rendering: bool = False  # read, so it goes to a worker (a read error is its result instead)
 
 
 class _Driver:
@@ -140,7 +151,7 @@ class _Driver:
         jobs = [
             RenderJob(s.task.sample, s.data, s.todo, s.task.outputs, made_from.get(s.task.sample.key))
             for s in staged
-            if s.data is not None
+            if s.rendering
         ]
         with self.turns:  # wait for the chunks before this one to hand over their renders
             self.turns.wait_for(lambda: self.turn == turn or self.stop.is_set())
@@ -149,11 +160,15 @@ class _Driver:
             future = self.renderers.submit(render_jobs, jobs) if jobs else None
             self.turn += 1
             self.turns.notify_all()
+        for s in staged:
+            s.data = None  # the worker has its own copy: free the source bytes now
+        del jobs
         rendered = iter(future.result() if future is not None else [])
         writes: list[Future[None]] = []
         for s in staged:
-            if s.data is not None:
+            if s.rendering:
                 writes += self._book(s, next(rendered))
+        del rendered
         for write in writes:
             write.result()  # a SinkError stops the run
         return [s.result for s in staged]
@@ -177,6 +192,7 @@ class _Driver:
             return staged
         try:
             staged.data = settings.source.read(sample)
+            staged.rendering = True
         except OSError as e:  # gone or unreadable since listing; a whole-source failure raises SourceError
             result.error = f"cannot read: {e.strerror or e}"
         return staged

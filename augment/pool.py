@@ -95,7 +95,9 @@ def render_pool(settings: RenderSettings, workers: int) -> Executor:
         _init_settings(settings)
         return ThreadPoolExecutor(1, thread_name_prefix="render")
     huge = multiprocessing.get_context().Lock()  # one huge image at a time across workers (see huge_pixels)
-    return ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(settings, os.getpid(), huge))
+    pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(settings, os.getpid(), huge))
+    pool.submit(int).result()  # start the workers now, from this thread, before the run starts its threads
+    return pool
 
 
 def render_jobs(jobs: list[RenderJob]) -> list[RenderResult]:

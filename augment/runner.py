@@ -244,7 +244,10 @@ def _augment(config: RunConfig, plan: _Plan, source: Source, sink: Sink, log: Lo
             log(f"interrupted ({signals.name}): stopping; finished outputs are kept and a rerun resumes")
             for result in late:
                 _book(result, manifest, progress, sink)
-        upload = sink.close(interrupted=signals.name is not None)
+        stopped_before = signals.name is not None
+        upload = sink.close(interrupted=stopped_before, stopping=signals.received)
+        if signals.name is not None and not stopped_before:  # during the last uploads
+            log(f"interrupted ({signals.name}): stopping; uploads under way finish and a rerun sends the rest")
     except (SinkError, SourceError, BrokenProcessPool) as e:
         sink.close(interrupted=True)
         manifest.close()
@@ -289,12 +292,8 @@ def _chunk(plan: _Plan, tasks: list[Task]) -> Chunk:
 
 def _book(result: TaskResult, manifest: Manifest, progress: Progress, sink: Sink) -> None:
     written = [(r.name, r.line) for r in result.records if r.status == "written"]
-    if written:
-        manifest.record(written)
     existing = [r.name for r in result.records if r.status == "existing"]
-    lines = dict(written)
-    if existing:
-        lines.update(manifest.index.previous(existing))
+    lines = manifest.record(written, existing)
     for record in result.records:
         if record.status != "dropped":
             sink.commit(record.name, lines[record.name])
@@ -304,13 +303,13 @@ def _book(result: TaskResult, manifest: Manifest, progress: Progress, sink: Sink
 def _finish(config: RunConfig, plan: _Plan, done: _Outcome, source: Source, sink: Sink, log: Log) -> int:
     """The final manifest, labels files, preview and report; the summary; the exit code."""
     progress, upload, manifest = done.progress, done.upload, plan.manifest
-    planned = ([o.name for o in t.outputs] for t in plan.planned())
+    planned = (([o.name for o in t.outputs], plan.runs(t)) for t in plan.planned())
     if done.interrupted:
         manifest.close()  # the journal stays as it is: a rerun resumes from it
     else:
         manifest.finish(planned, plan.planned_here)
     if "min_box_visibility" in plan.header:  # a detection dataset
-        lines = manifest.lines(([o.name for o in t.outputs] for t in plan.planned()), plan.planned_here)
+        lines = manifest.lines((([o.name for o in t.outputs], plan.runs(t)) for t in plan.planned()), plan.planned_here)
         write_box_labels(sink, lines, config.shard, config.books)
     if config.preview and not done.interrupted:
         write_preview(config, source, sink, plan.tasks, log)

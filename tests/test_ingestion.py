@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from augment.holdout import TESTING, TRAINING, split
 from augment.sinks.ingestion_api import DUPLICATE, encode_label, ingestion_url, resolve
 from tests.blockrun import ROOT, ei_env, run_block
 from tests.ingestion_server import IngestionServer
+from tests.latency_proxy import LatencyProxy
 
 KEY = "test-project-key-0123"  # a dummy; real keys look nothing like it
 ARGS = ["--copies", "2", "--seed", "7", "--workers", "2"]
@@ -371,3 +373,27 @@ def test_detection_outputs_land_with_their_boxes(tmp_path: Path):
     assert set(stored) == set(lines) and len(stored) == 3 * 3  # 2 copies + the original per image
     for name, sample in stored.items():
         assert sample.boxes == lines[name]["boxes"] and sample.boxes, name
+
+
+def test_sigterm_while_the_last_uploads_drain_stops_them(sample_dir: Path, tmp_path: Path):
+    """Every image is rendered and booked, its uploads still queued (a batch per class, one request at a time,
+    a slow service): a SIGTERM then stops within the request under way, exit 143, the rest counted not sent."""
+    with IngestionServer(KEY) as server, LatencyProxy(int(server.url.rpartition(":")[2]), 0.5) as slow:
+        out = tmp_path / "o"
+        cmd = [sys.executable, "-u", str(ROOT / "transform.py"), *ARGS, "--in-directory", str(sample_dir)]
+        cmd += ["--out-directory", str(out), "--dest", "ei", "--ingestion-url", slow.url]
+        cmd += ["--upload-concurrency", "1", "--batch-size", "100"]
+        env = ei_env({"EI_PROJECT_API_KEY": KEY, **FAST})
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("[") and len(set(line[1:].split("]")[0].split("/"))) == 1:  # [24/24]
+                start = time.monotonic()  # the last progress line: everything is booked, uploads drain
+                proc.send_signal(signal.SIGTERM)
+                break
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=60) == 143, rest
+        assert time.monotonic() - start < 5, rest  # the request under way, not the queue
+    assert "interrupted (SIGTERM)" in rest and "not sent (a rerun sends them)" in rest, rest
+    up = json.loads((out / "report.json").read_text())["upload"]
+    assert up["not_sent"] > 0 and up["landed"] + up["not_sent"] + up["duplicates"] == len(manifest_lines(out))

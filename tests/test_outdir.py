@@ -166,3 +166,19 @@ def test_outputs_reach_the_disk_before_the_manifest_records_them(tmp_path):
     last_syncfs = max(i for i, (pid, c) in enumerate(lines) if pid == main and c.startswith("syncfs("))
     assert max(outputs) < last_syncfs  # at the end: every output flushed, then the appended lines
     assert any(pid == main and c.startswith("fsync(") for pid, c in lines[last_syncfs + 1 :])
+
+
+def test_a_recorded_output_that_cannot_be_remade_leaves_the_manifest(tmp_path):
+    """Its file is gone and its source has become unreadable: the rerun fails that image, and the manifest
+    (rewritten at the end of a resumed run) no longer lists the output."""
+    make_inputs(tmp_path / "in", count=4, size=32)
+    assert run(tmp_path, "--copies", "1").returncode == 0
+    out = tmp_path / "out"
+    gone = out / "a" / "a.00.aug00.png"
+    gone.unlink()
+    (tmp_path / "in" / "a" / "00.png").write_bytes(b"not an image any more")
+    again = run(tmp_path, "--copies", "1", "--max-failures", "1")
+    assert again.returncode == 0 and "ERROR a/00.png" in again.stdout, again.output
+    recorded = [json.loads(x)["output"] for x in (out / "manifest.jsonl").read_text().splitlines()[1:]]
+    assert "a/a.00.aug00.png" not in recorded and len(recorded) == len(set(recorded))
+    assert_manifest_matches_files(out)

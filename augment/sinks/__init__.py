@@ -6,7 +6,7 @@ lock, temp-file clean-up, flushing to disk, acting on booked outputs, a summary 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,7 @@ class Sink:
     def commit(self, name: str, line: str) -> None:
         """An output is written and booked (manifest ``line``): act on it (the EI upload)."""
 
-    def close(self, interrupted: bool = False) -> dict[str, Any] | None:
-        """Finish background work; a summary for the report, or None."""
+    def close(self, interrupted: bool = False, stopping: Callable[[], bool] | None = None) -> dict[str, Any] | None:
+        """Finish background work (stop early when ``interrupted``, or as soon as ``stopping()`` turns true);
+        a summary for the report, or None."""
         return None

@@ -125,11 +125,11 @@ class IngestionSink(Sink):
         """Main process: ``name`` is rendered (manifest ``line``); upload it unless it already landed."""
         self._get().add(name, json.loads(line))
 
-    def close(self, interrupted: bool = False) -> dict[str, Any]:
+    def close(self, interrupted: bool = False, stopping: Callable[[], bool] | None = None) -> dict[str, Any]:
         """Send what is pending (unless interrupted) and wait; the upload summary for the report.
 
         Raises SinkError when the project refused the key or the service stayed unreachable."""
-        return self._get().close(interrupted)
+        return self._get().close(interrupted, stopping)
 
     def _get(self) -> Uploader:
         if self._uploader is None:

@@ -69,15 +69,20 @@ class Uploader:
         if len(self.pending[group]) >= self.settings.batch_size or self.pending_bytes[group] >= MAX_REQUEST_BYTES:
             self._submit(group)
 
-    def close(self, interrupted: bool) -> dict[str, Any]:
+    def close(self, interrupted: bool, stopping: Callable[[], bool] | None = None) -> dict[str, Any]:
+        """Send what is pending and wait (not when ``interrupted``; stop as soon as ``stopping()`` is true)."""
         if self.closed is not None:
             return self.closed
+        stopping = stopping or (lambda: False)
         try:
             if not interrupted and self.fatal is None:
                 for group in list(self.pending):
+                    if stopping():
+                        break
                     self._submit(group)
-                while self.inflight:
-                    self._reap(wait(self.inflight, return_when=FIRST_COMPLETED).done)
+                while self.inflight and not stopping():
+                    self._reap(wait(self.inflight, timeout=0.2, return_when=FIRST_COMPLETED).done)
+            interrupted = interrupted or stopping()
         except SinkError:
             pass
         finally:
@@ -252,7 +257,8 @@ class Uploader:
                 if error:
                     line["error"] = error
                 if status == "failed":
-                    self.failures.append({"output": item.name, "error": error or ""})
+                    if len(self.failures) < 100:  # the report lists 100 (all are counted and logged)
+                        self.failures.append({"output": item.name, "error": error or ""})
                     self.log(f"ERROR upload {item.name}: {error}")
                 self.ledger.write(json.dumps(line, sort_keys=True) + "\n")
             self.ledger.flush()  # a kill loses at most the responses under way: resent, they come back duplicates

@@ -70,11 +70,19 @@ def read_lines(client: S3Client, url: S3Url, name: str) -> Iterator[str] | None:
 
 
 def _stream(client: S3Client, url: S3Url, name: str, first: Any) -> Iterator[str]:
-    for body in (first, *(_body(client, url, p) for p in parts(client, url, name))):
-        if body is None:
-            continue
+    yield from _lines(client, url, name, first)
+    for part in parts(client, url, name):  # each fetched once the one before is read
+        body = _body(client, url, part)
+        if body is not None:
+            yield from _lines(client, url, part, body)
+
+
+def _lines(client: S3Client, url: S3Url, name: str, body: Any) -> Iterator[str]:
+    try:
         for line in body.iter_lines():
             yield line.decode("utf-8")
+    except botocore_errors() as e:  # the connection broke while reading
+        raise SinkError(error_message(e, "read", f"s3://{url.bucket}/{url.key(name)}", client)) from None
 
 
 def _body(client: S3Client, url: S3Url, name: str) -> Any:
@@ -88,13 +96,15 @@ def _body(client: S3Client, url: S3Url, name: str) -> Any:
 
 
 def open_journal(client: S3Client, url: S3Url, name: str, header: str | None) -> S3Journal:
-    """A new journal (the header replaces the object, old parts are deleted) or the existing one continued."""
+    """A new journal (old parts deleted first, then the header replaces the object) or the existing one
+    continued. Deleting first: a crash in between leaves the old header alone, which the next run refuses
+    or continues as it should; never a new header over old parts."""
     existing = parts(client, url, name)
     if header is None:
         last = int(existing[-1].rpartition(_PART)[2]) if existing else 0
         return S3Journal(client, url, name, last + 1)
-    put(client, url, name, (header + "\n").encode("utf-8"))
     delete(client, url, existing)
+    put(client, url, name, (header + "\n").encode("utf-8"))
     return S3Journal(client, url, name, 1)
 
 
@@ -126,6 +136,12 @@ def delete(client: S3Client, url: S3Url, names: list[str]) -> None:
     for start in range(0, len(names), 1000):  # DeleteObjects takes up to 1,000 keys
         batch = [{"Key": url.key(n)} for n in names[start : start + 1000]]
         try:
-            client.get().delete_objects(Bucket=url.bucket, Delete={"Objects": batch, "Quiet": True})
+            answer = client.get().delete_objects(Bucket=url.bucket, Delete={"Objects": batch, "Quiet": True})
         except botocore_errors() as e:
             raise SinkError(error_message(e, "delete", f"s3://{url.bucket}/{url.prefix}", client)) from None
+        if errors := answer.get("Errors"):  # per-key refusals come back in a 200 answer
+            first = errors[0]
+            raise SinkError(
+                f"cannot delete s3://{url.bucket}/{first.get('Key')} (manifest journal part): "
+                f"{first.get('Code')}: {first.get('Message')} ({len(errors)} refused; the run needs s3:DeleteObject)"
+            )

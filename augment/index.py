@@ -110,18 +110,13 @@ class RunIndex:
                     yield Row(pickle.loads(blob), category, copies)
             after = batch[-1][0]
 
-    def samples(self) -> Iterator[Sample]:
-        return (row.sample for row in self.rows())
-
     def labels(self) -> list[str]:
         return sorted(decode(label) for (label,) in self._db.execute("SELECT DISTINCT label FROM samples"))
 
     def has_boxes(self) -> bool:
-        return any(s.boxes is not None for s in self._first(1))
-
-    def _first(self, n: int) -> Iterator[Sample]:
-        for (blob,) in self._db.execute("SELECT sample FROM samples ORDER BY key LIMIT ?", (n,)):
-            yield pickle.loads(blob)
+        """A detection dataset (attaching boxes gives every sample a tuple, so the first one tells)."""
+        row = self._db.execute("SELECT sample FROM samples ORDER BY key LIMIT 1").fetchone()
+        return row is not None and pickle.loads(row[0]).boxes is not None
 
     # -- decisions over the whole listing -------------------------------------------------------------------
 
@@ -218,9 +213,6 @@ class RunIndex:
     def previous(self, names: Iterable[str]) -> dict[str, str]:
         """Earlier lines of those of ``names`` that have one."""
         return self._lookup("previous", names)
-
-    def has_previous(self) -> bool:
-        return self._db.execute("SELECT 1 FROM previous LIMIT 1").fetchone() is not None
 
     def known(self, name: str) -> bool:
         """Whether ``name`` is planned or recorded by any manifest in the folder."""

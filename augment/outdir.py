@@ -63,21 +63,15 @@ def foreign_images(config: RunConfig, sink: Sink, index: RunIndex) -> str | None
     if root is None or not root.is_dir():
         return None
     inside = config.in_directory.resolve() if config.in_directory is not None else None
-    foreign = list(_first(unrecorded_images(root.resolve(), index.known, inside), 1))
-    if not foreign:
+    foreign = unrecorded_images(root.resolve(), index.known, inside)
+    first = next(foreign, None)
+    if first is None:
         return None
-    total = sum(1 for _ in unrecorded_images(root.resolve(), index.known, inside))
+    total = 1 + sum(1 for _ in foreign)  # the same walk, counted on
     return (
         f"{root} holds {total} image(s) that no manifest there records and this run would not write"
-        f" (e.g. {printable(foreign[0])!r}); move them away or use an empty --out-directory"
+        f" (e.g. {printable(first)!r}); move them away or use an empty --out-directory"
     )
-
-
-def _first(items: Iterator[str], n: int) -> Iterator[str]:
-    for i, item in enumerate(items):
-        if i >= n:
-            return
-        yield item
 
 
 def suffixed(name: str, suffix: str) -> str:

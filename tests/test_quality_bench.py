@@ -100,3 +100,18 @@ def test_greyscale_is_eis_luma() -> None:
     rgb = np.asarray([[[255, 0, 0], [0, 255, 0], [0, 0, 255]]], np.uint8)
     assert quality.grey(rgb).tolist() == [[76, 150, 29]]
     assert Image.fromarray(quality.grey(rgb)).mode == "L"
+
+
+def test_seeds_trained_in_parallel_score_as_one_at_a_time(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_sample_set(data, per_class=5)
+    scores = {}
+    for jobs in (1, 2):
+        results = tmp_path / f"jobs{jobs}.jsonl"
+        cmd = [sys.executable, str(BENCH / "quality.py"), "--data", str(data), "--seeds", "2", "--steps", "4"]
+        cmd += ["--holdout", "2", "--conditions", "none,light@1", "--jobs", str(jobs), "--results", str(results)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        rows = [json.loads(line) for line in results.read_text().splitlines()]
+        scores[jobs] = {(r["seed"], r["condition"]): (r["clean"], r["per_condition"]) for r in rows}
+    assert len(scores[1]) == 4 and scores[2] == scores[1]

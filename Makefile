@@ -14,6 +14,7 @@ $(STAMP): requirements.txt requirements-dev.txt bench/requirements-quality.txt
 ## Run the block on the built-in sample set: demo/input -> demo/output (no Docker, no credentials).
 demo: $(STAMP)
 	$(BIN)/python -m augment.demo demo/input
+	rm -rf demo/output  # a demo always starts afresh (a rerun into outputs of another recipe is refused)
 	$(BIN)/python -u transform.py --in-directory demo/input --out-directory demo/output --copies 4 --seed 42 --preview 1
 
 ## Lint and the whole test suite (the container tests run when podman is installed; .ci/run installs it).

@@ -26,6 +26,7 @@ _SHORT = {
     "vflip": lambda p: "vflip",
     "rotate": lambda p: f"rot {_angle(p['degrees'])}",
     "zoom": lambda p: f"zoom {p['scale']:.2f}",
+    "scale": lambda p: f"scale {p['factor']:.2f}",
     "translate": lambda p: f"shift {p['dx']:+d},{p['dy']:+d}",
     "shear": lambda p: f"shear {_angle(p['x'])}",
     "brightness": lambda p: f"bright {p['factor']:.2f}",

@@ -50,8 +50,8 @@ DIHEDRAL = [
 
 # TrivialAugment-style (Mueller & Hutter 2021): one op per copy, chosen uniformly, its magnitude uniform over
 # a wide range; parameter-free apart from the ranges.
-TRIVIAL = {
-    "name": "trivial",
+TRIVIAL_REFLECT = {
+    "name": "trivial-reflect",
     "pipeline": [
         *DIHEDRAL,
         {
@@ -118,10 +118,12 @@ CONDITIONS: dict[str, list[str] | None] = {
     "light": ["--preset", "light", "--orientation", "any"],
     "medium": ["--preset", "medium", "--orientation", "any"],
     "heavy": ["--preset", "heavy", "--orientation", "any"],
-    "trivial": ["--recipe", json.dumps(TRIVIAL)],
+    "trivial": ["--preset", "trivial", "--orientation", "any"],
+    "trivial-reflect": ["--recipe", json.dumps(TRIVIAL_REFLECT)],
     # Candidates and references: the medium preset as it was before the bench (4 copies), upright, edge fill.
     "medium-v1": ["--recipe", str(Path(__file__).resolve().parent / "recipes" / "medium-v1.json")],
     "medium-upright": ["--preset", "medium"],
+    "trivial-upright": ["--preset", "trivial"],
     "medium-edge": ["--preset", "medium", "--orientation", "any", "--fill", "edge"],
     "wide2": ["--recipe", json.dumps(WIDE2)],
     # Screened against medium (--orientation any; frozen copies in bench/recipes) and dropped. medium-flat adds
@@ -272,23 +274,20 @@ def _field_set(data: Path, seed: int, holdout: int, originals: dict[str, np.ndar
     return _FIELD[key]
 
 
-def run_seed(seed: int, conditions: list[str], opts: argparse.Namespace) -> list[dict]:
-    """Train and score every condition of one seed; each row is appended to ``--results`` as it is done."""
+def run_task(seed: int, condition: str, opts: argparse.Namespace) -> dict:
+    """Train and score one (seed, condition) in this process; the row is appended to ``--results`` at once."""
     torch.set_num_threads(opts.threads)
-    rows = []
     with tempfile.TemporaryDirectory(prefix=f"quality-{seed}-") as tmp:
-        for condition in conditions:
-            r = run_one(seed, condition, opts, Path(tmp))
-            if opts.results:
-                with opts.results.open("a") as f:  # one short line per write: O_APPEND keeps lines whole
-                    f.write(json.dumps(r) + "\n")
-            print(
-                f"seed {seed} {condition:>16}: clean {100 * r['clean']:5.1f}  field {100 * r['field']:5.1f}  "
-                f"({r['train_images']} images, augment {r['augment_s']:.1f} s, train {r['train_s']:.0f} s)",
-                flush=True,
-            )
-            rows.append(r)
-    return rows
+        r = run_one(seed, condition, opts, Path(tmp))
+    if opts.results:
+        with opts.results.open("a") as f:  # one short line per write: O_APPEND keeps lines whole
+            f.write(json.dumps(r) + "\n")
+    print(
+        f"seed {seed} {condition:>16}: clean {100 * r['clean']:5.1f}  field {100 * r['field']:5.1f}  "
+        f"({r['train_images']} images, augment {r['augment_s']:.1f} s, train {r['train_s']:.0f} s)",
+        flush=True,
+    )
+    return r
 
 
 def load_results(path: Path) -> dict[tuple[int, str, int], dict]:
@@ -342,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=705, help="optimizer steps per model (default: %(default)s)")
     p.add_argument("--holdout", type=int, default=10, help="originals per class held out (default: %(default)s)")
     p.add_argument("--workers", type=int, default=2, help="the block's --workers (default: %(default)s)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="seeds trained at once (default: CPUs)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="models trained at once (default: CPUs)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per job (default: %(default)s)")
     p.add_argument("--results", type=Path, help="JSON lines to append to, and to reuse finished runs from")
     p.add_argument("--reference", default="workshop", help="paired field differences from this condition")
@@ -362,20 +361,19 @@ def main(argv: list[str] | None = None) -> int:
         rows = [r for (seed, c, steps), r in sorted(done.items()) if steps == opts.steps and seed in seeds]
         print(table(rows, conditions, opts.reference))
         return 0
-    todo = {seed: [c for c in conditions if (seed, c, opts.steps) not in done] for seed in seeds}
-    todo = {seed: names for seed, names in todo.items() if names}
+    todo = [(seed, c) for seed in seeds for c in conditions if (seed, c, opts.steps) not in done]
     started = time.perf_counter()
     jobs = max(1, min(opts.jobs, len(todo)))
     if jobs == 1:
-        for seed, names in todo.items():
-            for row in run_seed(seed, names, opts):
-                done[(seed, row["condition"], opts.steps)] = row
+        finished = [run_task(seed, c, opts) for seed, c in todo]
     else:
-        # One seed per process: each trains on its own threads (small batches use one core best) and builds its
-        # seed's field set once; spawned, so no worker inherits the parent's OpenMP state.
+        # Tasks in seed order across `jobs` processes, each training on its own thread(s): small batches use one
+        # core best, and a process reuses its seed's field set for the next condition of that seed. Spawned, so
+        # no worker inherits the parent's OpenMP state.
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for rows in pool.map(run_seed, todo, todo.values(), [opts] * len(todo)):
-                done.update({(r["seed"], r["condition"], opts.steps): r for r in rows})
+            tasks = [seed for seed, _ in todo], [c for _, c in todo], [opts] * len(todo)
+            finished = list(pool.map(run_task, *tasks))
+    done.update({(r["seed"], r["condition"], opts.steps): r for r in finished})
     rows = [done[(seed, c, opts.steps)] for seed in seeds for c in conditions]
     print(f"\n{len(seeds)} seeds x {opts.steps} steps, {time.perf_counter() - started:.0f} s\n")
     print(table(rows, conditions, opts.reference))

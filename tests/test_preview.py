@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 from PIL import Image
 
 from augment.backends import source_for as _source
 from augment.cli import parse
 from augment.config import build_config
+from augment.ops import REGISTRY
 from augment.plan import PlanSettings, make_plan
 from augment.preview import CAPTION, CELL, build, caption
 from tests.blockrun import run_block
@@ -46,6 +48,15 @@ def test_captions_summarise_the_chain():
     assert caption([]) == "original"
     text = caption([{"op": "hflip"}, {"op": "rotate", "degrees": -6.9, "fill": "edge", "fill_value": 0}])
     assert text == "hflip · rot -6.9°"
+
+
+def test_every_op_s_caption_shows_its_magnitude():
+    rng = np.random.default_rng(0)
+    for name, op in REGISTRY.items():
+        params = op.sample(op.validate(name, {}), rng, (64, 48))
+        text = caption([{"op": name, **params}])
+        if name not in ("hflip", "vflip", "poisson_noise"):
+            assert any(ch.isdigit() for ch in text), f"{name}: caption {text!r} hides its magnitude"
 
 
 def test_many_classes_get_a_sheet_each(tmp_path):

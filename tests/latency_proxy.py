@@ -62,10 +62,12 @@ class LatencyProxy:
     async def _shutdown(self) -> None:
         assert self._server is not None
         self._server.close()
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Until none is left: a connection accepted or a reader started while others were being cancelled
+        # would otherwise be destroyed pending when the loop closes ("coroutine ignored GeneratorExit").
+        while tasks := [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         self.connections += 1

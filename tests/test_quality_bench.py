@@ -75,9 +75,9 @@ def test_smoke_run_on_one_seed_and_a_few_steps(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     classes = len([p for p in data.iterdir() if p.is_dir()])
-    assert [(r["condition"], r["train_images"]) for r in rows] == [
-        ("none", 4 * classes),
+    assert sorted((r["condition"], r["train_images"]) for r in rows) == [  # in the order the jobs finished
         ("medium@1", 8 * classes),  # originals + one copy each
+        ("none", 4 * classes),
         ("trivial@2", 12 * classes),
     ]
     for r in rows:

@@ -44,7 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 ## Outcome benchmark (bench/quality.py): the workshop CNN trained on each preset's output, 5 paired seeds, scored on
-## clean held-out photos and on the field-conditions set (bench/field.py). About 20 minutes on 2 cores.
+## clean held-out photos and on the field-conditions set (bench/field.py). About 14 minutes on 2 cores.
 quality: $(STAMP)
 	mkdir -p .cache && $(BIN)/python bench/quality.py --results .cache/quality-$$(date +%Y%m%d-%H%M%S).jsonl
 

@@ -8,7 +8,8 @@ clean held-out photos and on the field set (``bench/field.py``: the same photos 
 them). Seeds are paired: one split, one initialisation and one batch order per seed, whatever the condition.
 
     python bench/quality.py                              # the README table: 5 seeds, the default conditions
-    python bench/quality.py --conditions medium@2,medium@8 --seeds 5    # the copies curve, more candidates
+    python bench/quality.py --conditions trivial@2,trivial@14 --reference trivial   # the copies curve
+    python bench/quality.py --seed-list 0,3 --conditions my-recipe                # bench/recipes/my-recipe.json
 
 With ``--results FILE``, each (seed, condition) is appended to FILE as a JSON line and reused when a later run
 asks for the same seed, condition and steps, so a table can be grown one condition at a time.
@@ -38,6 +39,7 @@ import field
 import trainer
 
 ROOT = Path(__file__).resolve().parent.parent
+RECIPES = Path(__file__).resolve().parent / "recipes"  # <name>.json here is a condition called <name>
 DATA = ROOT.parent / "shared" / "data" / "electronic-components-png"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -120,41 +122,34 @@ CONDITIONS: dict[str, list[str] | None] = {
     "heavy": ["--preset", "heavy", "--orientation", "any"],
     "trivial": ["--preset", "trivial", "--orientation", "any"],
     "trivial-reflect": ["--recipe", json.dumps(TRIVIAL_REFLECT)],
-    # Candidates and references: the medium preset as it was before the bench (4 copies), upright, edge fill.
-    "medium-v1": ["--recipe", str(Path(__file__).resolve().parent / "recipes" / "medium-v1.json")],
+    # References: upright, edge fill. Every candidate screened (medium-v1 = medium before the bench, medium-flat,
+    # medium-frame, trivial-flat, duo, ws-light, ...) is a frozen recipe in bench/recipes/, so a condition of its
+    # name; the README's "Model quality" says what each one is and what it measured.
     "medium-upright": ["--preset", "medium"],
     "trivial-upright": ["--preset", "trivial"],
     "medium-edge": ["--preset", "medium", "--orientation", "any", "--fill", "edge"],
     "wide2": ["--recipe", json.dumps(WIDE2)],
-    # Screened against medium (--orientation any; frozen copies in bench/recipes) and dropped. medium-flat adds
-    # flat, hazy or dim-and-flat light (a quarter of copies: contrast 0.3-0.6 then brightness 0.6-1.25, so the
-    # grey level moves too) and reaches darker (brightness from 0.35): flat_light 54 -> 82 %, but clean -10 and
-    # field -6.2 +- 5.6 points on 2 seeds, stopped there. medium-frame makes a third of the copies pure framing
-    # (dihedral pose, then a shift of up to 25 % and/or a zoom-out to 0.6-0.95, edge fill, nothing else): clean
-    # 96.0 -> 99.2, farther +6, off_centre +3, but field -0.2 +- 3.1 (5 seeds) and flat_light 55 -> 38 %.
-    "medium-flat": ["--recipe", str(Path(__file__).resolve().parent / "recipes" / "medium-flat.json")],
-    "medium-frame": ["--recipe", str(Path(__file__).resolve().parent / "recipes" / "medium-frame.json")],
-    # medium-frame whose framing copies also get medium's lighting group (p 0.9), screened and dropped: clean
-    # 96.8, field -0.1 +- 3.4 (5 seeds), farther 75, flat_light 50.
-    "medium-frame-light": ["--recipe", str(Path(__file__).resolve().parent / "recipes" / "medium-frame-light.json")],
 }
 DEFAULT_CONDITIONS = "none,workshop,light,medium,heavy,trivial"
 # Not a recipe: the training originals plus every field-set condition applied to them (bench/field.py), i.e.
-# trained on the very transformations it is tested with (on other photos). What no augmentation recipe can
-# beat by much at the same steps: the ceiling of this model, not a candidate.
+# trained on the very transformations it is tested with (on other photos): a strong reference for what
+# augmentation can do for this model at the same steps, not a candidate (and not a strict upper bound).
 ORACLE = "field-oracle"
 
 
 def block_args(condition: str) -> list[str] | None:
     """The block's arguments for ``condition`` (``name`` or ``name@copies``)."""
     name, _, copies = condition.partition("@")
-    recipe_file = Path(__file__).resolve().parent / "recipes" / f"{name}.json"
     if name == ORACLE:
+        if copies:
+            raise SystemExit(f"{condition!r}: {ORACLE} makes no copies (no @N)")
         return None
+    recipe_file = RECIPES / f"{name}.json"
     if name not in CONDITIONS and recipe_file.is_file():
         return ["--recipe", str(recipe_file), *(["--copies", copies] if copies else [])]
     if name not in CONDITIONS:
-        raise SystemExit(f"unknown condition {name!r}; choose from {', '.join(CONDITIONS)} (optionally @copies)")
+        known = [*CONDITIONS, ORACLE, *sorted(p.stem for p in RECIPES.glob("*.json"))]
+        raise SystemExit(f"unknown condition {name!r}; choose from {', '.join(known)} (optionally @copies)")
     args = CONDITIONS[name]
     if args is None or not copies:
         return args
@@ -347,11 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reference", default="workshop", help="paired field differences from this condition")
     p.add_argument("--table-only", action="store_true", help="print the table of what --results holds; train nothing")
     opts = p.parse_args(argv)
-    if not opts.data.is_dir():
-        print(f"no dataset at {opts.data}: nothing to measure", file=sys.stderr)
-        return 0
     seeds = [int(s) for s in opts.seed_list.split(",")] if opts.seed_list else list(range(opts.seeds))
-    conditions = [c.strip() for c in opts.conditions.split(",") if c.strip()]
+    seeds = list(dict.fromkeys(seeds))  # a seed or condition named twice is trained and counted once
+    conditions = list(dict.fromkeys(c.strip() for c in opts.conditions.split(",") if c.strip()))
     for condition in conditions:
         block_args(condition)  # unknown names fail before any work
     if opts.results:
@@ -361,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = [r for (seed, c, steps), r in sorted(done.items()) if steps == opts.steps and seed in seeds]
         print(table(rows, conditions, opts.reference))
         return 0
+    if not opts.data.is_dir():
+        print(f"no dataset at {opts.data}: nothing to measure", file=sys.stderr)
+        return 0
     todo = [(seed, c) for seed in seeds for c in conditions if (seed, c, opts.steps) not in done]
     started = time.perf_counter()
     jobs = max(1, min(opts.jobs, len(todo)))
@@ -368,8 +364,9 @@ def main(argv: list[str] | None = None) -> int:
         finished = [run_task(seed, c, opts) for seed, c in todo]
     else:
         # Tasks in seed order across `jobs` processes, each training on its own thread(s): small batches use one
-        # core best, and a process reuses its seed's field set for the next condition of that seed. Spawned, so
-        # no worker inherits the parent's OpenMP state.
+        # core best, and a process that gets the next condition of the same seed reuses that seed's field set.
+        # Spawned, so no worker inherits the parent's OpenMP state. (The "augment s" column is then measured
+        # while the jobs share the CPUs.)
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             tasks = [seed for seed, _ in todo], [c for _, c in todo], [opts] * len(todo)
             finished = list(pool.map(run_task, *tasks))

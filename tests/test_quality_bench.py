@@ -115,3 +115,27 @@ def test_seeds_trained_in_parallel_score_as_one_at_a_time(tmp_path: Path) -> Non
         rows = [json.loads(line) for line in results.read_text().splitlines()]
         scores[jobs] = {(r["seed"], r["condition"]): (r["clean"], r["per_condition"]) for r in rows}
     assert len(scores[1]) == 4 and scores[2] == scores[1]
+
+
+def test_conditions_are_built_ins_recipe_files_or_the_oracle() -> None:
+    assert quality.block_args("trivial@14") == ["--preset", "trivial", "--orientation", "any", "--copies", "14"]
+    recipe = quality.RECIPES / "medium-v1.json"
+    assert quality.block_args("medium-v1@2") == ["--recipe", str(recipe), "--copies", "2"]
+    assert quality.block_args(quality.ORACLE) is None
+    with pytest.raises(SystemExit, match="makes no copies"):
+        quality.block_args(f"{quality.ORACLE}@4")
+    with pytest.raises(SystemExit, match="medium-v1"):  # the message lists the recipe files too
+        quality.block_args("bogus")
+
+
+def test_table_only_needs_no_dataset_and_counts_a_repeated_seed_once(tmp_path: Path) -> None:
+    row = {"steps": 3, "args": None, "train_images": 10, "augment_s": 0.0, "train_s": 1.0, "clean": 0.5}
+    per_condition = {name: 0.5 for name in field.CONDITIONS}
+    lines = [{**row, "seed": s, "condition": "none", "field": 0.5, "per_condition": per_condition} for s in (0, 1)]
+    results = tmp_path / "r.jsonl"
+    results.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    cmd = [sys.executable, str(BENCH / "quality.py"), "--data", str(tmp_path / "absent"), "--results", str(results)]
+    cmd += ["--table-only", "--steps", "3", "--seed-list", "0,0,1", "--conditions", "none,none"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("| none | 2 |") == 1

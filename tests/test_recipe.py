@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from augment.ops import REGISTRY
 from augment.ops.base import RecipeError
-from augment.presets import PRESETS, get_preset
+from augment.presets import DEFAULT_PRESET, PRESETS, get_preset
 from augment.recipe import load_recipe, parse_recipe, sample_chain
 
 
@@ -45,8 +45,9 @@ def test_random_preset_names_its_copies_and_honours_copies():
     assert len(recipe.outputs(copies=12)) == 12
 
 
-def test_default_preset_covers_capture_conditions():
-    used = {step["op"] for step in _steps(get_preset("medium").to_dict()["pipeline"])}
+@pytest.mark.parametrize("name", sorted({DEFAULT_PRESET, "medium"}))
+def test_default_preset_covers_capture_conditions(name):
+    used = {step["op"] for step in _steps(get_preset(name).to_dict()["pipeline"])}
     assert {"rotate", "zoom", "translate", "brightness", "contrast", "gamma", "blur", "gaussian_noise"} <= used
 
 

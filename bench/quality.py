@@ -224,7 +224,7 @@ def run_one(seed: int, condition: str, opts: argparse.Namespace, work: Path) -> 
     originals = {f"{c}/{p.name}": rgb_of(p) for c in classes for p in test[c]}
     truth = {key: classes.index(key.split("/")[0]) for key in originals}
     start = time.perf_counter()
-    model = trainer.train(x, y, len(classes), seed=seed, steps=opts.steps)
+    model = trainer.train(x, y, len(classes), seed=seed, steps=opts.steps, standardize=opts.standardize)
     train_s = time.perf_counter() - start
     clean = trainer.accuracy(model, np.stack([grey(v) for v in originals.values()]), np.asarray(list(truth.values())))
     per_condition = {}
@@ -235,6 +235,7 @@ def run_one(seed: int, condition: str, opts: argparse.Namespace, work: Path) -> 
         "seed": seed,
         "condition": condition,
         "steps": opts.steps,
+        **({"standardize": True} if opts.standardize else {}),
         "args": args,
         "train_images": len(x),
         "augment_s": round(aug_s, 2),
@@ -285,11 +286,12 @@ def run_task(seed: int, condition: str, opts: argparse.Namespace) -> dict:
     return r
 
 
-def load_results(path: Path) -> dict[tuple[int, str, int], dict]:
+def load_results(path: Path, standardize: bool = False) -> dict[tuple[int, str, int], dict]:
+    """The rows of ``path`` measured with the same model (EI's, or the --standardize what-if)."""
     if not path.exists():
         return {}
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {(r["seed"], r["condition"], r["steps"]): r for r in rows}
+    return {(r["seed"], r["condition"], r["steps"]): r for r in rows if r.get("standardize", False) == standardize}
 
 
 def _stat(values: list[float]) -> str:
@@ -338,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="the block's --workers (default: %(default)s)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="models trained at once (default: CPUs)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per job (default: %(default)s)")
+    p.add_argument(
+        "--standardize",
+        action="store_true",
+        help="what-if: the model standardises each image first (not EI's model; its rows are kept apart)",
+    )
     p.add_argument("--results", type=Path, help="JSON lines to append to, and to reuse finished runs from")
     p.add_argument("--reference", default="workshop", help="paired field differences from this condition")
     p.add_argument("--table-only", action="store_true", help="print the table of what --results holds; train nothing")
@@ -349,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         block_args(condition)  # unknown names fail before any work
     if opts.results:
         opts.results.parent.mkdir(parents=True, exist_ok=True)
-    done = load_results(opts.results) if opts.results else {}
+    done = load_results(opts.results, opts.standardize) if opts.results else {}
     if opts.table_only:
         rows = [r for (seed, c, steps), r in sorted(done.items()) if steps == opts.steps and seed in seeds]
         print(table(rows, conditions, opts.reference))

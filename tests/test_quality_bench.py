@@ -139,3 +139,14 @@ def test_table_only_needs_no_dataset_and_counts_a_repeated_seed_once(tmp_path: P
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("| none | 2 |") == 1
+
+
+def test_the_standardize_what_if_ignores_exposure_and_contrast() -> None:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = trainer.build(3, 24, standardize=True).eval()
+    x = torch.rand(4, 1, 24, 24)
+    with torch.no_grad():
+        assert torch.allclose(model(x), model(0.4 * x + 0.3), atol=5e-3)  # the 1e-3 guard in the std
+        plain = trainer.build(3, 24).eval()
+        assert not torch.allclose(plain(x), plain(0.4 * x + 0.3), atol=5e-3)

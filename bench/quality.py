@@ -213,11 +213,12 @@ def run_one(seed: int, condition: str, opts: argparse.Namespace, work: Path) -> 
     classes = sorted(train)
     args = block_args(condition)
     if args is None:
-        x = np.stack([grey(rgb_of(p)) for c in classes for p in train[c]])
-        y = np.asarray([i for i, c in enumerate(classes) for _ in train[c]])
+        photos = {f"{c}/{p.name}": rgb_of(p) for c in classes for p in train[c]}
+        x = np.stack([grey(v) for v in photos.values()])
+        y = np.asarray([classes.index(key.split("/")[0]) for key in photos])
         aug_s = 0.0
         if condition == ORACLE:
-            x, y = _oracle_set(train, classes, seed, x, y)
+            x, y = _oracle_set(photos, classes, seed, x, y)
     else:
         aug_s = augment(train, work, seed, args, opts.workers)
         x, y = training_set(work / "out", classes)
@@ -247,10 +248,9 @@ def run_one(seed: int, condition: str, opts: argparse.Namespace, work: Path) -> 
 
 
 def _oracle_set(
-    train: dict[str, list[Path]], classes: list[str], seed: int, x: np.ndarray, y: np.ndarray
+    photos: dict[str, np.ndarray], classes: list[str], seed: int, x: np.ndarray, y: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The training originals plus every field condition's instances of them (the ceiling reference)."""
-    photos = {f"{c}/{p.name}": rgb_of(p) for c in classes for p in train[c]}
+    """The training originals (``x``, ``y``) plus every field condition's instances of ``photos`` (the reference)."""
     images, labels = [x], [y]
     for instances in field.field_set(photos, seed + 1000).values():
         images.append(np.stack([grey(v) for v in instances.values()]))

@@ -116,12 +116,12 @@ class _Plan:
         return (t for t in self.planned() if self.runs(t))
 
     def runs(self, task: Task) -> bool:
-        """--since: a new or modified source runs; so does one with some but not all outputs recorded."""
+        """--since skips only a source the manifest records whole and whose time is not after --since: one
+        it does not record (new, renamed, or copied with its old time kept) or records in part runs."""
         since = self.config.since
         if since is None or task.sample.mtime is None or task.sample.mtime > since.timestamp():
             return True
-        recorded = len(self.index.previous(o.name for o in task.outputs))
-        return 0 < recorded < len(task.outputs)
+        return len(self.index.previous(o.name for o in task.outputs)) < len(task.outputs)
 
     def planned_here(self, name: str) -> bool:
         key = self.index.planned(name)

@@ -153,6 +153,8 @@ def test_since_defaults_to_ei_last_successful_run_and_can_be_turned_off(sample_d
         config(sample_dir, tmp_path / "o", env={"EI_LAST_SUCCESSFUL_RUN": "garbage"})
     _age(sample_dir)
     lines: list[str] = []
+    assert run(config(sample_dir, tmp_path / "o", env=env), lines.append) == 0  # nothing recorded yet: all new
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["since"]["new"] == 24
     assert run(config(sample_dir, tmp_path / "o", env=env), lines.append) == 0  # nothing new: a no-op, exit 0
     assert json.loads((tmp_path / "o" / "report.json").read_text())["since"]["new"] == 0
 

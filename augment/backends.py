@@ -23,9 +23,8 @@ def source_for(config: RunConfig) -> Source:
     if config.in_file is not None:
         return LocalSource.from_file(config.in_file, config.label)
     assert config.in_directory is not None
-    out, root = config.out_directory.resolve(), config.in_directory.resolve()
-    inside = config.dest is None and out.is_relative_to(root)
-    return LocalSource(root, None, config.label, out if inside else None)
+    out = config.out_directory.resolve() if config.dest is None else None
+    return LocalSource(config.in_directory.resolve(), None, config.label, out)
 
 
 def sink_for(config: RunConfig, log: Callable[[str], None] = print) -> Sink:

@@ -200,7 +200,9 @@ def _places(args: Any, dest_ei: bool, notes: list[str]) -> dict[str, Any]:
     if not in_directory and not args.in_file and not source:
         raise ConfigError("no input: pass --in-directory <folder>, --in-file <image> or --source s3://bucket/prefix/")
     in_dir = Path(in_directory).absolute() if in_directory else None
-    out_dir = Path(args.out_directory).absolute()
+    if dest is None and not (args.out_directory or "").strip():  # Path("") is the working directory
+        raise ConfigError("--out-directory is empty: give the folder the outputs go to")
+    out_dir = Path(args.out_directory or ".").absolute()
     if dest is None and in_dir is not None and out_dir.resolve() == in_dir.resolve():
         raise ConfigError(f"--out-directory {out_dir} is the input folder; choose a separate (or sub-) folder")
     return {

@@ -20,9 +20,11 @@ from augment.codec import IMAGE_EXTENSIONS
 from augment.config import RunConfig
 from augment.index import RunIndex
 from augment.manifest import MANIFEST, read_entries
+from augment.overlap import below
 from augment.samples import printable
 from augment.selection import Shard
 from augment.sinks import Sink
+from augment.sources.s3 import parse_s3_url
 
 _OWN = ("preview.png", "preview-")  # contact sheets the block writes at the top level
 
@@ -71,6 +73,29 @@ def foreign_images(config: RunConfig, sink: Sink, index: RunIndex) -> str | None
     return (
         f"{root} holds {total} image(s) that no manifest there records and this run would not write"
         f" (e.g. {printable(first)!r}); move them away or use an empty --out-directory"
+    )
+
+
+def input_inside_output(config: RunConfig) -> str | None:
+    """Where the input sits inside the output (``""``: they are one, say through a bind mount): a local
+    folder by real path and identity, an S3 source prefix below the --dest prefix; None when it does not."""
+    if config.source is not None and config.dest is not None:
+        source, dest = parse_s3_url(config.source), parse_s3_url(config.dest)
+        return source.prefix.removeprefix(dest.prefix).rstrip("/") if dest.contains(source) else None
+    if config.dest is not None or config.in_directory is None:
+        return None
+    return below(config.out_directory, config.in_directory)
+
+
+def into_input(config: RunConfig, name: str) -> str:
+    """Why a run whose output ``name`` would land in its own input is refused."""
+    if config.dest is not None:
+        where, what = f"--dest {config.dest}", f"--source {config.source}"
+    else:
+        where, what = f"--out-directory {config.out_directory}", f"--in-directory {config.in_directory}"
+    return (
+        f"{where} holds the input ({what}): outputs such as {printable(name)!r} would land in it and be read as"
+        " inputs by the next run; write outside the input (or inside it)"
     )
 
 

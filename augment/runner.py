@@ -27,7 +27,15 @@ from augment.holdout import notes as holdout_notes
 from augment.holdout import report as holdout_report
 from augment.index import Row, RunIndex
 from augment.manifest import MANIFEST, Manifest, fingerprint
-from augment.outdir import foreign_images, load_other_manifests, suffixed, write_box_labels
+from augment.outdir import (
+    foreign_images,
+    input_inside_output,
+    into_input,
+    load_other_manifests,
+    suffixed,
+    write_box_labels,
+)
+from augment.overlap import lands_in
 from augment.pipeline import Chunk, Settings, chunked, execute
 from augment.plan import PlanError, PlanSettings, Task, collision, plan_task
 from augment.pool import RenderSettings
@@ -176,6 +184,7 @@ def _check_names(plan: _Plan) -> None:
     holdout: dict[str, Counter[str]] = {}
     outputs = 0
     labels = set()
+    input_folder = input_inside_output(plan.config)
 
     def names() -> Iterator[tuple[str, str]]:
         nonlocal outputs
@@ -184,7 +193,10 @@ def _check_names(plan: _Plan) -> None:
             outputs += len(task.outputs)
             if not shard.active or shard_of(row.sample.key, shard.count) == shard.index:
                 _count(plan, task, row, holdout, labels)
-            yield from ((o.name, row.sample.key) for o in task.outputs)
+            for output in task.outputs:
+                if input_folder is not None and lands_in(output.name, input_folder):
+                    raise Stop(into_input(plan.config, output.name), EXIT_USAGE)
+                yield output.name, row.sample.key
 
     clash = plan.index.claim(names())
     if clash is not None:

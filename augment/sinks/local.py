@@ -124,13 +124,6 @@ class LocalSink(Sink):
             _syncfs(self.root)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()  # read once at import (os.umask can only be read by setting it)
 _MADE_DIRS: set[Path] = set()  # output folders this process has made (one mkdir per folder, not per file)
 _TEMP_IDS = itertools.count()
 
@@ -187,7 +180,8 @@ def _atomic_write(target: Path, chunks: Iterable[bytes], durable: bool = False) 
 
 
 def _temp_file(folder: Path, suffix: str) -> tuple[int, str]:
-    """A new ``.tmp-<pid>-<n><suffix>`` in ``folder``, mode 0644, open for writing.
+    """A new ``.tmp-<pid>-<n><suffix>`` in ``folder``, open for writing; mode 0666 less the umask, as any
+    tool creates files (0644 under the usual 022).
 
     Named from the process id and a counter instead of ``tempfile.mkstemp``'s random names (cheaper per
     file); O_EXCL still guarantees the file is new and ours. A folder removed since it was made is remade.
@@ -196,14 +190,12 @@ def _temp_file(folder: Path, suffix: str) -> tuple[int, str]:
     while True:
         tmp = os.path.join(folder, f".tmp-{os.getpid()}-{next(_TEMP_IDS)}{suffix}")
         try:
-            fd = os.open(tmp, flags, 0o644)
+            fd = os.open(tmp, flags, 0o666)
         except FileExistsError:
             continue
         except FileNotFoundError:
             folder.mkdir(parents=True, exist_ok=True)
             continue
-        if _UMASK & 0o644:
-            os.fchmod(fd, 0o644)  # whatever the umask
         return fd, tmp
 
 

@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 
 from augment.boxes import BOXES_FILE, LABELS_FILES
 from augment.codec import IMAGE_EXTENSIONS
+from augment.overlap import below, identity
 from augment.samples import Sample, label_for_key, label_from_name
 from augment.sources import IGNORED_DIRS, Listing, Source, SourceError
 from augment.sources.files import MAX_FILE_BYTES, read_regular, refusal
@@ -22,7 +23,8 @@ class LocalSource(Source):
     root: Path
     only: str | None = None
     label: str | None = None  # overrides every label (EI's --upload-label)
-    exclude: Path | None = None  # an out-directory inside root (EI's runner mounts /data/out in /data)
+    exclude: Path | None = None  # the out-directory: never read, however it is reached (EI's runner mounts
+    # /data/out in /data; a symlink in the input may point at it)
 
     @classmethod
     def from_file(cls, path: Path, label: str | None = None) -> LocalSource:
@@ -51,20 +53,24 @@ class LocalSource(Source):
             return
         if not self.root.is_dir():
             raise SourceError(f"--in-directory: {self.root} does not exist or is not a folder")
-        # Links to folders and files are followed; a link back to a folder being walked (a loop) is not.
+        # Links to folders and files are followed; a link back to a folder being walked (a loop) is not, nor
+        # the output folder (by identity: a symlink or bind mount to it, or to a folder inside it).
         ancestors: dict[str, frozenset[tuple[int, int]]] = {str(self.root): frozenset({_identity(self.root)})}
+        out = (self.exclude, identity(self.exclude)) if self.exclude is not None else None
         for dirpath, dirnames, filenames in os.walk(self.root, onerror=_raise, followlinks=True):
             here = Path(dirpath)
-            if self.exclude is not None and here == self.exclude:
-                dirnames[:] = []
-                continue
             kept = []
             for d in sorted(d for d in dirnames if not d.startswith(".") and d not in IGNORED_DIRS):
-                reason, identity = _folder_link(here / d, ancestors[dirpath])
+                reason, identity_ = _folder_link(here / d, ancestors[dirpath])
+                linked = (here / d).is_symlink()
+                if not reason and out is not None and identity_ == out[1] and not linked:
+                    continue  # the output folder itself inside the input (as EI mounts it): left out quietly
+                if not reason and out is not None and linked and below(out[0], here / d) is not None:
+                    reason = f"symlink into the output folder {out[0]}; outputs are never read as inputs"
                 if reason:
                     listing.skip((here / d).relative_to(self.root).as_posix(), reason)
                     continue
-                ancestors[os.path.join(dirpath, d)] = ancestors[dirpath] | {identity}
+                ancestors[os.path.join(dirpath, d)] = ancestors[dirpath] | {identity_}
                 kept.append(d)
             dirnames[:] = kept
             found = 0

@@ -9,6 +9,7 @@ from augment.config import RunConfig
 from augment.sinks import Sink
 from augment.sinks.ingestion import IngestionSink
 from augment.sinks.local import LocalSink
+from augment.sinks.lock import temp_tag
 from augment.sinks.s3 import S3Sink
 from augment.sources import Source
 from augment.sources.local import LocalSource
@@ -30,7 +31,7 @@ def source_for(config: RunConfig) -> Source:
 def sink_for(config: RunConfig, log: Callable[[str], None] = print) -> Sink:
     """The sink a config writes: an EI project (staged locally), an S3 prefix, or a folder."""
     if config.upload is not None:
-        return IngestionSink(config.upload, LocalSink(config.out_directory), log)
+        return IngestionSink(config.upload, LocalSink(config.out_directory, temp_tag(config.shard)), log)
     if config.dest is not None:
         return S3Sink(parse_s3_url(config.dest), config.s3_endpoint)
-    return LocalSink(config.out_directory)
+    return LocalSink(config.out_directory, temp_tag(config.shard))

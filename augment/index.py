@@ -30,7 +30,7 @@ CREATE TABLE samples (
 CREATE TEMP TABLE quota (label BLOB PRIMARY KEY, base INTEGER NOT NULL, extra INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE names (folded BLOB PRIMARY KEY, name BLOB NOT NULL, key BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE previous (name BLOB PRIMARY KEY, line BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE others (name BLOB PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE others (name BLOB PRIMARY KEY, line BLOB) WITHOUT ROWID;
 CREATE TABLE lines (name BLOB PRIMARY KEY, line BLOB NOT NULL) WITHOUT ROWID;
 """
 
@@ -206,9 +206,20 @@ class RunIndex:
             "INSERT OR REPLACE INTO previous VALUES (?, ?)", ((encode(n), encode(line)) for n, line in entries)
         )
 
-    def load_others(self, names: Iterable[str]) -> None:
-        """Outputs other manifests in the folder record (other shards')."""
-        self._insert("INSERT OR IGNORE INTO others VALUES (?)", ((encode(n),) for n in names))
+    def load_others(self, entries: Iterable[tuple[str, str | None]]) -> None:
+        """Outputs the folder's manifests record (other shards' and runs'): ``(output, line)``, the line None
+        when its file is not to be adopted (this run's own manifest, or other settings')."""
+        rows = ((encode(n), None if line is None else encode(line)) for n, line in entries)
+        self._insert("INSERT OR REPLACE INTO others VALUES (?, ?)", rows)
+
+    def others(self, names: Iterable[str]) -> dict[str, str]:
+        """Lines another run of these settings recorded for those of ``names`` it made."""
+        found: dict[str, str] = {}
+        for batch in _batches(encode(n) for n in names):
+            marks = ",".join("?" * len(batch))
+            sql = f"SELECT name, line FROM others WHERE line IS NOT NULL AND name IN ({marks})"
+            found.update((decode(name), decode(line)) for name, line in self._db.execute(sql, batch))
+        return found
 
     def previous(self, names: Iterable[str]) -> dict[str, str]:
         """Earlier lines of those of ``names`` that have one."""

@@ -78,6 +78,7 @@ class Manifest:
         self.header = {"type": "run", **header}
         self.journal: Journal | None = None
         self.resumed = False  # an earlier manifest of these settings is continued
+        self.adopted = False  # booked outputs another manifest recorded: the final rewrite puts them in order
         lines = None if overwrite else sink.read_lines(name)
         if lines is None:
             return
@@ -94,9 +95,10 @@ class Manifest:
         self.resumed = True
 
     def recorded(self, names: Iterable[str]) -> dict[str, tuple[int, str]]:
-        """Outputs an earlier run recorded: name -> (bytes, sha256)."""
+        """Outputs an earlier run recorded (here, or in another manifest of these settings in the folder, so
+        a run never rewrites a file another run recorded): name -> (bytes, sha256)."""
         found = {}
-        for name, line in self.index.previous(names).items():
+        for name, line in self._earlier(list(names)).items():
             entry = _json(line) or {}
             try:
                 found[name] = (int(entry.get("bytes", -1)), str(entry.get("sha256", "")))
@@ -111,6 +113,12 @@ class Manifest:
             return str((_json(line) or {}).get("source_sha256", ""))
         return None
 
+    def _earlier(self, names: list[str]) -> dict[str, str]:
+        """Earlier lines of ``names``: this manifest's, else another manifest's of these settings."""
+        lines = self.index.others(names)
+        lines.update(self.index.previous(names))
+        return lines
+
     def start(self) -> None:
         """Open the journal: a new file with the header, or the earlier manifest continued."""
         self.sink.sync()  # outputs an earlier run left (and a rerun adopts) are durable before any record
@@ -118,14 +126,18 @@ class Manifest:
 
     def record(self, written: list[tuple[str, str]], existing: list[str]) -> dict[str, str]:
         """Book one result: ``(output, line)`` pairs written now (appended to the journal) and the names of
-        outputs an earlier run made (their lines are in the journal already); both kept in the index as
-        this run's. Returns every booked output's line."""
+        outputs an earlier run made (their lines are in the journal already, or appended when another
+        manifest recorded them); both kept in the index as this run's. Returns every booked output's line."""
         assert self.journal is not None
-        if written:
-            self.journal.append([line for _, line in written])
+        adopted = self.index.others(existing) if existing else {}  # recorded by another run: not in our journal
+        for name in self.index.previous(adopted):
+            del adopted[name]
+        if written or adopted:
+            self.journal.append([line for _, line in written] + list(adopted.values()))
+            self.adopted = self.adopted or bool(adopted)
         lines = dict(written)
         if existing:
-            lines.update(self.index.previous(existing))
+            lines.update(self._earlier(existing))
         self.index.add_lines(lines.items())
         return lines
 
@@ -149,7 +161,7 @@ class Manifest:
         rewrite: it appended each output once, in plan order."""
         in_place = self.journal is not None and self.journal.in_place
         self.close()
-        if self.resumed or not in_place:
+        if self.resumed or self.adopted or not in_place:
             self.sink.sync()
             self.sink.write_lines(self.name, self._final(planned, planned_here))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from augment.boxes import BOXES_FILE, labels_file_text
 from augment.codec import IMAGE_EXTENSIONS
 from augment.config import RunConfig
 from augment.index import RunIndex
-from augment.manifest import MANIFEST, read_entries
+from augment.manifest import MANIFEST, ManifestMismatchError, read_entries
 from augment.overlap import below
 from augment.samples import printable
 from augment.selection import Shard
@@ -29,16 +30,41 @@ from augment.sources.s3 import parse_s3_url
 _OWN = ("preview.png", "preview-")  # contact sheets the block writes at the top level
 
 
-def load_other_manifests(sink: Sink, index: RunIndex, books: str = "") -> None:
-    """Put the outputs every ``manifest*.jsonl`` in a local folder's bookkeeping folder ``books`` records
-    (this run's and other shards') in the index, for ``foreign_images``."""
-    root = sink.local_root
-    if root is None:
-        return
-    for path in sorted((root / books).glob("manifest*.jsonl")):
-        lines = sink.read_lines(path.relative_to(root).as_posix())
-        if lines is not None:
-            index.load_others(name for name, _ in read_entries(lines))
+def check_manifests(config: RunConfig, sink: Sink, index: RunIndex, own: str, fingerprint: str) -> None:
+    """Every manifest in the destination (this run's ``own`` and any other run's, sharded or not): another
+    run's must be of these settings, else ManifestMismatchError (writing here would overwrite or mix with
+    the files it records); with --overwrite 1 a sibling shard's (same count) may differ, its files being
+    disjoint from this shard's. Their outputs go into the index: known to ``foreign_images``, and adopted
+    (never rewritten) when another run of these settings recorded them."""
+    for name in sink.manifests(config.books):
+        lines = sink.read_lines(name)
+        first = next(lines, None) if lines is not None else None
+        if lines is None or first is None:
+            continue
+        header = _json_object(first)
+        same = header is not None and header.get("fingerprint") == fingerprint
+        if name != own and not same and not (config.overwrite and _sibling(name, config.shard)):
+            raise ManifestMismatchError(
+                f"{sink.describe()} holds {name} of another run with another recipe, seed, format or layout;"
+                " this run would overwrite or mix with the files it records: use another destination, or"
+                " remove that run's outputs and manifest"
+            )
+        adopt = same and name != own
+        index.load_others((output, line if adopt else None) for output, line in read_entries(lines))
+
+
+def _sibling(name: str, shard: Shard) -> bool:
+    """Whether manifest ``name`` is another shard's of this run's shard count."""
+    match = re.search(r"manifest\.shard-\d+-of-(\d+)\.jsonl$", name)
+    return shard.active and match is not None and int(match.group(1)) == shard.count
+
+
+def _json_object(line: str) -> dict | None:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def unrecorded_images(root: Path, known: Callable[[str], bool], skip: Path | None = None) -> Iterator[str]:

@@ -8,6 +8,7 @@ held in memory for the whole run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -28,10 +29,10 @@ from augment.holdout import report as holdout_report
 from augment.index import Row, RunIndex
 from augment.manifest import MANIFEST, Manifest, fingerprint
 from augment.outdir import (
+    check_manifests,
     foreign_images,
     input_inside_output,
     into_input,
-    load_other_manifests,
     suffixed,
     write_box_labels,
 )
@@ -66,12 +67,12 @@ def run(config: RunConfig, log: Log = print) -> int:
     source, sink = source_for(config), sink_for(config, log)
     for note in config.notes:
         log(f"note: {note}")
-    lock = None if config.dry_run else sink.lock(config.shard.suffix())  # a local folder: one run at a time
+    lock = None if config.dry_run else sink.lock(config.shard)  # a local folder: who may write beside whom
     index = RunIndex()
     try:
         if lock is not None:
             lock.acquire()
-        return _run(config, source, sink, index, log)
+        return _run(config, source, sink, index, log, lock)
     except (Stop, SinkError) as e:
         log(f"ERROR: {e}")
         return e.code if isinstance(e, Stop) else EXIT_FAILED
@@ -81,10 +82,10 @@ def run(config: RunConfig, log: Log = print) -> int:
             lock.release()
 
 
-def _run(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log: Log) -> int:
-    if not config.dry_run and (removed := sink.remove_stale_temps(shared=config.shard.active)):
+def _run(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log: Log, lock: Any) -> int:
+    if lock is not None and (removed := sink.remove_stale_temps(lock)):
         log(f"removed {removed} temp file(s) left by an interrupted run")
-    plan = _prepare(config, source, sink, index, log)
+    plan = _prepare(config, source, sink, index, log, lock)
     if config.dry_run:
         return dry_run(config, source, sink, lambda: plan.tasks, plan.tasks_to_run, plan.manifest, log)
     outcome = _augment(config, plan, source, sink, log)
@@ -144,9 +145,10 @@ class _Outcome:
     upload: dict[str, Any] | None  # the EI upload summary
 
 
-def _prepare(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log: Log) -> _Plan:
+def _prepare(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log: Log, lock: Any) -> _Plan:
     """List the source into the index (reporting what it skips), decide the split and copies per original,
-    check every planned name, load the earlier manifest."""
+    check every planned name, load the earlier manifest; then, one run at a time (``lock.checking``), check
+    every manifest in the destination and write this run's header."""
     listing = Listing(on_skip=lambda key, reason: log(f"skipped {printable(key)}: {reason}"))
     count = index.add_samples(source.scan(listing))
     if listing.labels_files:  # a detection dataset
@@ -168,10 +170,12 @@ def _prepare(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log
     if config.balance:
         plan.balance_table = _balance(config, index, log)
     _check_names(plan)
-    if not config.dry_run:
-        load_other_manifests(sink, index, config.books)
-        if refusal := foreign_images(config, sink, index):
-            raise Stop(refusal)
+    with lock.checking() if lock is not None else contextlib.nullcontext():
+        check_manifests(config, sink, index, manifest.name, header["fingerprint"])
+        if not config.dry_run:
+            if refusal := foreign_images(config, sink, index):
+                raise Stop(refusal)
+            manifest.start()  # the header (which settings the files belong to) lands before any output
     for line in holdout_notes(plan.holdout, config.test_fraction):
         log(line)
     return plan
@@ -245,7 +249,6 @@ def _augment(config: RunConfig, plan: _Plan, source: Source, sink: Sink, log: Lo
     late: list[TaskResult] = []  # finished after an interruption: recorded too
     signals = _Signals()
     try:
-        manifest.start()  # the header (which settings the files belong to) lands before any output
         saved_at = time.monotonic()
         for result in execute(chunks, settings, config.workers, late, signals.received):
             _book(result, manifest, progress, sink)

@@ -82,13 +82,20 @@ class Sink:
 
     # -- hooks (no-ops unless a destination needs them) ------------------------------------------------------
 
-    def lock(self, suffix: str = "") -> Any:
-        """A lock that keeps a second run out (not yet taken), or None when the destination has none."""
+    def lock(self, shard: Any) -> Any:
+        """This run's place in the destination (a ``FolderLock``, not yet taken), or None when it has none."""
         return None
 
-    def remove_stale_temps(self, shared: bool) -> int:
-        """Remove temp files left by killed runs; how many."""
+    def remove_stale_temps(self, lock: Any) -> int:
+        """Remove temp files left by killed runs (``lock``: this run's place, held); how many."""
         return 0
+
+    def manifests(self, books: str) -> list[str]:
+        """The names of every manifest (``manifest*.jsonl``) in the ``books`` folder: this run's and others'."""
+        root = self.local_root
+        if root is None or not (root / books).is_dir():
+            return []
+        return sorted(books + p.name for p in (root / books).glob("manifest*.jsonl") if p.is_file())
 
     def sync(self) -> None:
         """Every output written so far is durable (before the manifest records it)."""

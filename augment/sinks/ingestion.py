@@ -28,6 +28,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from augment.selection import Shard
 from augment.sinks import Journal, Sink, SinkError
 from augment.sinks.ingestion_api import (
     CATEGORIES,
@@ -82,12 +83,15 @@ class IngestionSink(Sink):
     def describe(self) -> str:
         return f"Edge Impulse project via {self.settings.url} (staged in {self.staging.describe()})"
 
-    def lock(self, suffix: str = "") -> FolderLock:
+    def lock(self, shard: Shard) -> FolderLock:
         """The staging folder's lock: two uploads cannot stage (and send) into one folder at once."""
-        return self.staging.lock(suffix)
+        return self.staging.lock(shard)
 
-    def remove_stale_temps(self, shared: bool) -> int:
-        return self.staging.remove_stale_temps(shared)
+    def remove_stale_temps(self, lock: FolderLock | None) -> int:
+        return self.staging.remove_stale_temps(lock)
+
+    def manifests(self, books: str) -> list[str]:
+        return self.staging.manifests(books)
 
     def exists(self, name: str) -> bool:
         return self.staging.exists(name)

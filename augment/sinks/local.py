@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from augment.selection import Shard
 from augment.sinks import Journal, Sink, SinkError
 from augment.sinks.lock import FolderLock, remove_stale_temps
 from augment.sources.files import read_regular
@@ -30,6 +31,7 @@ _LIBC = _libc()
 @dataclass(frozen=True)
 class LocalSink(Sink):
     root: Path
+    tag: str = "u"  # in temp file names: which run's place wrote them (``lock.temp_tag``)
 
     def describe(self) -> str:
         return str(self.root)
@@ -61,20 +63,20 @@ class LocalSink(Sink):
             raise SinkError(f"refusing to write {name!r}: it would land outside {self.root}")
         return path
 
-    def lock(self, suffix: str = "") -> FolderLock:
-        """The lock that keeps a second run out of this folder (not yet taken)."""
-        return FolderLock(self.root, suffix)
+    def lock(self, shard: Shard) -> FolderLock:
+        """This run's place in the folder (not yet taken): keeps out runs that must not write beside it."""
+        return FolderLock(self.root, shard)
 
-    def remove_stale_temps(self, shared: bool) -> int:
+    def remove_stale_temps(self, lock: FolderLock | None) -> int:
         """Remove temp files left by killed runs (see ``lock.remove_stale_temps``); how many."""
-        return remove_stale_temps(self.root, shared) if self.root.is_dir() else 0
+        return remove_stale_temps(self.root, lock) if self.root.is_dir() else 0
 
     def exists(self, name: str) -> bool:
         return self.path(name).is_file()
 
     def write(self, name: str, data: bytes) -> None:
         """Write ``data`` to ``name`` atomically: readers see the old file or the whole new one."""
-        _atomic_write(self.path(name), [data])
+        _atomic_write(self.path(name), [data], self.tag)
 
     def read_text(self, name: str) -> str | None:
         path = self.path(name)
@@ -86,9 +88,8 @@ class LocalSink(Sink):
     def write_lines(self, name: str, lines: Iterable[str]) -> None:
         """Each line plus a newline, written atomically and durably (fsync of the file and its folder),
         streamed (the manifest of a large run is many MB)."""
-        _atomic_write(
-            self.path(name), ((line + "\n").encode("utf-8", "surrogateescape") for line in lines), durable=True
-        )
+        lines_ = ((line + "\n").encode("utf-8", "surrogateescape") for line in lines)
+        _atomic_write(self.path(name), lines_, self.tag, durable=True)
 
     def read_lines(self, name: str) -> Iterator[str] | None:
         path = self.path(name)
@@ -99,7 +100,7 @@ class LocalSink(Sink):
     def open_journal(self, name: str, header: str | None) -> LocalJournal:
         path = self.path(name)
         if header is not None:
-            _atomic_write(path, [(header + "\n").encode("utf-8")], durable=True)
+            _atomic_write(path, [(header + "\n").encode("utf-8")], self.tag, durable=True)
         return LocalJournal(path)
 
     def size(self, name: str) -> int | None:
@@ -145,7 +146,7 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(target: Path, chunks: Iterable[bytes], durable: bool = False) -> None:
+def _atomic_write(target: Path, chunks: Iterable[bytes], tag: str, durable: bool = False) -> None:
     """Write ``chunks`` to a temp file beside ``target``, then rename it into place (never a partial file);
     ``durable``: fsync the file before, and its folder after, the rename."""
     try:
@@ -153,10 +154,10 @@ def _atomic_write(target: Path, chunks: Iterable[bytes], durable: bool = False) 
             target.parent.mkdir(parents=True, exist_ok=True)
             _MADE_DIRS.add(target.parent)
         try:
-            fd, tmp = _temp_file(target.parent, target.suffix)
+            fd, tmp = _temp_file(target.parent, target.suffix, tag)
         except FileNotFoundError:  # the folder went away since this process made it
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = _temp_file(target.parent, target.suffix)
+            fd, tmp = _temp_file(target.parent, target.suffix, tag)
     except OSError as e:
         raise SinkError(f"cannot write {target}: {e.strerror}") from None
     try:
@@ -179,8 +180,8 @@ def _atomic_write(target: Path, chunks: Iterable[bytes], durable: bool = False) 
         raise
 
 
-def _temp_file(folder: Path, suffix: str) -> tuple[int, str]:
-    """A new ``.tmp-<pid>-<n><suffix>`` in ``folder``, open for writing; mode 0666 less the umask, as any
+def _temp_file(folder: Path, suffix: str, tag: str) -> tuple[int, str]:
+    """A new ``.tmp-<tag>-<pid>-<n><suffix>`` in ``folder``, open for writing; mode 0666 less the umask, as any
     tool creates files (0644 under the usual 022).
 
     Named from the process id and a counter instead of ``tempfile.mkstemp``'s random names (cheaper per
@@ -188,7 +189,7 @@ def _temp_file(folder: Path, suffix: str) -> tuple[int, str]:
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     while True:
-        tmp = os.path.join(folder, f".tmp-{os.getpid()}-{next(_TEMP_IDS)}{suffix}")
+        tmp = os.path.join(folder, f".tmp-{tag}-{os.getpid()}-{next(_TEMP_IDS)}{suffix}")
         try:
             fd = os.open(tmp, flags, 0o666)
         except FileExistsError:

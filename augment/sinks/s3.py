@@ -143,6 +143,15 @@ class S3Sink(Sink):
         self._key(name)
         return s3_journal.open_journal(self.client, self.url, name, header)
 
+    def manifests(self, books: str) -> list[str]:
+        """Every ``manifest*.jsonl`` object in the ``books`` folder (one small listing; part objects left out)."""
+        url = S3Url(self.url.bucket, self.url.key(books + "manifest"))
+        try:
+            names = [obj["Key"][len(self.url.prefix) :] for obj in iter_objects(self.client, url)]
+        except botocore_errors() as e:
+            raise SinkError(error_message(e, "list", str(self.url), self.client)) from None
+        return sorted(n for n in names if n.endswith(".jsonl") and "/" not in n[len(books) :])
+
     def _key(self, name: str) -> str:
         reason = unsafe_key_reason(name)
         if reason:

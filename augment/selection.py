@@ -6,7 +6,8 @@ the same decisions for the same sample whatever else it sees:
 * a shard is chosen by a stable hash of the sample's key (``shard_of``), never by position in the listing;
 * balancing counts classes over the whole listing (before --since and shard filtering), and picks which
   samples get one copy more by a stable hash, so the copies a sample gets do not depend on file order;
-* --since compares the source's modification time (file mtime, S3 LastModified) with a fixed instant.
+* --since compares the source's change time (the later of a file's mtime and ctime, S3 LastModified) with a
+  fixed instant; the run skips only sources the manifest records whole (``runner._Plan.runs``).
 """
 
 from __future__ import annotations

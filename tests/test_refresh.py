@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 import tarfile
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,6 @@ from tests.s3server import SeaweedServer
 from tests.test_determinism import images
 
 OLD = 1_700_000_000  # 2023-11-14T22:13:20Z: every input's mtime, long before --since
-SINCE = "2024-01-01T00:00:00Z"
 
 
 def _age(folder: Path) -> None:
@@ -36,26 +37,33 @@ def _since(out: Path) -> dict:
     return json.loads((out / "report.json").read_text())["since"]
 
 
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
 def test_sources_added_with_old_times_or_renamed_are_augmented(sample_dir, tmp_path):
     _age(sample_dir)
     out = tmp_path / "out"
     _run(sample_dir, out, "--since", "off")
     before = images(out)
-    # New files that keep an old mtime: cp -p, tar (as unzip and rsync -a do), and a rename.
+    since = _now()  # EI's last successful run: after every input's mtime and ctime
+    time.sleep(0.05)
+    # Files that arrive keeping an old mtime: cp -p, tar (as unzip and rsync -a do), a rename, and cp -p of
+    # other bytes over a recorded name (only ctime, which no tool sets back, tells that one).
     elsewhere = tmp_path / "camera"
     elsewhere.mkdir()
-    shutil.copyfile(sample_dir / "circle" / "00.png", elsewhere / "cp.png")
+    shutil.copyfile(sample_dir / "square" / "05.png", elsewhere / "cp.png")
     os.utime(elsewhere / "cp.png", (OLD, OLD))
     subprocess.run(["cp", "-p", str(elsewhere / "cp.png"), str(sample_dir / "circle" / "copied.png")], check=True)
+    subprocess.run(["cp", "-p", str(elsewhere / "cp.png"), str(sample_dir / "circle" / "03.png")], check=True)
     with tarfile.open(tmp_path / "t.tar", "w") as tar:
         tar.add(sample_dir / "square" / "01.png", arcname="square/untarred.png")
     subprocess.run(["tar", "-xf", str(tmp_path / "t.tar"), "-C", str(sample_dir)], check=True)
     os.rename(sample_dir / "triangle" / "02.png", sample_dir / "triangle" / "renamed.png")
     assert all(p.stat().st_mtime == OLD for p in sample_dir.rglob("*.png"))
-    # EI's scheduled refresh: the last successful run was after every mtime.
-    result = _run(sample_dir, out, env=ei_env({"EI_LAST_SUCCESSFUL_RUN": SINCE}))
-    assert _since(out) == {"time": "2024-01-01T00:00:00+00:00", "new": 3, "unchanged": 23, "done": 3}
-    assert "3 new or modified (3 done), 23 unchanged (skipped)" in result.stdout
+    result = _run(sample_dir, out, env=ei_env({"EI_LAST_SUCCESSFUL_RUN": since}))
+    assert _since(out) == {"time": since, "new": 4, "unchanged": 22, "done": 4}
+    assert "4 new or modified (4 done), 22 unchanged (skipped)" in result.stdout
     after = images(out)
     for name in (
         "circle/circle.copied.aug00.png",
@@ -63,7 +71,8 @@ def test_sources_added_with_old_times_or_renamed_are_augmented(sample_dir, tmp_p
         "triangle/triangle.renamed.aug00.png",
     ):
         assert name in after
-    assert {k: v for k, v in after.items() if k in before} == before  # nothing recorded was redone
+    redone = {k for k in before if after[k] != before[k]}
+    assert redone == {"circle/circle.03.orig.png", "circle/circle.03.aug00.png"}  # its bytes changed
     fresh = tmp_path / "fresh"
     _run(sample_dir, fresh, "--since", "off")
     assert images(fresh).items() <= after.items()  # the same bytes as a full run of today's inputs
@@ -71,11 +80,12 @@ def test_sources_added_with_old_times_or_renamed_are_augmented(sample_dir, tmp_p
 
 def test_an_empty_output_folder_gets_everything_whatever_since_says(sample_dir, tmp_path):
     _age(sample_dir)
+    since = _now()  # after every input's mtime and ctime
     out = tmp_path / "out"
-    _run(sample_dir, out, "--since", SINCE)
+    _run(sample_dir, out, "--since", since)
     assert _since(out)["new"] == 24 and len(images(out)) == 48
-    _run(sample_dir, out, "--since", SINCE)  # now every source is recorded and old: nothing to do
-    assert _since(out) == {"time": "2024-01-01T00:00:00+00:00", "new": 0, "unchanged": 24, "done": 0}
+    _run(sample_dir, out, "--since", since)  # now every source is recorded and old: nothing to do
+    assert _since(out) == {"time": since, "new": 0, "unchanged": 24, "done": 0}
 
 
 @pytest.mark.xdist_group("s3")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -105,21 +107,22 @@ def test_since_processes_only_new_or_modified_sources(sample_dir, tmp_path):
     assert run_dir(sample_dir, out)[0] == 0
     first = images(out)
     first_manifest = manifest_lines(out / "manifest.jsonl")
-    # Two sources change after the last run; one of them gets new content.
+    since = datetime.now(UTC)  # the last successful run: every input's mtime and ctime is before it
+    time.sleep(0.05)
+    # Two sources change after the last run; one of them gets new content, the other is only touched.
     changed = sample_dir / "circle" / "01.png"
     shutil.copyfile(sample_dir / "circle" / "02.png", changed)
-    os.utime(sample_dir / "square" / "04.png", (OLD + 100, OLD + 100))
-    os.utime(changed, (OLD + 100, OLD + 100))
+    os.utime(sample_dir / "square" / "04.png", (OLD, OLD))  # its mtime stays old; ctime tells
     lines: list[str] = []
-    rc = run(config(sample_dir, out, "--since", "2023-11-14T22:14:00Z"), lines.append)
+    rc = run(config(sample_dir, out, "--since", since.isoformat()), lines.append)
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["since"] == {"time": "2023-11-14T22:14:00+00:00", "new": 2, "unchanged": 22, "done": 2}
+    assert report["since"] == {"time": since.isoformat(), "new": 2, "unchanged": 22, "done": 2}
     # circle/01 has new bytes: redone; square/04 was only touched: its outputs are kept.
     per_original = 1 + PRESETS[DEFAULT_PRESET]["copies"]
     assert report["totals"]["written"] == per_original and report["totals"]["existing"] == per_original
     assert any(
-        line.startswith("since 2023-11-14T22:14:00+00:00: 2 new or modified (2 done), 22 unchanged") for line in lines
+        line.startswith(f"since {since.isoformat()}: 2 new or modified (2 done), 22 unchanged") for line in lines
     )
     after = images(out)
     assert after.keys() == first.keys()
@@ -127,7 +130,7 @@ def test_since_processes_only_new_or_modified_sources(sample_dir, tmp_path):
     assert regenerated and all(k.startswith("circle/circle.01.") for k in regenerated)  # modified source redone
     assert after == images(_fresh_run(sample_dir, tmp_path / "fresh"))  # same as a full run of today's inputs
     # A rerun with the same --since (e.g. after an interruption: EI's last successful run is unchanged) redoes nothing.
-    assert run(config(sample_dir, out, "--since", "2023-11-14T22:14:00Z"), lines.append) == 0
+    assert run(config(sample_dir, out, "--since", since.isoformat()), lines.append) == 0
     assert json.loads((out / "report.json").read_text())["totals"]["written"] == 0
     # The manifest still lists every output, in plan order.
     manifest = manifest_lines(out / "manifest.jsonl")
@@ -152,6 +155,7 @@ def test_since_defaults_to_ei_last_successful_run_and_can_be_turned_off(sample_d
     with pytest.raises(ConfigError, match="EI_LAST_SUCCESSFUL_RUN"):
         config(sample_dir, tmp_path / "o", env={"EI_LAST_SUCCESSFUL_RUN": "garbage"})
     _age(sample_dir)
+    env = {"EI_LAST_SUCCESSFUL_RUN": datetime.now(UTC).isoformat()}  # after every input's mtime and ctime
     lines: list[str] = []
     assert run(config(sample_dir, tmp_path / "o", env=env), lines.append) == 0  # nothing recorded yet: all new
     assert json.loads((tmp_path / "o" / "report.json").read_text())["since"]["new"] == 24

@@ -106,7 +106,9 @@ class LocalSource(Source):
 
     def _sample(self, key: str, stat: os.stat_result) -> Sample:
         label = self.label or label_for_key(key, self.root.name)
-        return Sample(key, label, stat.st_size, stat.st_mtime)
+        # --since: the later of mtime and ctime. Tools keep an old mtime (cp -p, rsync -a, tar, unzip); the
+        # kernel sets ctime whenever the file is created, renamed or written, and nothing sets it back.
+        return Sample(key, label, stat.st_size, max(stat.st_mtime, stat.st_ctime))
 
 
 def _raise(error: OSError) -> None:

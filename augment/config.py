@@ -199,10 +199,10 @@ def _places(args: Any, dest_ei: bool, notes: list[str]) -> dict[str, Any]:
         raise ConfigError("give --source or --in-directory/--in-file, not both")
     if not in_directory and not args.in_file and not source:
         raise ConfigError("no input: pass --in-directory <folder>, --in-file <image> or --source s3://bucket/prefix/")
-    in_dir = Path(in_directory).absolute() if in_directory else None
+    in_dir = _folder(in_directory, "in-directory") if in_directory else None
     if dest is None and not (args.out_directory or "").strip():  # Path("") is the working directory
         raise ConfigError("--out-directory is empty: give the folder the outputs go to")
-    out_dir = Path(args.out_directory or ".").absolute()
+    out_dir = _folder(args.out_directory or ".", "out-directory")
     if dest is None and in_dir is not None and out_dir.resolve() == in_dir.resolve():
         raise ConfigError(f"--out-directory {out_dir} is the input folder; choose a separate (or sub-) folder")
     return {
@@ -213,6 +213,16 @@ def _places(args: Any, dest_ei: bool, notes: list[str]) -> dict[str, Any]:
         "dest": dest,
         "s3_endpoint": s3_endpoint,
     }
+
+
+def _folder(raw: str, name: str) -> Path:
+    """An absolute folder path whose links resolve (a symlink loop is refused here, not met mid-run)."""
+    path = Path(raw).absolute()
+    try:
+        path.resolve()
+    except (RuntimeError, OSError) as e:  # Python 3.11 raises RuntimeError for a loop
+        raise ConfigError(f"--{name} {path}: cannot be resolved ({e})") from None
+    return path
 
 
 def _recipe_and_copies(args: Any, notes: list[str]) -> tuple[Recipe, int | None]:

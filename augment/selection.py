@@ -22,6 +22,7 @@ from augment.samples import Sample, stable_hash
 # Environment variables that carry a shard index (and count) on the engines that run array jobs.
 AWS_INDEX, AWS_SIZE = "AWS_BATCH_JOB_ARRAY_INDEX", "AWS_BATCH_JOB_ARRAY_SIZE"
 K8S_INDEX = "JOB_COMPLETION_INDEX"  # Kubernetes Indexed Job; the count comes from --shard-count
+MAX_SHARDS = 1_000_000  # far more than any array job; keeps each shard's lock byte in range
 OFF = ("", "off", "none", "0")  # --since values that turn it off (also the EI_LAST_SUCCESSFUL_RUN default)
 
 
@@ -146,8 +147,8 @@ def resolve_shard(index_arg: str | None, count_arg: str | None, env: Mapping[str
         raise ValueError(
             f"--shard-index/--shard-count: expected whole numbers, got {index_text!r}/{count_text!r}"
         ) from None
-    if count < 1:
-        raise ValueError(f"--shard-count: {count} must be 1 or more")
+    if not 1 <= count <= MAX_SHARDS:
+        raise ValueError(f"--shard-count: {count} must be in 1..{MAX_SHARDS}")
     if not 0 <= index < count:
         hint = f" (count from {AWS_SIZE} or --shard-count)" if source == AWS_INDEX else ""
         raise ValueError(f"--shard-index: {index} (from {source}) must be in 0..{count - 1}{hint}")

@@ -179,3 +179,27 @@ def test_bind_mounted_overlaps_are_seen_by_identity(sample_dir, tmp_path):
         )
         assert result.returncode == 0 and "24 images" in result.stdout, result.stdout + result.stderr
     assert len(_pngs(out)) == 48
+
+
+def test_hostile_output_paths_fail_with_one_line_and_touch_nothing(sample_dir, tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for args in (["--out-directory", str(tmp_path / "loop")], ["--in-directory", str(tmp_path / "loop")]):
+        argv = ["--in-directory", str(sample_dir), "--out-directory", str(tmp_path / "o"), *args]
+        result = run_block(argv, workdir=tmp_path)
+        assert result.returncode == 2 and "cannot be resolved" in result.output, result.output
+        assert "Traceback" not in result.output
+    # A lock file that is a symlink to someone else's file: never opened through the link, never truncated.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / ".edge-augment.lock").symlink_to(victim)
+    result = _block(sample_dir, tmp_path / "o", tmp_path)
+    assert result.returncode == 1 and "cannot create the lock file" in result.output, result.output
+    assert victim.read_text() == "keep me"
+    # A looping link inside the output folder where a class folder goes: the write fails, named, no traceback.
+    (tmp_path / "o" / ".edge-augment.lock").unlink()
+    (tmp_path / "o" / "circle").symlink_to(tmp_path / "o" / "circle")
+    result = _block(sample_dir, tmp_path / "o", tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.output, result.output
+    result = _block(sample_dir, tmp_path / "o2", tmp_path, "--shard-index", "0", "--shard-count", "10000000")
+    assert result.returncode == 2 and "--shard-count: 10000000 must be in 1..1000000" in result.output

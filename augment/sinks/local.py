@@ -42,7 +42,7 @@ class LocalSink(Sink):
 
     @cached_property
     def _resolved_root(self) -> Path:
-        return self.root.resolve()
+        return _real(self.root)
 
     @cached_property
     def _folders(self) -> dict[str, Path]:
@@ -52,9 +52,9 @@ class LocalSink(Sink):
         """Where ``name`` lands; a name that would land outside the folder (``..``, links) is refused."""
         parent, _, leaf = name.rpartition("/")
         if leaf in ("", ".", ".."):
-            folder, leaf = self._checked((self.root / name).resolve(), name), ""
+            folder, leaf = self._checked(_real(self.root / name), name), ""
         elif (folder := self._folders.get(parent)) is None:
-            folder = self._checked((self.root / parent).resolve(), name)
+            folder = self._checked(_real(self.root / parent), name)
             self._folders[parent] = folder
         return folder / leaf if leaf else folder
 
@@ -198,6 +198,11 @@ def _temp_file(folder: Path, suffix: str, tag: str) -> tuple[int, str]:
             folder.mkdir(parents=True, exist_ok=True)
             continue
         return fd, tmp
+
+
+def _real(path: Path) -> Path:
+    """``path`` with every link resolved (a looping link is left as it is: writing through it then fails)."""
+    return Path(os.path.realpath(path))
 
 
 def _lines(path: Path) -> Iterator[str]:

@@ -73,7 +73,7 @@ class FolderLock:
                 raise SinkError(f"cannot create {self.folder}: {e.strerror}") from None
         while True:
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
             except OSError as e:
                 raise SinkError(f"cannot create the lock file {self.path}: {e.strerror}") from None
             _lock(fd, fcntl.F_WRLCK, _CHECK, wait=True)
@@ -91,7 +91,7 @@ class FolderLock:
         """With ``_CHECK`` held: this run's bytes, or FolderBusyError naming who is in the way."""
         shard = self.shard
         if shard.active:
-            count = _COUNT + min(shard.count, _INDEX - _COUNT - 1)
+            count = _COUNT + shard.count  # below _INDEX: the count is at most selection.MAX_SHARDS
             taken = (
                 _lock(fd, fcntl.F_RDLCK, _RUN)
                 and not _held(fd, _COUNT, count - _COUNT)
@@ -198,7 +198,10 @@ def _lock(fd: int, kind: int, start: int, length: int = 1, wait: bool = False) -
 def _held(fd: int, start: int, length: int) -> bool:
     """Whether another open file holds any lock on those bytes (``length`` 0: to the end of all bytes)."""
     packed = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, start, length, 0)
-    kind = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_OFD_GETLK, packed))[0]
+    try:
+        kind = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_OFD_GETLK, packed))[0]
+    except OSError as e:
+        raise SinkError(f"cannot lock the output folder's lock file: {e.strerror}") from None
     return kind != fcntl.F_UNLCK
 
 

@@ -30,12 +30,14 @@ from augment.sources.s3 import parse_s3_url
 _OWN = ("preview.png", "preview-")  # contact sheets the block writes at the top level
 
 
-def check_manifests(config: RunConfig, sink: Sink, index: RunIndex, own: str, fingerprint: str) -> None:
+def check_manifests(
+    config: RunConfig, sink: Sink, index: RunIndex, own: str, fingerprint: str, mine: Callable[[str], bool]
+) -> None:
     """Every manifest in the destination (this run's ``own`` and any other run's, sharded or not): another
     run's must be of these settings, else ManifestMismatchError (writing here would overwrite or mix with
     the files it records); with --overwrite 1 a sibling shard's (same count) may differ, its files being
-    disjoint from this shard's. Their outputs go into the index: known to ``foreign_images``, and adopted
-    (never rewritten) when another run of these settings recorded them."""
+    disjoint from this shard's. Their outputs go into the index: known to ``foreign_images``, and, when
+    another run of these settings recorded one this run plans (``mine``), adopted (never rewritten)."""
     for name in sink.manifests(config.books):
         lines = sink.read_lines(name)
         first = next(lines, None) if lines is not None else None
@@ -50,7 +52,7 @@ def check_manifests(config: RunConfig, sink: Sink, index: RunIndex, own: str, fi
                 " remove that run's outputs and manifest"
             )
         adopt = same and name != own
-        index.load_others((output, line if adopt else None) for output, line in read_entries(lines))
+        index.load_others((out, line if adopt and mine(out) else None) for out, line in read_entries(lines))
 
 
 def _sibling(name: str, shard: Shard) -> bool:

@@ -171,7 +171,7 @@ def _prepare(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log
         plan.balance_table = _balance(config, index, log)
     _check_names(plan)
     with lock.checking() if lock is not None else contextlib.nullcontext():
-        check_manifests(config, sink, index, manifest.name, header["fingerprint"])
+        check_manifests(config, sink, index, manifest.name, header["fingerprint"], plan.planned_here)
         if not config.dry_run:
             if refusal := foreign_images(config, sink, index):
                 raise Stop(refusal)

@@ -41,6 +41,13 @@ def wait_for(condition, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+def kill_under_way(proc: subprocess.Popen, out: Path) -> None:
+    """SIGKILL ``proc`` once it has written a few outputs into ``out``; reap it."""
+    wait_for(lambda: len(outputs(out)) >= 3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def outputs(out: Path) -> list[Path]:
     return [p for p in out.rglob("*.png") if not p.name.startswith(".")]
 
@@ -74,9 +81,7 @@ def test_after_a_sigkill_the_header_is_there_the_lock_is_stale_and_temps_are_cle
     make_inputs(tmp_path / "in")
     out = tmp_path / "out"
     first = start(tmp_path, "--seed", "1")
-    wait_for(lambda: len(outputs(out)) >= 3)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    kill_under_way(first, out)
     header = json.loads((out / "manifest.jsonl").read_text().splitlines()[0])
     assert header["type"] == "run" and header["seed"] == 1  # written before the first output
     stray = out / "a" / f".tmp-{first.pid}-7.png"

@@ -4,7 +4,6 @@ pid. Real processes: a pid namespace (the block as pid 1), a real zombie, live s
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from tests.blockrun import ROOT, ei_env
-from tests.test_outdir import assert_manifest_matches_files, make_inputs, outputs, run, start, wait_for
+from tests.test_outdir import (
+    assert_manifest_matches_files,
+    kill_under_way,
+    make_inputs,
+    outputs,
+    run,
+    start,
+    wait_for,
+)
 
 
 def _as_pid_1(tmp_path: Path, *args: str) -> subprocess.Popen:
@@ -30,10 +37,7 @@ def _as_pid_1(tmp_path: Path, *args: str) -> subprocess.Popen:
 def test_a_killed_pid_1_runs_temps_are_removed_by_the_next_pid_1_run(tmp_path):
     make_inputs(tmp_path / "in")
     out = tmp_path / "out"
-    first = _as_pid_1(tmp_path, "--seed", "1")
-    wait_for(lambda: len(outputs(out)) >= 3)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    kill_under_way(_as_pid_1(tmp_path, "--seed", "1"), out)
     # What a kill mid-write leaves, in this version's and an earlier version's names (both from pid 1).
     strays = [out / "a" / ".tmp-u-1-7.png", out / "a" / ".tmp-1-8.png"]
     for stray in strays:

@@ -150,3 +150,23 @@ def test_s3_runs_check_every_manifest_under_the_prefix(s3server: SeaweedServer, 
         k: v for k, v in listed.items() if k.endswith(".png")
     }
     assert "v1/manifest.shard-1-of-2.jsonl" in after
+
+
+def test_many_runs_racing_into_one_folder_never_mix(tmp_path):
+    """Six runs started together (unsharded, shards of 2 and of 3, two seeds): each finishes or is refused
+    with one line, and whatever finished leaves files that every manifest there agrees with."""
+    _small(tmp_path)
+    out = tmp_path / "out"
+    mixes = [(), SHARDS[0], SHARDS[1], ("--shard-index", "2", "--shard-count", "3"), ("--seed", "2"), SHARDS[0]]
+    procs = [start(tmp_path, "--copies", "1", *extra) for extra in mixes]
+    texts = [p.communicate(timeout=300)[0].decode() for p in procs]
+    for proc, text in zip(procs, texts, strict=True):
+        assert proc.returncode in (0, 1), text
+        assert "Traceback" not in text
+        if proc.returncode:
+            assert "in use by another run" in text or "of another run with another recipe" in text, text
+    assert any(p.returncode == 0 for p in procs)
+    seeds = {json.loads(p.read_text().splitlines()[0])["seed"] for p in out.glob("manifest*.jsonl")}
+    assert len(seeds) == 1  # never two settings in one folder
+    assert set(_records(out)) == set(_state(out))  # every file recorded, every record a file, all agree
+    assert not list(out.rglob(".tmp-*")) and not list(out.glob(".edge-augment*.lock"))

@@ -137,7 +137,7 @@ class FolderLock:
         """Drop the lock; the lock file goes when no other run holds it (an empty folder we made goes too)."""
         if self.fd is None:
             return
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, SinkError):
             _lock(self.fd, fcntl.F_WRLCK, _CHECK, wait=True)
             if not _held(self.fd, _RUN, 0):  # no other run's place: nobody needs the file
                 self.path.unlink(missing_ok=True)

@@ -135,17 +135,19 @@ def suffixed(name: str, suffix: str) -> str:
 
 def write_box_labels(sink: Sink, lines: Iterable[str], shard: Shard, books: str = "") -> None:
     """A ``bounding_boxes.labels`` in every output folder that holds images with boxes, from this run's
-    manifest ``lines`` (and every other shard's manifest present).
+    manifest ``lines`` and every other manifest in the folder (other shards', an unsharded run's; this run's
+    lines win for an output both record).
 
-    Shards sharing a folder each write the union, so the last shard to finish leaves complete files (two
+    Runs sharing a folder each write the union, so the last one to finish leaves complete files (two
     shards finishing at the same instant can still race: rerun one). Memory: the boxes of a detection
     dataset's outputs, while the files are made."""
-    sources = [lines]
-    for other in range(shard.count if shard.active else 0):
-        if other != shard.index:
-            text = sink.read_lines(books + suffixed(MANIFEST, Shard(other, shard.count).suffix()))
-            if text is not None:
-                sources.append(line for i, line in enumerate(text) if i > 0)
+    own = books + suffixed(MANIFEST, shard.suffix())
+    sources: list[Iterable[str]] = []
+    for name in sink.manifests(books):
+        text = sink.read_lines(name) if name != own else None
+        if text is not None:
+            sources.append(line for i, line in enumerate(text) if i > 0)
+    sources.append(lines)
     folders: dict[str, dict[str, list]] = {}
     for source in sources:
         for line in source:

@@ -170,3 +170,17 @@ def test_many_runs_racing_into_one_folder_never_mix(tmp_path):
     assert len(seeds) == 1  # never two settings in one folder
     assert set(_records(out)) == set(_state(out))  # every file recorded, every record a file, all agree
     assert not list(out.rglob(".tmp-*")) and not list(out.glob(".edge-augment*.lock"))
+
+
+def test_box_labels_stay_complete_when_a_shard_follows_an_unsharded_run(tmp_path):
+    from tests.boxes_data import detection_folder
+
+    src = detection_folder(tmp_path / "in", 8)
+    out = tmp_path / "out"
+    base = ["--in-directory", str(src), "--out-directory", str(out), "--copies", "1", "--workers", "1"]
+    assert run_block(base, workdir=tmp_path).returncode == 0
+    labels = {p: p.read_text() for p in out.rglob("bounding_boxes.labels")}
+    assert labels
+    result = run_block([*base, *SHARDS[0]], workdir=tmp_path)
+    assert result.returncode == 0, result.output
+    assert {p: p.read_text() for p in out.rglob("bounding_boxes.labels")} == labels  # shard 1's boxes kept

@@ -85,3 +85,27 @@ def test_a_shard_keeps_a_live_siblings_temps_and_removes_the_dead_ones(tmp_path)
     again = run(tmp_path, "--shard-index", "1", "--shard-count", "2")  # shard 0 is gone now
     assert again.returncode == 0 and "removed 1 temp file(s)" in again.stdout, again.output
     assert not list(out.rglob(".tmp-*"))
+
+
+def test_a_run_stopped_while_it_checks_the_folder_does_not_hold_others_for_ever(tmp_path):
+    """Another process holds the folder's check byte (as a run stopped mid-check would): a new run waits
+    EDGE_AUGMENT_LOCK_WAIT seconds, then exits 1 saying so; once it is let go, runs go ahead."""
+    import fcntl
+    import os
+    import struct
+
+    from tests.blockrun import run_block
+
+    make_inputs(tmp_path / "in", count=2, size=32)
+    out = tmp_path / "out"
+    out.mkdir()
+    fd = os.open(out / ".edge-augment.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, 0, 1, 0))
+    argv = ["--in-directory", str(tmp_path / "in"), "--out-directory", str(out), "--copies", "1"]
+    try:
+        held = run_block(argv, workdir=tmp_path, env=ei_env({"EDGE_AUGMENT_LOCK_WAIT": "1"}))
+        assert held.returncode == 1, held.output
+        assert "another run has been checking it for over 1 s" in held.stdout and "Traceback" not in held.output
+    finally:
+        os.close(fd)
+    assert run_block(argv, workdir=tmp_path).returncode == 0

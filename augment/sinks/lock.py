@@ -39,6 +39,7 @@ _CHECK, _RUN, _COUNT, _INDEX = 0, 1, 2, 1 << 40
 _FLOCK = "hhqqi4x"  # struct flock on Linux: l_type, l_whence, l_start, l_len, l_pid (0 for OFD locks)
 _TEMP = re.compile(r"^\.tmp-(?:u|s(\d+)of(\d+))-\d+-\d+")
 _LEGACY_TEMP = re.compile(r"^\.tmp-\d+-\d+")  # an earlier version's temp file: its pid proves nothing
+_CHECK_WAIT = "300"  # seconds a run waits for another to finish its check (EDGE_AUGMENT_LOCK_WAIT)
 _SHARED_TEMP_AGE = 600.0  # seconds: beside live shards, an earlier version's temp files this old are leftovers
 
 
@@ -76,7 +77,11 @@ class FolderLock:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
             except OSError as e:
                 raise SinkError(f"cannot create the lock file {self.path}: {e.strerror}") from None
-            _lock(fd, fcntl.F_WRLCK, _CHECK, wait=True)
+            try:
+                self._hold_check(fd)
+            except BaseException:
+                os.close(fd)
+                raise
             if _same_file(fd, self.path):  # not unlinked by a run that released it meanwhile
                 break
             os.close(fd)
@@ -113,6 +118,19 @@ class FolderLock:
         os.pwrite(fd, (json.dumps(owner) + "\n").encode(), 0)
         _lock(fd, fcntl.F_UNLCK, _CHECK)
 
+    def _hold_check(self, fd: int) -> None:
+        """Take ``_CHECK``, waiting while another run holds it (a moment), but not for ever: a run stopped
+        (SIGSTOP, a frozen container) while it checks would hold every other run."""
+        wait = _check_wait()
+        deadline = time.monotonic() + wait
+        while not _lock(fd, fcntl.F_WRLCK, _CHECK):
+            if time.monotonic() > deadline:
+                raise FolderBusyError(
+                    f"{self.folder}: another run has been checking it for over {wait:g} s ({_read_owner(fd)};"
+                    f" lock file {self.path.name}); is it stopped? wait for it or use another --out-directory"
+                )
+            time.sleep(0.05)
+
     @contextlib.contextmanager
     def checking(self) -> Iterator[None]:
         """Hold ``_CHECK`` (waiting for a run that holds it): no other run takes a place or writes its
@@ -120,7 +138,7 @@ class FolderLock:
         if self.fd is None:
             yield
             return
-        _lock(self.fd, fcntl.F_WRLCK, _CHECK, wait=True)
+        self._hold_check(self.fd)
         try:
             yield
         finally:
@@ -137,8 +155,8 @@ class FolderLock:
         """Drop the lock; the lock file goes when no other run holds it (an empty folder we made goes too)."""
         if self.fd is None:
             return
-        with contextlib.suppress(OSError, SinkError):
-            _lock(self.fd, fcntl.F_WRLCK, _CHECK, wait=True)
+        with contextlib.suppress(OSError, SinkError):  # FolderBusyError: keep the file, just let go
+            self._hold_check(self.fd)
             if not _held(self.fd, _RUN, 0):  # no other run's place: nobody needs the file
                 self.path.unlink(missing_ok=True)
         os.close(self.fd)
@@ -183,11 +201,18 @@ def _stale(name: str, path: Path, lock: FolderLock) -> bool:
     return not lock.shard.active or time.time() - path.stat().st_mtime >= _SHARED_TEMP_AGE
 
 
-def _lock(fd: int, kind: int, start: int, length: int = 1, wait: bool = False) -> bool:
+def _check_wait() -> float:
+    try:
+        return max(0.0, float(os.environ.get("EDGE_AUGMENT_LOCK_WAIT", _CHECK_WAIT)))
+    except ValueError:
+        return float(_CHECK_WAIT)
+
+
+def _lock(fd: int, kind: int, start: int, length: int = 1) -> bool:
     """Set (or clear, F_UNLCK) an OFD lock on ``length`` bytes from ``start``; False if another holds one."""
     packed = struct.pack(_FLOCK, kind, os.SEEK_SET, start, length, 0)
     try:
-        fcntl.fcntl(fd, fcntl.F_OFD_SETLKW if wait else fcntl.F_OFD_SETLK, packed)
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, packed)
     except (BlockingIOError, PermissionError):
         return False
     except OSError as e:

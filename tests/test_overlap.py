@@ -203,3 +203,22 @@ def test_hostile_output_paths_fail_with_one_line_and_touch_nothing(sample_dir, t
     assert result.returncode == 1 and "Traceback" not in result.output, result.output
     result = _block(sample_dir, tmp_path / "o2", tmp_path, "--shard-index", "0", "--shard-count", "10000000")
     assert result.returncode == 2 and "--shard-count: 10000000 must be in 1..1000000" in result.output
+
+
+def test_a_full_output_disk_fails_in_one_line_and_leaves_nothing(sample_dir, tmp_path):
+    """The output folder on a full file system (a 64 KiB tmpfs, filled): one ERROR line naming the file,
+    exit 1, no traceback, no lock file or temp file left."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode:
+        pytest.skip("no private mount namespace here (unshare --mount needs privileges)")
+    script = (
+        f"mount -t tmpfs -o size=64k tmpfs '{mnt}' && mkdir '{mnt}/out' &&"
+        f" (dd if=/dev/zero of='{mnt}/fill' bs=4k count=100 2>/dev/null; true) &&"
+        f" {sys.executable} -u {ROOT / 'transform.py'} --in-directory '{sample_dir}' --out-directory '{mnt}/out'"
+        f" --copies 1; echo rc=$?; ls -A '{mnt}/out'"
+    )
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", script], env=ei_env(), capture_output=True, text=True)
+    text = result.stdout + result.stderr
+    assert "rc=1" in text and "No space left on device" in text and "Traceback" not in text, text
+    assert text.rstrip().endswith("rc=1"), text  # ls -A listed nothing: the folder is empty

@@ -114,8 +114,9 @@ class FolderLock:
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
         if shard.active:
             owner["shard"] = f"{shard.index} of {shard.count}"
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(owner) + "\n").encode(), 0)
+        with contextlib.suppress(OSError):  # who holds it is only for messages (a full disk must not stop here)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(owner) + "\n").encode(), 0)
         _lock(fd, fcntl.F_UNLCK, _CHECK)
 
     def _hold_check(self, fd: int) -> None:

@@ -167,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     proj.add_argument("--batch-size", help="files per upload request, 1-1000 (default: 1, as EI's own uploader)")
     proj.add_argument("--upload-concurrency", help="upload requests at once (default: 20)")
     proj.add_argument(
+        "--upload-timeout",
+        help="seconds one upload request may take in all, sending and answer (default: 120); then it is retried",
+    )
+    proj.add_argument(
+        "--upload-retry-time",
+        help="seconds a file's upload may take, retries and waits included (default: 300); then the run stops",
+    )
+    proj.add_argument(
         "--write-ei-metadata",
         default="auto",
         help="write ei-metadata.json for EI clinical data items: auto (when --metadata has dataItemInfo) | 1 | 0",

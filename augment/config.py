@@ -285,6 +285,8 @@ def _project_args(
             url=getattr(args, "ingestion_url", None),
             batch_size=getattr(args, "batch_size", None),
             concurrency=getattr(args, "upload_concurrency", None),
+            timeout=getattr(args, "upload_timeout", None),
+            retry_time=getattr(args, "upload_retry_time", None),
             recipe=recipe.name,
             seed=seed,
         )

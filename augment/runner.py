@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -45,11 +44,12 @@ from augment.report import REPORT, Log, Progress, TaskResult
 from augment.review import dry_run, write_preview
 from augment.samples import ei_label_issue, printable
 from augment.selection import balance_lines, shard_of
+from augment.signals import EXIT_CODES, Interrupted, Signals
 from augment.sinks import Sink, SinkError
 from augment.sources import Listing, Source, SourceError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal's number, as shells report it
+EXIT_SIGINT, EXIT_SIGTERM = EXIT_CODES["SIGINT"], EXIT_CODES["SIGTERM"]
 EI_METADATA = "ei-metadata.json"  # EI reads it from --out-directory to update a clinical data item
 _CHECKPOINT_SECONDS = 30.0  # how often outputs and the manifest journal are made durable during a run
 
@@ -70,25 +70,29 @@ def run(config: RunConfig, log: Log = print) -> int:
     lock = None if config.dry_run else sink.lock(config.shard)  # a local folder: who may write beside whom
     index = RunIndex()
     try:
-        if lock is not None:
-            lock.acquire()
-        return _run(config, source, sink, index, log, lock)
+        with Signals() as signals:
+            if lock is not None:
+                lock.acquire()
+            return _run(config, source, sink, index, log, lock, signals)
     except (Stop, SinkError) as e:
         log(f"ERROR: {e}")
         return e.code if isinstance(e, Stop) else EXIT_FAILED
+    except Interrupted as e:  # listing, planning, the report: nothing half written (temps are removed)
+        log(f"interrupted ({e.name}): stopped; finished outputs are kept and a rerun resumes")
+        return e.code
     finally:
         index.close()
         if lock is not None:
             lock.release()
 
 
-def _run(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log: Log, lock: Any) -> int:
+def _run(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log: Log, lock: Any, signals: Signals) -> int:
     if lock is not None and (removed := sink.remove_stale_temps(lock)):
         log(f"removed {removed} temp file(s) left by an interrupted run")
     plan = _prepare(config, source, sink, index, log, lock)
     if config.dry_run:
         return dry_run(config, source, sink, lambda: plan.tasks, plan.tasks_to_run, plan.manifest, log)
-    outcome = _augment(config, plan, source, sink, log)
+    outcome = _augment(config, plan, source, sink, log, signals)
     return _finish(config, plan, outcome, source, sink, log)
 
 
@@ -228,7 +232,7 @@ def _count(plan: _Plan, task: Task, row: Row, holdout: dict[str, Counter[str]], 
         plan.unchanged += 1
 
 
-def _augment(config: RunConfig, plan: _Plan, source: Source, sink: Sink, log: Log) -> _Outcome:
+def _augment(config: RunConfig, plan: _Plan, source: Source, sink: Sink, log: Log, signals: Signals) -> _Outcome:
     """Run the tasks through the pipeline, book every result as it arrives; stop cleanly on a signal."""
     log(
         f"edge-augment {__version__}: {plan.tasks_to_run} images in {plan.labels} classes from {source.describe()}"
@@ -247,48 +251,27 @@ def _augment(config: RunConfig, plan: _Plan, source: Source, sink: Sink, log: Lo
     )
     chunks = (_chunk(plan, tasks) for tasks in chunked(plan.tasks))
     late: list[TaskResult] = []  # finished after an interruption: recorded too
-    signals = _Signals()
-    try:
-        saved_at = time.monotonic()
-        for result in execute(chunks, settings, config.workers, late, signals.received):
-            _book(result, manifest, progress, sink)
-            if time.monotonic() - saved_at > _CHECKPOINT_SECONDS:  # a crash loses at most this much
-                manifest.checkpoint()
-                saved_at = time.monotonic()
-        if signals.name is not None:
-            log(f"interrupted ({signals.name}): stopping; finished outputs are kept and a rerun resumes")
-            for result in late:
+    with signals.deferred():  # a signal is acted on between two results, then the uploads stop
+        try:
+            saved_at = time.monotonic()
+            for result in execute(chunks, settings, config.workers, late, signals.received):
                 _book(result, manifest, progress, sink)
-        stopped_before = signals.name is not None
-        upload = sink.close(interrupted=stopped_before, stopping=signals.received)
-        if signals.name is not None and not stopped_before:  # during the last uploads
-            log(f"interrupted ({signals.name}): stopping; uploads under way finish and a rerun sends the rest")
-    except (SinkError, SourceError, BrokenProcessPool) as e:
-        sink.close(interrupted=True)
-        manifest.close()
-        raise Stop(str(e)) from None
-    finally:
-        signals.restore()
+                if time.monotonic() - saved_at > _CHECKPOINT_SECONDS:  # a crash loses at most this much
+                    manifest.checkpoint()
+                    saved_at = time.monotonic()
+            if signals.name is not None:
+                log(f"interrupted ({signals.name}): stopping; finished outputs are kept and a rerun resumes")
+                for result in late:
+                    _book(result, manifest, progress, sink)
+            stopped_before = signals.name is not None
+            upload = sink.close(interrupted=stopped_before, stopping=signals.received)
+            if signals.name is not None and not stopped_before:  # during the last uploads
+                log(f"interrupted ({signals.name}): stopping; the requests under way are cut, a rerun sends the rest")
+        except (SinkError, SourceError, BrokenProcessPool) as e:
+            sink.close(interrupted=True)
+            manifest.close()
+            raise Stop(str(e)) from None
     return _Outcome(progress, signals.name, upload)
-
-
-class _Signals:
-    """SIGTERM and SIGINT during the augment phase: noted, and acted on between two results (so a result is
-    never half booked)."""
-
-    def __init__(self) -> None:
-        self.name: str | None = None
-        self._previous = {s: signal.signal(s, self._note) for s in (signal.SIGTERM, signal.SIGINT)}
-
-    def _note(self, signum: int, frame: Any) -> None:
-        self.name = self.name or signal.Signals(signum).name
-
-    def received(self) -> bool:
-        return self.name is not None
-
-    def restore(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
 
 
 def _chunk(plan: _Plan, tasks: list[Task]) -> Chunk:
@@ -327,7 +310,11 @@ def _finish(config: RunConfig, plan: _Plan, done: _Outcome, source: Source, sink
         lines = manifest.lines((([o.name for o in t.outputs], plan.runs(t)) for t in plan.planned()), plan.planned_here)
         write_box_labels(sink, lines, config.shard, config.books)
     if config.preview and not done.interrupted:
-        write_preview(config, source, sink, plan.tasks, log)
+        try:
+            write_preview(config, source, sink, plan.tasks, log)
+        except Interrupted as e:  # the outputs are complete: the report still says so
+            log(f"interrupted ({e.name}) during the preview: outputs and manifest are complete, no preview")
+            done.interrupted = e.name
     budget = config.failure_budget(plan.tasks_to_run)
     failed = progress.failed
     report = progress.report(

@@ -14,7 +14,13 @@ with the file names, or 400 with the first file's error.
 
 Faults for the tests, consumed per request in order: ``storm(429, n, retry_after)``, ``storm(503, n)``,
 ``drop(n, after_store=...)`` (close the connection without answering; optionally after storing, i.e. the
-answer is lost), ``slow(n, seconds)``; ``latency`` delays every answer, ``down_after`` files makes it answer
+answer is lost), ``slow(n, seconds)``; a broken network or a wrong host: ``bad(kind, n, after_store=...)``, a
+200 that does not say the file was stored (``kind`` one of ``BAD_ANSWERS``: an HTML page, an empty body,
+truncated JSON, JSON of another shape, a text that names no file), ``redirect(url, n, status)`` (3xx to
+another server), ``trickle(n, seconds)`` (the status line one byte every ``seconds``, never finished),
+``hang(n)`` (read the request, never answer), ``reset(n)`` (TCP RST instead of an answer). Every request
+whatever its method is seen (``seen``, ``keys_seen``), so a second server can show it never got a key;
+``latency`` delays every answer, ``down_after`` files makes it answer
 503 for good once that many are stored (until ``heal()``), ``reject`` refuses files whose name contains it,
 ``rate_limit`` answers that share of requests 429 at random (seeded).
 """
@@ -25,6 +31,7 @@ import hashlib
 import json
 import random
 import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -39,6 +46,14 @@ DUPLICATE = "An item with this hash already exists"
 CATEGORIES = ("training", "testing", "split", "anomaly")
 MAX_FILES, MAX_FILE_BYTES = 1000, 100 * 1024 * 1024  # EI's documented limits per request and per file
 ANSWERS = ("named", "cli", "text")
+BAD_ANSWERS = {  # a 200 of each kind: (content type, body)
+    "html": ("text/html", b"<!doctype html><html><body><h1>Welcome</h1></body></html>"),
+    "empty": ("application/json", b""),
+    "truncated": ("application/json", b'{"success": true, "files": [{"success": tr'),
+    "shape": ("application/json", b'{"ok": true, "status": "queued"}'),
+    "list": ("application/json", b"[true]"),
+    "unnamed": ("text/plain", b"OK"),
+}
 
 
 @dataclass
@@ -66,11 +81,12 @@ class Seen:
 
 @dataclass
 class _Fault:
-    kind: str  # storm | drop | slow
+    kind: str  # storm | drop | slow | bad | redirect | trickle | hang | reset
     status: int = 0
     retry_after: str | None = None
     after_store: bool = False
     seconds: float = 0.0
+    what: str = ""  # bad: the BAD_ANSWERS kind; redirect: the Location
 
 
 @dataclass
@@ -91,6 +107,7 @@ class IngestionServer:
         self.lock = threading.Lock()
         self.faults: deque[_Fault] = deque()
         self.rng = random.Random(0)
+        self.closing = threading.Event()  # ends hanging and trickling answers
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -104,6 +121,7 @@ class IngestionServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -117,6 +135,22 @@ class IngestionServer:
 
     def slow(self, count: int, seconds: float) -> None:
         self.faults.extend(_Fault("slow", seconds=seconds) for _ in range(count))
+
+    def bad(self, kind: str, count: int, after_store: bool = False) -> None:
+        assert kind in BAD_ANSWERS, kind
+        self.faults.extend(_Fault("bad", 200, after_store=after_store, what=kind) for _ in range(count))
+
+    def redirect(self, location: str, count: int, status: int = 302) -> None:
+        self.faults.extend(_Fault("redirect", status, what=location) for _ in range(count))
+
+    def trickle(self, count: int, seconds: float) -> None:
+        self.faults.extend(_Fault("trickle", seconds=seconds) for _ in range(count))
+
+    def hang(self, count: int) -> None:
+        self.faults.extend(_Fault("hang") for _ in range(count))
+
+    def reset(self, count: int) -> None:
+        self.faults.extend(_Fault("reset") for _ in range(count))
 
     def heal(self) -> None:
         self.down_after = None
@@ -144,7 +178,11 @@ class IngestionServer:
             if fault is None and self.rate_limit and self.rng.random() < self.rate_limit:
                 fault = _Fault("storm", 429, self.rate_limit_after)
             down = self.down_after is not None and len(self.stored) >= self.down_after
+        if fault and fault.kind in ("redirect", "trickle", "hang", "reset"):
+            return self._misbehave(h, fault, key_ok)
         parts = h.path.strip("/").split("/")
+        if h.command != "POST":  # a web page, as a redirect target serves one
+            return self._answer(h, 200, *BAD_ANSWERS["html"], 0, key_ok, h.command)
         if len(parts) != 3 or parts[0] != "api" or parts[2] != "files" or parts[1] not in CATEGORIES:
             return self._answer(h, 404, "text/plain", b"Not found", 0, key_ok)
         if fault and fault.kind == "slow":
@@ -154,6 +192,8 @@ class IngestionServer:
             return self._answer(h, fault.status, "text/plain", b"Too busy", 0, key_ok, f"{fault.status}", extra)
         if fault and fault.kind == "drop" and not fault.after_store:
             return self._drop(h, key_ok)
+        if fault and fault.kind == "bad" and not fault.after_store:
+            return self._answer(h, 200, *BAD_ANSWERS[fault.what], 0, key_ok, fault.what)
         if down:
             return self._answer(h, 503, "text/plain", b"Service unavailable", 0, key_ok, "down")
         if not key_ok:
@@ -195,6 +235,8 @@ class IngestionServer:
                 results.append({"success": True, "sampleId": sample_id, "fileName": name})
         if fault and fault.kind == "drop":  # stored, but the answer is lost
             return self._drop(h, key_ok)
+        if fault and fault.kind == "bad":  # stored, but the answer does not say so
+            return self._answer(h, 200, *BAD_ANSWERS[fault.what], len(files), key_ok, fault.what)
         ok = all(r["success"] for r in results)
         if self.answer == "text":  # the documented answer: text/plain, the file name in the body
             if not ok:
@@ -229,6 +271,29 @@ class IngestionServer:
             h.send_header(k, v)
         h.end_headers()
         h.wfile.write(body)
+
+    def _misbehave(self, h: BaseHTTPRequestHandler, fault: _Fault, key_ok: bool) -> None:
+        """A redirect, an answer trickled a byte at a time, none at all, or a reset connection."""
+        if fault.kind == "redirect":
+            headers = {"Location": fault.what + h.path}
+            return self._answer(h, fault.status, "text/html", b"<a>moved</a>", 0, key_ok, "redirect", headers)
+        with self.lock:
+            self.seen.append(Seen(time.monotonic(), h.path, 0, 0, key_ok, fault.kind))
+        h.close_connection = True
+        if fault.kind == "reset":  # SO_LINGER 0: close() sends RST
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            h.connection.close()
+        elif fault.kind == "hang":
+            self.closing.wait()
+        else:  # trickle: each byte well within any read timeout, the answer never complete
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" * 1000:
+                try:
+                    h.wfile.write(bytes([byte]))
+                    h.wfile.flush()
+                except OSError:
+                    return
+                if self.closing.wait(fault.seconds):
+                    return
 
     def _drop(self, h: BaseHTTPRequestHandler, key_ok: bool) -> None:
         with self.lock:
@@ -266,6 +331,8 @@ def _handler(server: IngestionServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             server.handle(self)
+
+        do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_POST  # seen too (a redirected POST becomes a GET)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

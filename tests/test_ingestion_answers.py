@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from augment.sinks.ingestion_upload import answer_results
+from augment.sinks.ingestion_answers import FAILED, LANDED, UNCONFIRMED, answer_results
 from tests.boxes_data import detection_folder
 from tests.ingestion_server import ANSWERS, IngestionServer
 from tests.test_ingestion import KEY, manifest_lines, upload
@@ -19,24 +19,44 @@ from tests.test_ingestion import KEY, manifest_lines, upload
 OK, BAD, DUP = {"success": True}, {"success": False, "error": "invalid image"}, {"success": False, "error": "dup"}
 
 
-def test_answer_results_rely_on_part_order_only():
-    landed = (True, "", None)
-    assert answer_results(2, False, None) == [landed, landed]  # text/plain 200: "Stored the file"
-    assert answer_results(2, False, {"success": True}) == [landed, landed]  # no per-file list
-    assert answer_results(1, False, {"success": False, "error": "nope"}) == [(False, "nope", None)]
-    assert answer_results(2, False, {"success": False, "error": "nope"}) is None  # which one? ask each
-    # EI's CLI shape, labels part listed last, no fileName; or the labels part left out; extra fields ignored
+def test_answer_results_rely_on_part_order_and_explicit_success_only():
+    landed, unsure = (LANDED, "", None), UNCONFIRMED
+    two, one = ["a.png", "b.png"], ["a.png"]
+
+    def results(names, labels, body, ctype="application/json"):
+        return answer_results(names, labels, body if isinstance(body, str) else json.dumps(body), ctype)
+
+    # the documented text/plain answer names its files; a file it does not name is not taken as stored
+    assert results(two, False, "Stored a.png\nStored b.png", "text/plain; charset=utf-8") == [landed, landed]
+    assert [r[0] for r in results(two, False, "Stored a.png", "text/plain")] == [LANDED, unsure]
+    assert results(one, False, "Stored xa.png.bak", "text/plain")[0][0] == unsure  # inside another name
+    # EI's JSON: per-file success, matched by position; labels part listed last or left out; extras ignored
+    assert results(one, False, {"success": False, "error": "nope"}) == [(FAILED, "nope", None)]
+    assert results(two, False, {"success": False, "error": "nope"}) is None  # which one? ask each
     cli = {"success": False, "files": [OK, BAD, OK]}
-    assert answer_results(2, True, cli) == [landed, (False, "invalid image", None)]
+    assert results(two, True, cli) == [landed, (FAILED, "invalid image", None)]
     named = {"files": [OK | {"sampleId": 7, "fileName": "zzz"}, DUP | {"fileName": "a.png"}]}
-    assert answer_results(2, True, named) == [(True, "", 7), (False, "dup", None)]
-    assert answer_results(2, False, {"files": [OK, OK, OK]}) is None  # a count that does not fit
-    assert answer_results(1, False, {"files": [OK, OK]}) == [landed]
-    assert answer_results(1, False, {"files": []}) == [(False, "rejected, no reason given", None)]
+    assert results(two, True, named) == [(LANDED, "", 7), (FAILED, "dup", None)]
+    assert results(two, False, {"files": [OK, OK, OK]}) is None  # a count that does not fit
+    assert results(one, False, {"files": [OK, OK]}) == [landed]
     broken_labels = {"files": [OK, {"success": False, "error": "bad labels"}]}
-    assert answer_results(1, True, broken_labels) == [(False, "bounding_boxes.labels: bad labels", None)]
-    assert answer_results(2, True, {"files": [OK, OK, BAD]}) is None
-    assert answer_results(2, False, {"files": ["junk", OK]}) == [(False, "rejected, no reason given", None), landed]
+    assert results(one, True, broken_labels) == [(FAILED, "bounding_boxes.labels: bad labels", None)]
+    assert results(two, True, {"files": [OK, OK, BAD]}) is None
+    # anything that does not say "stored" for a file leaves it unconfirmed (sent again, never booked)
+    assert [r[0] for r in results(two, False, {"files": ["junk", OK]})] == [unsure, LANDED]
+    assert [r[0] for r in results(two, False, {"files": [{"success": "yes"}, OK]})] == [unsure, LANDED]
+    for body, ctype in [
+        ({"success": True}, "application/json"),  # no per-file result
+        ({"files": []}, "application/json"),
+        ({"ok": True}, "application/json"),
+        ([True], "application/json"),
+        ('{"success": true, "files": [{"succ', "application/json"),  # truncated
+        ("", "application/json"),
+        ("", "text/plain"),
+        ("<html><body>a.png b.png</body></html>", "text/html"),  # names the files, but a web page
+        ("a.png b.png", ""),  # untyped
+    ]:
+        assert [r[0] for r in results(two, False, body, ctype)] == [unsure, unsure], body
 
 
 @pytest.mark.parametrize("batch", ["1", "5"])

@@ -11,6 +11,7 @@ from urllib.parse import quote, urlsplit
 
 from augment.holdout import DEFAULT_TEST_FRACTION
 from augment.samples import has_control_characters
+from augment.sinks.http import Limits
 
 DEST = "ei"  # --dest ei
 UPLOADS = "uploads.jsonl"
@@ -21,7 +22,7 @@ MAX_BATCH = 1000  # EI: at most 1,000 files a request
 MAX_FILE_BYTES = 100 * 1024 * 1024  # EI: at most 100 MB a file
 MAX_REQUEST_BYTES = 64 * 1024 * 1024  # a batch is sent early past this many bytes
 DEFAULT_BATCH, DEFAULT_CONCURRENCY = 1, 20  # as EI's own clients: one image a request, 20 at once
-MAX_RETRY_AFTER = 120.0  # seconds: a longer Retry-After is cut to this
+DEFAULT_TIMEOUT, DEFAULT_RETRY_TIME = 120.0, 300.0  # seconds: one request in all; a file's tries in all
 BACKOFF_ENV = "EDGE_AUGMENT_RETRY_BACKOFF"  # urllib3 backoff factor in seconds (default 0.5); tests use less
 _ENCODE_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves as is (EI's CLI encodes labels so)
 
@@ -33,14 +34,20 @@ class UploadSettings:
     category: str = "training"  # for outputs without a hold-out category of their own
     batch_size: int = DEFAULT_BATCH
     concurrency: int = DEFAULT_CONCURRENCY
-    timeout: float = 120.0  # seconds to read a response (connect: 10 s)
+    timeout: float = DEFAULT_TIMEOUT  # one request, sending and answer, however slowly the bytes come
+    retry_time: float = DEFAULT_RETRY_TIME  # a request's tries and the waits between them
     retries: int = 8
-    backoff: float = 0.5  # urllib3 backoff_factor: 0, 1, 2, 4 ... s (capped at 30 s), with jitter
+    backoff: float = 0.5  # urllib3 backoff_factor: 0.5, 1, 2, 4 ... s (capped at 30 s), with jitter
     recipe: str = ""
     seed: int = 0
 
     def endpoint(self, category: str) -> str:
         return f"{self.url}/api/{category}/files"
+
+    def limits(self) -> Limits:
+        idle = min(60.0, self.timeout)  # a silent server is given up on sooner than a slow one
+        budget = self.retry_time
+        return Limits(idle=idle, attempt=self.timeout, budget=budget, retries=self.retries, backoff=self.backoff)
 
 
 def ingestion_url(host: str | None, override: str | None = None) -> str:
@@ -75,6 +82,8 @@ def resolve(
     url: str | None = None,
     batch_size: str | None = None,
     concurrency: str | None = None,
+    timeout: str | None = None,
+    retry_time: str | None = None,
     recipe: str = "",
     seed: int = 0,
 ) -> tuple[float, UploadSettings | None, list[str]]:
@@ -135,6 +144,8 @@ def resolve(
         category=category,
         batch_size=_int(batch_size, "batch-size", DEFAULT_BATCH, 1, MAX_BATCH),
         concurrency=_int(concurrency, "upload-concurrency", DEFAULT_CONCURRENCY, 1, 64),
+        timeout=_seconds(timeout, "upload-timeout", DEFAULT_TIMEOUT),
+        retry_time=_seconds(retry_time, "upload-retry-time", DEFAULT_RETRY_TIME),
         backoff=_backoff(env.get(BACKOFF_ENV)),
         recipe=recipe,
         seed=seed,
@@ -161,6 +172,18 @@ def _backoff(raw: str | None) -> float:
         raise ValueError(f"{BACKOFF_ENV}: expected seconds, got {raw!r}") from None
     if not 0 <= value <= 60:
         raise ValueError(f"{BACKOFF_ENV}: {value:g} is outside 0..60")
+    return value
+
+
+def _seconds(raw: str | None, name: str, default: float) -> float:
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise ValueError(f"--{name}: expected seconds, got {raw!r}") from None
+    if not 1 <= value <= 86400:  # also refuses nan and inf
+        raise ValueError(f"--{name}: {value:g} is outside 1..86400 seconds")
     return value
 
 

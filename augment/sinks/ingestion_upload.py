@@ -1,9 +1,11 @@
 """The uploader behind the ingestion sink: batches per (category, label), a few sender threads, urllib3
-retries on a requests Session, EI-style response checks, and the ``uploads.jsonl`` ledger of what landed.
+retries on a requests Session with hard time limits (``augment.sinks.http``), EI-style response checks
+(``augment.sinks.ingestion_answers``), and the ``uploads.jsonl`` ledger of what landed.
 See ``augment.sinks.ingestion`` for the whole picture; this module is only used through it."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -16,15 +18,11 @@ from typing import Any
 
 from augment import __version__
 from augment.diskmap import DiskMap
+from augment.signals import stop_requested
 from augment.sinks import SinkError
-from augment.sinks.ingestion_api import (
-    DUPLICATE,
-    MAX_REQUEST_BYTES,
-    MAX_RETRY_AFTER,
-    UPLOADS,
-    UploadSettings,
-    encode_label,
-)
+from augment.sinks.http import OutOfTime, Session, Stopped
+from augment.sinks.ingestion_answers import FAILED, LANDED, UNCONFIRMED, answer_results, parse_json
+from augment.sinks.ingestion_api import DUPLICATE, MAX_REQUEST_BYTES, UPLOADS, UploadSettings, encode_label
 from augment.sinks.local import LocalSink
 from augment.sinks.s3 import content_type
 
@@ -48,7 +46,7 @@ class Uploader:
         self.pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="ei-upload")
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.session = _session(settings)
+        self.http = Session(settings.limits(), settings.concurrency, self.stop)
         self.counts: Counter[str] = Counter()  # landed, duplicates, failed, previously_uploaded, requests, retries
         self.failures: list[dict[str, str]] = []
         self.fatal: str | None = None
@@ -86,8 +84,9 @@ class Uploader:
         except SinkError:
             pass
         finally:
-            self.stop.set()  # queued batches are not sent; requests under way finish (or time out)
+            self.stop.set()  # queued batches are not sent; requests under way are cut at once
             self.pool.shutdown(wait=True, cancel_futures=True)
+            self.http.close()
             self._reap({f for f in self.inflight if f.done()}, check=False)
             if self.ledger is not None:
                 self.ledger.close()
@@ -123,10 +122,12 @@ class Uploader:
     # -- main thread ---------------------------------------------------------------------------------------
 
     def _submit(self, group: tuple[str, str]) -> None:
+        while len(self.inflight) >= 2 * self.settings.concurrency:  # bounded: at most 2 batches a thread
+            if stop_requested():  # a signal: the runner stops; these stay pending (counted not sent)
+                return
+            self._reap(wait(self.inflight, timeout=0.2, return_when=FIRST_COMPLETED).done)
         items = self.pending.pop(group)
         self.pending_bytes.pop(group, None)
-        while len(self.inflight) >= 2 * self.settings.concurrency:  # bounded: at most 2 batches a thread
-            self._reap(wait(self.inflight, return_when=FIRST_COMPLETED).done)
         self.inflight[self.pool.submit(self._send, group[0], group[1], items)] = len(items)
 
     def _reap(self, finished: set[Future], check: bool = True) -> None:
@@ -166,7 +167,32 @@ class Uploader:
             self._record(category, outcome)
 
     def _post(self, category: str, label: str, items: list[_Item]) -> list[tuple] | None:
-        """Send ``items`` in one request; (item, status, error, sample id) each, or None if the run must stop."""
+        """Send ``items`` in one request, again while the answer does not say they were stored (within the time
+        budget); (item, status, error, sample id) each, or None if the run must stop."""
+        rows: list[tuple] = []
+        with self.http.call() as call:
+            for attempt in itertools.count():
+                outcome = self._exchange(category, label, items, call)
+                if outcome is None or outcome == "each":
+                    break
+                rows += [row for row in outcome if row[1] != UNCONFIRMED]
+                unsure = [row for row in outcome if row[1] == UNCONFIRMED]
+                if not unsure:
+                    return rows
+                items = [row[0] for row in unsure]
+                try:  # resending is safe: a stored file comes back as a duplicate
+                    call.wait(min(30.0, self.settings.backoff * 2**attempt), unsure[0][2])
+                except OutOfTime:
+                    return rows + [(i, UNCONFIRMED, f"{unsure[0][2]} ({attempt + 1} tries)", None) for i in items]
+                except Stopped:
+                    self._cancel(items)
+                    return rows
+        if outcome is None:
+            return rows or None
+        return rows + [row for item in items for row in (self._post(category, label, [item]) or [])]
+
+    def _exchange(self, category: str, label: str, items: list[_Item], call: Any) -> list[tuple] | str | None:
+        """One request and what its answer says: rows, "each" (send each file alone), or None (stop)."""
         import requests
 
         parts: list[tuple[str, tuple[str, bytes, str]]] = []
@@ -176,7 +202,7 @@ class Uploader:
             try:
                 data = self.staging.path(item.name).read_bytes()
             except OSError as e:
-                return [(i, "failed", f"cannot read the staged file: {e.strerror}", None) for i in items]
+                return [(i, FAILED, f"cannot read the staged file: {e.strerror}", None) for i in items]
             parts.append(("data", (filename, data, content_type(filename))))
             if "boxes" in item.entry:
                 boxes[filename] = item.entry["boxes"]
@@ -191,41 +217,67 @@ class Uploader:
         }
         url = self.settings.endpoint(category)
         try:
-            response = self.session.post(url, headers=headers, files=parts, timeout=(10, self.settings.timeout))
-        except requests.RequestException as e:
-            self._stop(f"cannot reach {url}: {_reason(e)} (after {self.settings.retries} retries)")
-            return None
+            response = self.http.post(url, headers=headers, files=parts)
+        except (requests.RequestException, OutOfTime, Stopped) as e:
+            return self._unreachable(url, e, items, call)
         retries = getattr(getattr(response.raw, "retries", None), "history", ()) or ()
         with self.lock:
             self.counts["requests"] += 1 + len(retries)
             self.counts["retries"] += len(retries)
-        text = self._redact(response.text)
-        if response.status_code in (401, 403):
+        status = response.status_code
+        if 300 <= status < 400:  # never followed: the key would go wherever the Location points
+            self._stop(f"{url} answered HTTP {status} (a redirect, not followed): check --ingestion-url")
+            return None
+        if status in (401, 403):
             self._stop(
-                f"Edge Impulse refused the project API key (HTTP {response.status_code}) at {url}: "
+                f"Edge Impulse refused the project API key (HTTP {status}) at {url}: "
                 "check EI_PROJECT_API_KEY or the PROJECT_API_KEY secret"
             )
             return None
-        if response.status_code in (429, 500, 502, 503, 504):
-            self._stop(f"{url} answered HTTP {response.status_code} after {self.settings.retries} retries")
+        if status in (429, 500, 502, 503, 504):
+            self._stop(f"{url} answered HTTP {status} after {len(retries)} retries in {self._took(call)}")
             return None
-        body = _json(text)
-        if response.status_code != 200:
+        text = self._redact(response.text)
+        if 200 < status < 300:
+            return [(item, UNCONFIRMED, f"HTTP {status}, not 200: not stored for sure", None) for item in items]
+        if status != 200:
             if len(items) > 1:  # which file? send each alone (one that had landed comes back a duplicate)
-                return [row for item in items for row in (self._post(category, label, [item]) or [])]
+                return "each"
+            body = parse_json(text)
             error = (body.get("error") if isinstance(body, dict) else None) or text.strip()[:300] or "no details"
-            error = f"HTTP {response.status_code}: {error}"
-            return [(items[0], "duplicate" if DUPLICATE in error else "failed", error, None)]
-        results = answer_results(len(items), bool(boxes), body)
+            error = f"HTTP {status}: {error}"
+            return [(items[0], "duplicate" if DUPLICATE in error else FAILED, error, None)]
+        names = [part[1][0] for part in parts[: len(items)]]
+        results = answer_results(names, bool(boxes), text, response.headers.get("Content-Type", ""))
         if results is None:  # a batch answer that cannot be matched to its files: send each alone
-            return [row for item in items for row in (self._post(category, label, [item]) or [])]
-        rows = []
-        for item, (ok, error, sample_id) in zip(items, results, strict=True):
-            if ok:
-                rows.append((item, "landed", None, sample_id))
-            else:
-                rows.append((item, "duplicate" if DUPLICATE in error else "failed", error, None))
-        return rows
+            return "each"
+        return [
+            (item, "duplicate" if result == FAILED and DUPLICATE in error else result, error, sample_id)
+            for item, (result, error, sample_id) in zip(items, results, strict=True)
+        ]
+
+    def _unreachable(self, url: str, error: Exception, items: list[_Item], call: Any) -> None:
+        """No answer: a stop (signal, or another thread's fatal error) or a run-stopping failure."""
+        self._cancel(items)  # not sent for sure: a rerun sends them
+        if self.stop.is_set() or isinstance(error, Stopped):
+            return None
+        limits = self.settings.limits()
+        if isinstance(error, OutOfTime):
+            reason = f"gave up after {self._took(call)} (--upload-retry-time {limits.budget:g}): {error}"
+        elif call.cut == "time":
+            reason = f"no complete answer within --upload-timeout {limits.attempt:g} s, {self._took(call)} in all"
+        else:
+            reason = f"{_reason(error)} (after retries, {self._took(call)})"
+        self._stop(f"cannot upload to {url}: {reason}")
+        return None
+
+    def _cancel(self, items: list[_Item]) -> None:
+        with self.lock:
+            self.counts["cancelled"] += len(items)
+
+    @staticmethod
+    def _took(call: Any) -> str:
+        return f"{time.monotonic() - call.start:.0f} s"
 
     def _metadata(self, items: list[_Item]) -> dict[str, str]:
         """``x-metadata`` (string values) is per request: the fields every file of the batch shares."""
@@ -249,18 +301,19 @@ class Uploader:
                 self.ledger_path.parent.mkdir(parents=True, exist_ok=True)
                 self.ledger = self.ledger_path.open("a", encoding="utf-8")
             for item, status, error, sample_id in rows:
-                key = {"landed": "landed", "duplicate": "duplicates", "failed": "failed"}[status]
+                key = {LANDED: "landed", "duplicate": "duplicates", FAILED: "failed", UNCONFIRMED: "failed"}[status]
                 self.counts[key] += 1
                 line = {"output": item.name, "sha256": item.entry.get("sha256"), "category": category, "status": status}
                 if sample_id is not None:
                     line["sample_id"] = sample_id
                 if error:
                     line["error"] = error
-                if status == "failed":
+                if status in (FAILED, UNCONFIRMED):
                     if len(self.failures) < 100:  # the report lists 100 (all are counted and logged)
                         self.failures.append({"output": item.name, "error": error or ""})
                     self.log(f"ERROR upload {item.name}: {error}")
-                self.ledger.write(json.dumps(line, sort_keys=True) + "\n")
+                if status != UNCONFIRMED:  # the ledger holds what the project answered, never a guess
+                    self.ledger.write(json.dumps(line, sort_keys=True) + "\n")
             self.ledger.flush()  # a kill loses at most the responses under way: resent, they come back duplicates
 
     def _stop(self, message: str) -> None:
@@ -270,72 +323,6 @@ class Uploader:
 
     def _redact(self, text: str) -> str:
         return text.replace(self.settings.api_key, "***") if self.settings.api_key else text
-
-
-def _session(settings: UploadSettings) -> Any:
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
-
-    class CappedRetry(Retry):
-        def get_retry_after(self, response: Any) -> float | None:
-            seconds = super().get_retry_after(response)
-            return None if seconds is None else min(seconds, MAX_RETRY_AFTER)
-
-    retry = CappedRetry(
-        total=settings.retries,
-        connect=settings.retries,
-        read=settings.retries,
-        status=settings.retries,
-        other=2,
-        allowed_methods=None,  # POST too: a resent file that had landed is refused as a duplicate
-        status_forcelist=(429, 500, 502, 503, 504),
-        backoff_factor=settings.backoff,
-        backoff_max=30,
-        backoff_jitter=settings.backoff / 2,
-        respect_retry_after_header=True,
-        raise_on_status=False,  # the last answer is looked at (and named) instead of a bare MaxRetryError
-    )
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=settings.concurrency)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def answer_results(count: int, labels_part: bool, body: Any) -> list[tuple[bool, str, Any]] | None:
-    """(landed, error, sample id) for each of the ``count`` files of a request answered HTTP 200, or None when a
-    batch answer cannot be matched to its files.
-
-    Only what EI documents is relied on: 200 means stored (docs: "Stored the file"), and the files are the
-    request's ``data`` parts in order, the ``bounding_boxes.labels`` part last. The JSON answer EI's own
-    client reads (``{"success", "error"?, "files": [{"success", "error"?}]}``, edge-impulse-cli
-    cli-common/make-image.ts) is matched by position: ``files`` may list the labels part or not; other fields
-    (``fileName``, ``sampleId``...) are extra and never needed."""
-    if not isinstance(body, dict):  # a plain-text 200, as the docs describe it: stored
-        return [(True, "", None)] * count
-    top_error = str(body.get("error") or "rejected, no reason given")
-    files = body.get("files")
-    if not isinstance(files, list):
-        if body.get("success") is False:
-            return [(False, top_error, None)] if count == 1 else None
-        return [(True, "", None)] * count
-    entries = [f if isinstance(f, dict) else {} for f in files]
-    labels = entries[count] if labels_part and len(entries) == count + 1 else None
-    if len(entries) != count and labels is None:
-        if count > 1:
-            return None
-        failed = [e for e in entries if e.get("success") is not True]
-        if entries and not failed:
-            return [(True, "", entries[0].get("sampleId"))]
-        return [(False, str((failed[0].get("error") if failed else None) or top_error), None)]
-    if labels is not None and labels.get("success") is not True:  # the boxes did not attach
-        error = f"bounding_boxes.labels: {labels.get('error') or top_error}"
-        return [(False, error, None)] if count == 1 else None
-    return [
-        (True, "", e.get("sampleId")) if e.get("success") is True else (False, str(e.get("error") or top_error), None)
-        for e in entries[:count]
-    ]
 
 
 def _read_ledger(path: Path) -> DiskMap:
@@ -355,16 +342,9 @@ def _read_ledger(path: Path) -> DiskMap:
 
 def _landed(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
     for line in lines:
-        entry = _json(line)
+        entry = parse_json(line)
         if isinstance(entry, dict) and entry.get("status") in ("landed", "duplicate"):
             yield str(entry.get("output")), str(entry.get("sha256"))
-
-
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
 
 
 def _reason(error: Exception) -> str:

@@ -11,6 +11,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,3 +79,48 @@ def terminate_when_under_way(args: list[str], *, workdir: Path, env: dict[str, s
             break
     rest = proc.stdout.read()
     return Completed(proc.wait(timeout=timeout), rest, "")
+
+
+def sigterm_when(
+    args: list[str],
+    *,
+    workdir: Path,
+    env: dict[str, str],
+    line: Callable[[str], bool] | None = None,
+    ready: Callable[[], bool] | None = None,
+    guard: float = 60,
+) -> tuple[Completed, float]:
+    """Run ``transform.py args`` (venv); send SIGTERM at the first output line for which ``line`` is true, or
+    once ``ready()`` is (polled); return what it printed (stderr included) and the seconds from the signal to
+    its exit. ``guard`` bounds the whole wait (a hang fails the test instead of stalling it)."""
+    cmd = [sys.executable, "-u", str(ROOT / "transform.py"), *args]
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    seen = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for text in proc.stdout:
+            lines.append(text)
+            if line is not None and line(text):
+                seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + guard
+    while not (seen.is_set() or (ready is not None and ready())):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("the moment to signal never came:\n" + "".join(lines))
+        time.sleep(0.02)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError("no exit after SIGTERM:\n" + "".join(lines)) from None
+    took = time.monotonic() - sent
+    reader.join(10)
+    return Completed(code, "".join(lines), ""), took

@@ -98,6 +98,7 @@ class IngestionServer:
     rate_limit: float = 0.0  # share of requests answered 429 (Retry-After: rate_limit_after), seeded
     rate_limit_after: str | None = "1"
     answer: str = "named"  # answer shape: see the module docstring
+    host: str = "127.0.0.1"  # any loopback address: 127.0.0.2 is another host to a client
     stored: list[Stored] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
     rejected_duplicates: int = 0
@@ -108,13 +109,13 @@ class IngestionServer:
         self.faults: deque[_Fault] = deque()
         self.rng = random.Random(0)
         self.closing = threading.Event()  # ends hanging and trickling answers
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.httpd = ThreadingHTTPServer((self.host, 0), _handler(self))
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return f"http://{self.host}:{self.httpd.server_address[1]}"
 
     def __enter__(self) -> IngestionServer:
         self.thread.start()

@@ -208,7 +208,6 @@ def _requests_session(limits: Limits, pool_size: int) -> Any:
         raise_on_redirect=False,
     )
     session = requests.Session()
-    session.max_redirects = 0
     adapter = Adapter(max_retries=retry, pool_connections=1, pool_maxsize=pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

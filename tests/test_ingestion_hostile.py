@@ -1,0 +1,169 @@
+"""The upload against a broken network or a wrong host, each case a loopback server misbehaving for real
+(tests/ingestion_server.py): answers that do not say "stored", redirects to another host, trickled bytes,
+silence, resets, long Retry-After, and SIGTERM while any of that goes on.
+
+What must hold: a file is booked as landed (``uploads.jsonl``) only on an answer that says so; nothing is
+ever sent to a host but the configured one; every request and every file's retries end in bounded time;
+SIGTERM stops within seconds. Seconds measured are printed (run with ``-s``), never asserted."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.blockrun import ei_env, sigterm_when
+from tests.ingestion_server import BAD_ANSWERS, IngestionServer
+from tests.test_ingestion import ARGS, KEY, assert_key_nowhere, manifest_lines, upload
+
+TIGHT = ["--upload-timeout", "2", "--upload-retry-time", "4"]  # seconds: small limits for the tests
+
+
+def ledger(out: Path) -> list[dict]:
+    path = out / "uploads.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def report(out: Path) -> dict:
+    return json.loads((out / "report.json").read_text())["upload"]
+
+
+def _seconds(stdout: str) -> str:
+    """The time the fatal error line gives (``... N s in all`` / ``after N s``)."""
+    line = next(x for x in stdout.splitlines() if x.startswith("ERROR: cannot upload"))
+    return line.split(": ", 2)[-1]
+
+
+@pytest.mark.parametrize(
+    ("kind", "after_store"), [(kind, False) for kind in BAD_ANSWERS] + [("truncated", True), ("html", True)]
+)
+def test_a_200_that_does_not_say_stored_is_sent_again(sample_dir: Path, tmp_path: Path, kind: str, after_store: bool):
+    """The first two answers are 200s that say nothing usable (the file stored or not): each is resent; every
+    output ends stored exactly once, booked once, and a file that had been stored comes back a duplicate."""
+    out = tmp_path / "o"
+    with IngestionServer(KEY) as server:
+        server.bad(kind, 2, after_store=after_store)
+        result = upload(server, sample_dir, ["--upload-concurrency", "1"], tmp_path / "w", out)
+        assert result.returncode == 0, result.output
+        total = len(manifest_lines(out))
+        stored = Counter(s.name for s in server.stored)
+        assert len(stored) == total and set(stored.values()) == {1}
+        up = report(out)
+        assert up["failed"] == 0 and up["landed"] + up["duplicates"] == total
+        assert up["duplicates"] == (1 if after_store else 0)  # stored on the 1st bad answer, refused on the 2nd
+        booked = [line["output"] for line in ledger(out)]
+        assert len(booked) == len(set(booked)) == total
+        assert [s.fault for s in server.seen[:2]] == [kind, kind]
+
+
+def test_answers_that_never_say_stored_fail_the_run_and_book_nothing(sample_dir: Path, tmp_path: Path):
+    out = tmp_path / "o"
+    with IngestionServer(KEY) as server:
+        server.bad("html", 10_000)
+        failed = upload(server, sample_dir, TIGHT, tmp_path / "w", out)
+        assert failed.returncode == 1, failed.output
+        total = len(manifest_lines(out))
+        up = report(out)
+        assert up["landed"] == 0 and up["failed"] == total and not ledger(out)
+        assert "ERROR upload" in failed.stdout and "text/html answer" in failed.stdout
+        assert len(server.seen) > total  # each was tried more than once
+        assert "Traceback" not in failed.output
+        server.heal()
+        rerun = upload(server, sample_dir, [], tmp_path / "w2", out)
+        assert rerun.returncode == 0, rerun.output
+        assert report(out)["landed"] == total == len(server.stored)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_never_followed_and_the_key_goes_nowhere_else(sample_dir: Path, tmp_path: Path, status: int):
+    """127.0.0.1 redirects to 127.0.0.2 (another host to the client): the second never sees a request, let alone
+    the key; the run stops naming the status, nothing is booked."""
+    out = tmp_path / "o"
+    with IngestionServer(KEY) as first, IngestionServer(KEY, host="127.0.0.2") as second:
+        first.redirect(second.url, 10_000, status)
+        result = upload(first, sample_dir, [], tmp_path / "w", out)
+        assert result.returncode == 1, result.output
+        assert f"answered HTTP {status} (a redirect, not followed)" in result.stdout
+        assert second.seen == [] and second.keys_seen == set() and not second.stored
+        assert not ledger(out) and "upload: 0 landed" in result.stdout
+        assert_key_nowhere(result, out)
+        assert "Traceback" not in result.output
+
+
+def test_a_trickling_server_cannot_hold_an_upload(sample_dir: Path, tmp_path: Path):
+    """A byte every 0.5 s: no read timeout ever fires; the per-request limit does, then the retry time."""
+    out = tmp_path / "o"
+    with IngestionServer(KEY) as server:
+        server.trickle(10_000, 0.5)
+        result = upload(server, sample_dir, TIGHT, tmp_path / "w", out)
+        assert result.returncode == 1, result.output
+        assert "no complete answer within --upload-timeout 2 s" in result.stdout, result.stdout
+        total = len(manifest_lines(out))
+        assert f"0 failed, 0 uploaded by an earlier run, {total} not sent" in result.stdout
+        assert "upload: 0 landed" in result.stdout
+        assert not ledger(out)
+        print(f"\ntrickle: {_seconds(result.stdout)} (--upload-timeout 2 --upload-retry-time 4)")
+        server.heal()
+        rerun = upload(server, sample_dir, [], tmp_path / "w2", out)
+        assert rerun.returncode == 0 and len(server.stored) == len(manifest_lines(out)), rerun.output
+
+
+def test_a_server_that_never_answers_costs_the_retry_time(tmp_path: Path):
+    """Three files, a server that reads each request and never answers: the run ends after about
+    --upload-retry-time, not after 9 tries x 120 s."""
+    from augment.demo import write_sample_set
+
+    src = tmp_path / "in"
+    write_sample_set(src, per_class=1)
+    out = tmp_path / "o"
+    with IngestionServer(KEY) as server:
+        server.hang(10_000)
+        args = ["--copies", "0", "--test-fraction", "0", *TIGHT]
+        result = upload(server, src, args, tmp_path / "w", out)
+        assert result.returncode == 1, result.output
+        assert "cannot upload to" in result.stdout and "Traceback" not in result.output
+        assert "upload: 0 landed" in result.stdout and "3 not sent" in result.stdout and not ledger(out)
+        print(f"\nnever answers, 3 files: {_seconds(result.stdout)} (--upload-timeout 2 --upload-retry-time 4)")
+
+
+def test_resets_are_retried_and_every_file_lands_once(sample_dir: Path, tmp_path: Path):
+    out = tmp_path / "o"
+    with IngestionServer(KEY) as server:
+        server.reset(3)
+        result = upload(server, sample_dir, ["--upload-concurrency", "2"], tmp_path / "w", out)
+        assert result.returncode == 0, result.output
+        assert Counter(s.fault for s in server.seen)["reset"] == 3
+        assert len(server.stored) == len(manifest_lines(out)) == report(out)["landed"]
+
+
+def test_a_retry_after_past_the_retry_time_is_not_waited_for(sample_dir: Path, tmp_path: Path):
+    out = tmp_path / "o"
+    with IngestionServer(KEY) as server:
+        server.storm(429, 10_000, retry_after="100")  # capped at 120 s, still past a retry time of 4 s
+        result = upload(server, sample_dir, [*TIGHT, "--upload-concurrency", "1"], tmp_path / "w", out)
+        assert result.returncode == 1, result.output
+        assert "HTTP 429" in result.stdout and "--upload-retry-time 4" in result.stdout, result.stdout
+        assert not ledger(out) and len(server.seen) == 1  # 100 s past the budget: not waited for, not retried
+
+
+@pytest.mark.parametrize("trouble", ["trickle", "storm", "hang"])
+def test_sigterm_while_uploads_are_stuck_exits_143_promptly(sample_dir: Path, tmp_path: Path, trouble: str):
+    """Every output rendered and booked, its upload stuck (trickled answers, a 503 storm with the default
+    backoff, silence): SIGTERM ends the run with 143, the report counts every file, nothing is booked."""
+    out = tmp_path / "o"
+    with IngestionServer(KEY) as server:
+        {"trickle": lambda: server.trickle(10_000, 0.5), "storm": lambda: server.storm(503, 10_000),
+         "hang": lambda: server.hang(10_000)}[trouble]()  # fmt: skip
+        args = [*ARGS, "--in-directory", str(sample_dir), "--out-directory", str(out), "--dest", "ei"]
+        args += ["--ingestion-url", server.url, "--upload-concurrency", "2"]
+        env = ei_env({"EI_PROJECT_API_KEY": KEY})  # the default backoff: up to 30 s between tries
+        stuck = lambda: len(server.seen) >= 2  # noqa: E731 - requests are stuck at the server
+        stopped, seconds = sigterm_when(args, workdir=tmp_path, env=env, ready=stuck, guard=90)
+        assert stopped.returncode == 143, stopped.output
+        print(f"\nSIGTERM during stuck uploads ({trouble}): exited in {seconds:.1f} s")
+        up = report(out)
+        assert up["landed"] == 0 and up["not_sent"] == len(manifest_lines(out)) and not ledger(out)
+        assert "interrupted (SIGTERM)" in stopped.stdout and "Traceback" not in stopped.output
+        assert not list(out.rglob(".tmp*"))

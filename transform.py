@@ -6,7 +6,7 @@ import os
 import sys
 
 from augment.boxes import LabelsError
-from augment.cli import parse
+from augment.cli import parse, unknown_note
 from augment.config import ConfigError, build_config
 from augment.manifest import ManifestMismatchError
 from augment.ops.base import RecipeError
@@ -19,8 +19,7 @@ from augment.sources import SourceError
 def main(argv: list[str]) -> int:
     args, unknown = parse(argv)
     if unknown:
-        names = " ".join(a.split("=", 1)[0] for a in unknown if a.startswith("-"))  # never echo values
-        print(f"note: ignoring arguments this block does not use: {names}")
+        print(unknown_note(unknown))
     try:
         config = build_config(args, dict(os.environ))
     except (ConfigError, RecipeError) as e:

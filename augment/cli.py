@@ -7,6 +7,7 @@ EI adds ``--in-directory``/``--in-file``, ``--out-directory``, ``--hmac-key``, `
 from __future__ import annotations
 
 import argparse
+import re
 
 from augment import __version__
 from augment.boxes import DEFAULT_MIN_BOX_VISIBILITY
@@ -201,3 +202,23 @@ def _switch(group: argparse._ArgumentGroup, flag: str, default: str, help: str) 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """Parse known arguments; return them and the unknown extras (EI may pass more than we declare)."""
     return build_parser().parse_known_args(argv)
+
+
+_FLAG = re.compile(r"--[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def unknown_note(unknown: list[str]) -> str:
+    """The log note for arguments the block does not use: flag names only, never a value. A token is named
+    only when it is spelled like a flag and does not follow an unknown flag without ``=`` (it could be that
+    flag's value: a value starting with '-' reaches argparse's unknowns as a token of its own)."""
+    names, hidden, after_flag = [], 0, False
+    for token in unknown:
+        name = token.split("=", 1)[0]
+        if _FLAG.fullmatch(name) and not after_flag:
+            names.append(name)
+            after_flag = "=" not in token
+        else:
+            hidden += 1
+            after_flag = False
+    more = f" (and {hidden} value{'s' if hidden != 1 else ''} not shown)" if hidden else ""
+    return f"note: ignoring arguments this block does not use: {' '.join(names) or '-'}{more}"

@@ -310,6 +310,7 @@ def _finish(config: RunConfig, plan: _Plan, done: _Outcome, source: Source, sink
         lines = manifest.lines((([o.name for o in t.outputs], plan.runs(t)) for t in plan.planned()), plan.planned_here)
         write_box_labels(sink, lines, config.shard, config.books)
     if config.preview and not done.interrupted:
+        log("preview: drawing the contact sheet")
         try:
             write_preview(config, source, sink, plan.tasks, log)
         except Interrupted as e:  # the outputs are complete: the report still says so

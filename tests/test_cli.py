@@ -253,3 +253,29 @@ def test_workers_zero_respects_a_cgroup_cpu_quota(tmp_path, monkeypatch):
     assert available_cpus(tmp_path) == 3
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
     assert available_cpus(tmp_path) == 64
+
+
+def test_unknown_flags_are_named_and_their_values_never_echoed():
+    """A value that starts with '-' reaches argparse's unknowns as a token of its own; it must not be echoed
+    (it may be a secret), nor may one that looks like a flag right after an unknown flag."""
+    from augment.cli import parse, unknown_note
+
+    secrets = ["-s3cr3t-Value", "--looks-like-a-flag", "-5", "plain-value", "-x", "--very" + "-long" * 20]
+    argv = ["--in-directory", "IN", "--token", secrets[0], "--opt", secrets[1], "--n", secrets[2]]
+    argv += ["--name", secrets[3], secrets[4], "--key=" + secrets[0], "--flag-a", "--flag-b", secrets[5]]
+    _, unknown = parse(argv)
+    note = unknown_note(unknown)
+    assert all(s not in note for s in secrets), note
+    assert note.startswith("note: ignoring arguments this block does not use: --token --opt --n --name --key")
+    assert "--flag-a" in note and "not shown" in note
+    assert unknown_note(["--future", "7", "--other=x"]) == (
+        "note: ignoring arguments this block does not use: --future --other (and 1 value not shown)"
+    )
+
+
+def test_an_unknown_flags_dash_value_is_not_in_the_log(sample_dir, tmp_path):
+    secret = "-Zq9-not-for-logs"
+    args = ["--in-directory", str(sample_dir), "--out-directory", str(tmp_path / "o"), "--copies", "0"]
+    result = run_block([*args, "--api-token", secret, "--other", "--also" + secret], workdir=tmp_path)
+    assert result.returncode == 0, result.output
+    assert "--api-token" in result.stdout and secret not in result.output

@@ -5,8 +5,8 @@ byte every 10 s holds a request forever. Here each ``call()`` (a request and its
 ``attempt`` seconds for one request in all, and ``budget`` seconds for the call, backoff and Retry-After
 waits included (no retry starts, and no wait is begun, that would end past it). A watchdog thread shuts the
 socket of a request that outlives its limit, or of every request ``STOP_GRACE`` seconds after ``stop`` is
-set (a SIGTERM), so a blocked send or read returns at once. Sockets are found through the connection pool: the connection a
-thread takes from it is the one its call is using.
+set (a SIGTERM), so a blocked send or read returns at once. Sockets are found through the connection pool:
+the connection a thread takes from it is the one its call is using.
 """
 
 from __future__ import annotations

@@ -1,0 +1,87 @@
+"""SIGTERM in every phase of a run, with real processes and real signals: listing a slow bucket, rendering,
+drawing the preview, uploading (tests/test_ingestion_hostile.py). Each run must exit 143 (128 + SIGTERM),
+leave no partial outputs (no temp files; on disk exactly what the manifest records), and print no traceback.
+The seconds from the signal to the exit are printed (run with ``-s``; Kubernetes allows 30, the README
+promises 5), never asserted: ``sigterm_when``'s guard only stops a hang from stalling the suite."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from augment.demo import write_sample_set
+from tests.blockrun import ei_env, sigterm_when
+from tests.latency_proxy import LatencyProxy
+from tests.s3server import SeaweedServer
+
+pytestmark = pytest.mark.xdist_group("s3")  # shares the session's SeaweedFS with test_s3.py
+
+
+def seeded(s3server: SeaweedServer, tmp_path: Path, bucket: str) -> str:
+    """The demo set (3 classes x 8 images) under s3://bucket/raw/; the source URL."""
+    local = tmp_path / "seed"
+    write_sample_set(local)
+    client = s3server.client()
+    client.create_bucket(Bucket=bucket)
+    for path in sorted(local.rglob("*.png")):
+        client.put_object(Bucket=bucket, Key=f"raw/{path.relative_to(local).as_posix()}", Body=path.read_bytes())
+    return f"s3://{bucket}/raw/"
+
+
+def assert_no_partial_outputs(out: Path) -> None:
+    assert not list(out.rglob(".tmp*")), list(out.rglob(".tmp*"))
+    images = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png") if p.name != "preview.png")
+    manifest = out / "manifest.jsonl"
+    recorded = [json.loads(x)["output"] for x in manifest.read_text().splitlines()[1:]] if manifest.exists() else []
+    assert images == sorted(recorded)
+
+
+def test_sigterm_while_listing_a_slow_bucket(s3server: SeaweedServer, tmp_path: Path):
+    source = seeded(s3server, tmp_path, "stop-listing")
+    with LatencyProxy(s3server.ports["s3.port"], delay=3.0) as far:  # a listing page takes 6 s
+        out = tmp_path / "out"
+        args = ["--source", source, "--out-directory", str(out), "--copies", "1", "--workers", "1"]
+        env = ei_env(s3server.env(AWS_ENDPOINT_URL=far.url))
+        started = lambda: far.connections > 0 and time.sleep(0.3) is None  # noqa: E731 - the request is in flight
+        stopped, seconds = sigterm_when(args, workdir=tmp_path, env=env, ready=started, guard=60)
+    print(f"\nSIGTERM while listing (a 6 s round trip): exited in {seconds:.1f} s")
+    assert stopped.returncode == 143, stopped.output
+    assert "interrupted (SIGTERM)" in stopped.stdout and "Traceback" not in stopped.output
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    assert_no_partial_outputs(out)
+
+
+def test_sigterm_while_rendering_from_a_slow_bucket(s3server: SeaweedServer, tmp_path: Path):
+    source = seeded(s3server, tmp_path, "stop-rendering")
+    with LatencyProxy(s3server.ports["s3.port"], delay=0.3) as far:
+        out = tmp_path / "out"
+        args = ["--source", source, "--out-directory", str(out), "--copies", "4", "--workers", "2"]
+        env = ei_env(s3server.env(AWS_ENDPOINT_URL=far.url))
+        stopped, seconds = sigterm_when(args, workdir=tmp_path, env=env, line=lambda x: x.startswith("["), guard=90)
+    print(f"\nSIGTERM while rendering (S3 reads 0.6 s a round trip): exited in {seconds:.1f} s")
+    assert stopped.returncode == 143, stopped.output
+    assert "interrupted (SIGTERM)" in stopped.stdout and "Traceback" not in stopped.output
+    assert_no_partial_outputs(out)
+    assert json.loads((out / "report.json").read_text())["interrupted"] == "SIGTERM"
+
+
+def test_sigterm_while_drawing_the_preview(s3server: SeaweedServer, tmp_path: Path):
+    """The preview reads its originals from a bucket 0.6 s a round trip away: the signal lands while it draws.
+    The outputs and manifest are complete; the report says interrupted; no preview, half or whole."""
+    source = seeded(s3server, tmp_path, "stop-preview")
+    with LatencyProxy(s3server.ports["s3.port"], delay=0.3) as far:
+        out = tmp_path / "out"
+        args = ["--source", source, "--out-directory", str(out), "--copies", "1", "--preview", "1"]
+        env = ei_env(s3server.env(AWS_ENDPOINT_URL=far.url))
+        drawing = lambda x: x.startswith("preview: drawing")  # noqa: E731
+        stopped, seconds = sigterm_when(args, workdir=tmp_path, env=env, line=drawing, guard=90)
+    print(f"\nSIGTERM while drawing the preview: exited in {seconds:.1f} s")
+    assert stopped.returncode == 143, stopped.output
+    assert "interrupted (SIGTERM) during the preview" in stopped.stdout and "Traceback" not in stopped.output
+    assert not (out / "preview.png").exists()
+    assert_no_partial_outputs(out)
+    report = json.loads((out / "report.json").read_text())
+    assert report["interrupted"] == "SIGTERM" and report["totals"]["written"] == 24 * 2

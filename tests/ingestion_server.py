@@ -53,6 +53,8 @@ BAD_ANSWERS = {  # a 200 of each kind: (content type, body)
     "shape": ("application/json", b'{"ok": true, "status": "queued"}'),
     "list": ("application/json", b"[true]"),
     "unnamed": ("text/plain", b"OK"),
+    "cut": ("application/json", b'{"success": true, "files": [{"success": true}]}'),  # the connection ends early
+    "huge": ("application/json", b'{"success": true, "files": [{"success": true}], "pad": "%s"}' % (b"x" * (3 << 20))),
 }
 
 
@@ -267,11 +269,13 @@ class IngestionServer:
             self.seen.append(Seen(time.monotonic(), h.path, status, files, key_ok, fault))
         h.send_response(status)
         h.send_header("Content-Type", ctype)
-        h.send_header("Content-Length", str(len(body)))
+        h.send_header("Content-Length", str(len(body) + (100 if fault == "cut" else 0)))
         for k, v in (headers or {}).items():
             h.send_header(k, v)
         h.end_headers()
         h.wfile.write(body)
+        if fault == "cut":  # 100 bytes short of what Content-Length promised
+            h.close_connection = True
 
     def _misbehave(self, h: BaseHTTPRequestHandler, fault: _Fault, key_ok: bool) -> None:
         """A redirect, an answer trickled a byte at a time, none at all, or a reset connection."""

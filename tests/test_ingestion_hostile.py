@@ -167,3 +167,13 @@ def test_sigterm_while_uploads_are_stuck_exits_143_promptly(sample_dir: Path, tm
         assert up["landed"] == 0 and up["not_sent"] == len(manifest_lines(out)) and not ledger(out)
         assert "interrupted (SIGTERM)" in stopped.stdout and "Traceback" not in stopped.output
         assert not list(out.rglob(".tmp*"))
+
+
+def test_a_retry_after_that_is_not_a_time_falls_back_to_the_backoff(sample_dir: Path, tmp_path: Path):
+    out = tmp_path / "o"
+    with IngestionServer(KEY) as server:
+        server.storm(429, 1, retry_after="soon")
+        server.storm(503, 1, retry_after="-5")
+        result = upload(server, sample_dir, ["--upload-concurrency", "1"], tmp_path / "w", out)
+        assert result.returncode == 0, result.output
+        assert len(server.stored) == len(manifest_lines(out)) == report(out)["landed"]

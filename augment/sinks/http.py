@@ -11,6 +11,7 @@ the connection a thread takes from it is the one its call is using.
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any
 
 _local = threading.local()
 _TICK = 0.1  # seconds between the watchdog's looks
+MAX_ANSWER = 1 << 20  # bytes of an answer read at most: a longer one is not an answer to rely on
 STOP_GRACE = 2.0  # seconds a request under way gets to finish once stop is set (its answer is worth having)
 
 
@@ -118,9 +120,26 @@ class Session:
                 self.calls.discard(call)
 
     def post(self, url: str, **kwargs: Any) -> Any:
-        """POST without following any redirect (a 3xx is returned as it is)."""
+        """POST without following any redirect (a 3xx is returned as it is); the body is read by ``text``."""
         timeout = (self.limits.connect, self.limits.idle)
-        return self.requests.post(url, timeout=timeout, allow_redirects=False, **kwargs)
+        return self.requests.post(url, timeout=timeout, allow_redirects=False, stream=True, **kwargs)
+
+    @staticmethod
+    def text(response: Any) -> str | None:
+        """The answer's body (its charset, else UTF-8), or None when it was cut short or is over MAX_ANSWER."""
+        try:
+            data = response.raw.read(MAX_ANSWER + 1, decode_content=True)
+        except Exception:  # noqa: BLE001 - urllib3's IncompleteRead, ProtocolError, a cut socket: all "cut short"
+            return None
+        finally:
+            response.close()
+        if len(data) > MAX_ANSWER:
+            return None
+        charset = re.search(r"charset=\"?([\w.:-]+)", response.headers.get("Content-Type", ""))
+        try:
+            return data.decode(charset.group(1) if charset else "utf-8", errors="replace")
+        except LookupError:
+            return data.decode("utf-8", errors="replace")
 
     def close(self) -> None:
         self.closed.set()
@@ -142,13 +161,17 @@ def _requests_session(limits: Limits, pool_size: int) -> Any:
     import requests
     from requests.adapters import HTTPAdapter
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+    from urllib3.exceptions import InvalidHeader
     from urllib3.util.retry import Retry
 
     class TimedRetry(Retry):
         """Retries end with the call's budget; their waits stop early on ``stop``."""
 
         def get_retry_after(self, response: Any) -> float | None:
-            seconds = super().get_retry_after(response)
+            try:
+                seconds = super().get_retry_after(response)
+            except InvalidHeader:  # "soon", "-5": the backoff instead
+                return None
             return None if seconds is None else min(seconds, limits.max_retry_after)
 
         def is_exhausted(self) -> bool:
@@ -189,6 +212,11 @@ def _requests_session(limits: Limits, pool_size: int) -> Any:
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
             super().init_poolmanager(*args, **kwargs)
             self.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
+
+        def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:  # HTTPS_PROXY and co.: watched too
+            manager = super().proxy_manager_for(proxy, **kwargs)
+            manager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
+            return manager
 
     retry = TimedRetry(
         total=limits.retries,

@@ -224,7 +224,7 @@ class Uploader:
         with self.lock:
             self.counts["requests"] += 1 + len(retries)
             self.counts["retries"] += len(retries)
-        status = response.status_code
+        status, text = response.status_code, self.http.text(response)  # text: None if cut short or huge
         if 300 <= status < 400:  # never followed: the key would go wherever the Location points
             self._stop(f"{url} answered HTTP {status} (a redirect, not followed): check --ingestion-url")
             return None
@@ -237,7 +237,11 @@ class Uploader:
         if status in (429, 500, 502, 503, 504):
             self._stop(f"{url} answered HTTP {status} after {len(retries)} retries in {self._took(call)}")
             return None
-        text = self._redact(response.text)
+        if status == 200 and text is None:
+            return [
+                (item, UNCONFIRMED, "HTTP 200, but the answer was cut short or is over 1 MiB", None) for item in items
+            ]
+        text = self._redact(text or "")
         if 200 < status < 300:
             return [(item, UNCONFIRMED, f"HTTP {status}, not 200: not stored for sure", None) for item in items]
         if status != 200:

@@ -89,10 +89,12 @@ def sigterm_when(
     line: Callable[[str], bool] | None = None,
     ready: Callable[[], bool] | None = None,
     guard: float = 60,
+    signum: int = signal.SIGTERM,
 ) -> tuple[Completed, float]:
-    """Run ``transform.py args`` (venv); send SIGTERM at the first output line for which ``line`` is true, or
-    once ``ready()`` is (polled); return what it printed (stderr included) and the seconds from the signal to
-    its exit. ``guard`` bounds the whole wait (a hang fails the test instead of stalling it)."""
+    """Run ``transform.py args`` (venv); send SIGTERM (or ``signum``) at the first output line for which
+    ``line`` is true, or once ``ready()`` is (polled); return what it printed (stderr included) and the
+    seconds from the signal to its exit. ``guard`` bounds the whole wait (a hang fails the test, never stalls
+    the suite)."""
     cmd = [sys.executable, "-u", str(ROOT / "transform.py"), *args]
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
@@ -114,7 +116,7 @@ def sigterm_when(
             raise AssertionError("the moment to signal never came:\n" + "".join(lines))
         time.sleep(0.02)
     sent = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     try:
         code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:

@@ -7,6 +7,7 @@ promises 5), never asserted: ``sigterm_when``'s guard only stops a hang from sta
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -39,17 +40,20 @@ def assert_no_partial_outputs(out: Path) -> None:
     assert images == sorted(recorded)
 
 
-def test_sigterm_while_listing_a_slow_bucket(s3server: SeaweedServer, tmp_path: Path):
-    source = seeded(s3server, tmp_path, "stop-listing")
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_while_listing_a_slow_bucket(s3server: SeaweedServer, tmp_path: Path, signum: int, code: int):
+    """SIGTERM (Kubernetes) or SIGINT (Ctrl-C) in the middle of a listing request: no traceback, nothing written."""
+    source = seeded(s3server, tmp_path, f"stop-listing-{code}")
     with LatencyProxy(s3server.ports["s3.port"], delay=3.0) as far:  # a listing page takes 6 s
         out = tmp_path / "out"
         args = ["--source", source, "--out-directory", str(out), "--copies", "1", "--workers", "1"]
         env = ei_env(s3server.env(AWS_ENDPOINT_URL=far.url))
         started = lambda: far.connections > 0 and time.sleep(0.3) is None  # noqa: E731 - the request is in flight
-        stopped, seconds = sigterm_when(args, workdir=tmp_path, env=env, ready=started, guard=60)
-    print(f"\nSIGTERM while listing (a 6 s round trip): exited in {seconds:.1f} s")
-    assert stopped.returncode == 143, stopped.output
-    assert "interrupted (SIGTERM)" in stopped.stdout and "Traceback" not in stopped.output
+        stopped, seconds = sigterm_when(args, workdir=tmp_path, env=env, ready=started, guard=60, signum=signum)
+    name = signal.Signals(signum).name
+    print(f"\n{name} while listing (a 6 s round trip): exited in {seconds:.1f} s")
+    assert stopped.returncode == code, stopped.output
+    assert f"interrupted ({name})" in stopped.stdout and "Traceback" not in stopped.output
     assert not out.exists() or not [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")]
     assert_no_partial_outputs(out)
 

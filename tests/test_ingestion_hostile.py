@@ -177,3 +177,19 @@ def test_a_retry_after_that_is_not_a_time_falls_back_to_the_backoff(sample_dir: 
         result = upload(server, sample_dir, ["--upload-concurrency", "1"], tmp_path / "w", out)
         assert result.returncode == 0, result.output
         assert len(server.stored) == len(manifest_lines(out)) == report(out)["landed"]
+
+
+def test_once_the_run_must_stop_no_further_file_of_a_batch_is_sent(sample_dir: Path, tmp_path: Path):
+    """A batch refused as a whole (400) is resent one file at a time; when the first of those runs out of
+    time, the others are not sent (each would otherwise cost its own time budget)."""
+    out = tmp_path / "o"
+    with IngestionServer(KEY) as server:
+        server.storm(400, 1)
+        server.trickle(10_000, 0.5)
+        args = [*TIGHT, "--batch-size", "10", "--upload-concurrency", "1", "--upload-category", "training"]
+        result = upload(server, sample_dir, args, tmp_path / "w", out)
+        assert result.returncode == 1, result.output
+        assert "no complete answer within --upload-timeout 2 s" in result.stdout
+        assert [s.fault for s in server.seen][:2] == ["400", "trickle"]
+        assert len(server.seen) <= 4, [s.fault for s in server.seen]  # the 400, then one file's tries only
+        assert not ledger(out)

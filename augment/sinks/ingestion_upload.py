@@ -169,6 +169,9 @@ class Uploader:
     def _post(self, category: str, label: str, items: list[_Item]) -> list[tuple] | None:
         """Send ``items`` in one request, again while the answer does not say they were stored (within the time
         budget); (item, status, error, sample id) each, or None if the run must stop."""
+        if self.stop.is_set():  # (also between the files of a batch sent one by one)
+            self._cancel(items)
+            return None
         rows: list[tuple] = []
         with self.http.call() as call:
             for attempt in itertools.count():

@@ -193,3 +193,16 @@ def test_once_the_run_must_stop_no_further_file_of_a_batch_is_sent(sample_dir: P
         assert [s.fault for s in server.seen][:2] == ["400", "trickle"]
         assert len(server.seen) <= 4, [s.fault for s in server.seen]  # the 400, then one file's tries only
         assert not ledger(out)
+
+
+def test_time_limits_are_flags_with_checked_values():
+    from augment.sinks.ingestion_api import resolve
+
+    env = {"EI_PROJECT_API_KEY": KEY}
+    limits = resolve(True, None, None, env, timeout="5", retry_time="60.5")[1].limits()
+    assert (limits.attempt, limits.idle, limits.budget) == (5.0, 5.0, 60.5)
+    defaults = resolve(True, None, None, env)[1].limits()
+    assert (defaults.attempt, defaults.idle, defaults.budget, defaults.connect) == (120.0, 60.0, 300.0, 5.0)
+    for bad in ("nan", "inf", "0", "-1", "abc", "1e9"):
+        with pytest.raises(ValueError, match="--upload-timeout"):
+            resolve(True, None, None, env, timeout=bad)

@@ -7,6 +7,7 @@ internals.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from augment.holdout import DEFAULT_TEST_FRACTION
@@ -176,24 +177,18 @@ def _backoff(raw: str | None) -> float:
 
 
 def _seconds(raw: str | None, name: str, default: float) -> float:
+    return _int(raw, name, default, 1, 86400, float)  # 1 s to a day (refuses nan and inf too)
+
+
+def _int(raw: str | None, name: str, default: Any, lo: int, hi: int, kind: type = int) -> Any:
+    """``raw`` as a ``kind`` (int, or float for seconds) within lo..hi, ``default`` when empty."""
     if raw in (None, ""):
         return default
     try:
-        value = float(str(raw).strip())
+        value = kind(str(raw).strip())
     except ValueError:
-        raise ValueError(f"--{name}: expected seconds, got {raw!r}") from None
-    if not 1 <= value <= 86400:  # also refuses nan and inf
-        raise ValueError(f"--{name}: {value:g} is outside 1..86400 seconds")
-    return value
-
-
-def _int(raw: str | None, name: str, default: int, lo: int, hi: int) -> int:
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
-        raise ValueError(f"--{name}: expected a whole number, got {raw!r}") from None
+        what = "a whole number" if kind is int else "seconds"
+        raise ValueError(f"--{name}: expected {what}, got {raw!r}") from None
     if not lo <= value <= hi:
-        raise ValueError(f"--{name}: {value} is outside {lo}..{hi}")
+        raise ValueError(f"--{name}: {value:g} is outside {lo}..{hi}")
     return value

@@ -125,6 +125,7 @@ def test_a_server_that_never_answers_costs_the_retry_time(tmp_path: Path):
         assert result.returncode == 1, result.output
         assert "cannot upload to" in result.stdout and "Traceback" not in result.output
         assert "upload: 0 landed" in result.stdout and "3 not sent" in result.stdout and not ledger(out)
+        assert f"; {len(server.seen)} requests" in result.stdout  # every try is counted, answered or not
         print(f"\nnever answers, 3 files: {_seconds(result.stdout)} (--upload-timeout 2 --upload-retry-time 4)")
 
 

@@ -54,12 +54,14 @@ class _Call:
         self.end = self.start + limits.budget
         self.attempt_end = self.end
         self.conn: Any = None
+        self.attempts = 0  # requests sent (retries included)
         self.cut: str | None = None  # why the watchdog shut a socket: "time" | "stop"
         self.lock = threading.Lock()
 
     def begin(self, conn: Any) -> None:
         with self.lock:
             self.conn = conn
+            self.attempts += 1
             self.attempt_end = min(time.monotonic() + self.limits.attempt, self.end)
 
     def detach(self, conn: Any) -> None:

@@ -219,14 +219,14 @@ class Uploader:
             "x-metadata": json.dumps(self._metadata(items), sort_keys=True),
         }
         url = self.settings.endpoint(category)
+        before = call.attempts
         try:
             response = self.http.post(url, headers=headers, files=parts)
         except (requests.RequestException, OutOfTime, Stopped) as e:
+            self._count(call.attempts - before, before > 0)
             return self._unreachable(url, e, items, call)
         retries = getattr(getattr(response.raw, "retries", None), "history", ()) or ()
-        with self.lock:
-            self.counts["requests"] += 1 + len(retries)
-            self.counts["retries"] += len(retries)
+        self._count(call.attempts - before, before > 0)
         status, text = response.status_code, self.http.text(response)  # text: None if cut short or huge
         if 300 <= status < 400:  # never followed: the key would go wherever the Location points
             self._stop(f"{url} answered HTTP {status} (a redirect, not followed): check --ingestion-url")
@@ -277,6 +277,12 @@ class Uploader:
             reason = f"{_reason(error)} (after retries, {self._took(call)})"
         self._stop(f"cannot upload to {url}: {reason}")
         return None
+
+    def _count(self, sent: int, resend: bool) -> None:
+        """``sent`` requests of one exchange: all but the first are retries, and so is the first of a resend."""
+        with self.lock:
+            self.counts["requests"] += sent
+            self.counts["retries"] += max(0, sent - 1) + (1 if resend and sent else 0)
 
     def _cancel(self, items: list[_Item]) -> None:
         with self.lock:

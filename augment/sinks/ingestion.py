@@ -16,10 +16,14 @@ without a ``landed``/``duplicate`` line for the same bytes. A rerun without that
 re-renders and re-sends everything; ``x-disallow-duplicates: 1`` makes the project reject what it already
 holds ("An item with this hash already exists"), which is counted as a duplicate, never as a failure.
 
-Retries (urllib3): 429 (honouring Retry-After), 500/502/503/504 and dropped connections, with exponential
-backoff, POST included (safe: a resent file that had landed comes back as a duplicate). Out of retries, or
-HTTP 401/403, the run stops (``SinkError``); per-file errors are counted and named, the run goes on and
-exits 1 at the end. The API key goes into one header and nowhere else: not in logs, files or errors.
+Retries (urllib3): 429 (honouring Retry-After), 500/502/503/504, resets and dropped connections, with
+exponential backoff, POST included (safe: a resent file that had landed comes back as a duplicate); a 200
+that does not say the file was stored (``ingestion_answers``) is resent too and never booked. Every request
+is cut at ``--upload-timeout`` and every file's tries at ``--upload-retry-time`` (``augment.sinks.http``).
+Out of retries or time, HTTP 401/403, or any redirect (never followed: the key would go wherever it
+points), the run stops (``SinkError``); per-file errors are counted and named, the run goes on and exits 1
+at the end. The API key goes into one header to the configured URL and nowhere else: not in logs, files or
+errors.
 """
 
 from __future__ import annotations

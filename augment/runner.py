@@ -254,11 +254,15 @@ def _augment(config: RunConfig, plan: _Plan, source: Source, sink: Sink, log: Lo
     with signals.deferred():  # a signal is acted on between two results, then the uploads stop
         try:
             saved_at = time.monotonic()
-            for result in execute(chunks, settings, config.workers, late, signals.received):
-                _book(result, manifest, progress, sink)
-                if time.monotonic() - saved_at > _CHECKPOINT_SECONDS:  # a crash loses at most this much
-                    manifest.checkpoint()
-                    saved_at = time.monotonic()
+            try:
+                for result in execute(chunks, settings, config.workers, late, signals.received):
+                    _book(result, manifest, progress, sink)
+                    if time.monotonic() - saved_at > _CHECKPOINT_SECONDS:  # a crash loses at most this much
+                        manifest.checkpoint()
+                        saved_at = time.monotonic()
+            except (SinkError, SourceError):
+                if signals.name is None:
+                    raise  # (else a read or write cut by the stop itself: the stop is what happened)
             if signals.name is not None:
                 log(f"interrupted ({signals.name}): stopping; finished outputs are kept and a rerun resumes")
                 for result in late:

@@ -9,12 +9,14 @@ never be half booked) it is only noted; that phase polls ``received()`` and stop
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}  # 128 + the signal's number, as shells report it
 _active: list[Signals] = []  # the run's (a stack: nested runs in tests)
+stopping = threading.Event()  # set by a signal: for threads that must not wait on (augment.s3_limits)
 
 
 def stop_requested() -> bool:
@@ -45,6 +47,7 @@ class Signals:
     def __enter__(self) -> Signals:
         self._previous = {s: signal.signal(s, self._note) for s in (signal.SIGTERM, signal.SIGINT)}
         _active.append(self)
+        stopping.clear()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -54,6 +57,7 @@ class Signals:
 
     def _note(self, signum: int, frame: Any) -> None:
         self.name = self.name or signal.Signals(signum).name
+        stopping.set()
         if not self._deferring:
             raise Interrupted(self.name)
 

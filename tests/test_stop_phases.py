@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from augment.demo import write_sample_set
-from tests.blockrun import ei_env, sigterm_when
+from tests.blockrun import ROOT, ei_env, sigterm_when
 from tests.latency_proxy import LatencyProxy
 from tests.s3server import SeaweedServer
 
@@ -89,3 +92,54 @@ def test_sigterm_while_drawing_the_preview(s3server: SeaweedServer, tmp_path: Pa
     assert_no_partial_outputs(out)
     report = json.loads((out / "report.json").read_text())
     assert report["interrupted"] == "SIGTERM" and report["totals"]["written"] == 24 * 2
+
+
+def stall_after_listing(proxy: LatencyProxy, seconds: float) -> tuple[Callable[[str], bool], Callable[[], bool]]:
+    """(a line watcher that makes ``proxy`` ``seconds`` slow each way once the run has listed and starts to
+    render, a check that this happened over 1 s ago)."""
+    since: list[float] = []
+
+    def line(text: str) -> bool:
+        if text.startswith("edge-augment ") and not since:
+            proxy.delay = seconds
+            since.append(time.monotonic())
+        return False
+
+    return line, lambda: bool(since) and time.monotonic() - since[0] > 1.0
+
+
+def test_sigterm_while_reads_from_the_bucket_stall(s3server: SeaweedServer, tmp_path: Path):
+    """After the listing every S3 read takes 40 s: the reads under way are cut and not retried."""
+    source = seeded(s3server, tmp_path, "stop-stalled")
+    with LatencyProxy(s3server.ports["s3.port"], delay=0.01) as far:
+        out = tmp_path / "out"
+        args = ["--source", source, "--out-directory", str(out), "--copies", "1", "--workers", "1"]
+        env = ei_env(s3server.env(AWS_ENDPOINT_URL=far.url))
+        line, stalled = stall_after_listing(far, 20.0)
+        stopped, seconds = sigterm_when(args, workdir=tmp_path, env=env, line=line, ready=stalled, guard=120)
+    print(f"\nSIGTERM while S3 reads stall (40 s a round trip): exited in {seconds:.1f} s")
+    assert stopped.returncode == 143, stopped.output
+    assert "interrupted (SIGTERM)" in stopped.stdout and "Traceback" not in stopped.output
+    assert_no_partial_outputs(out)
+
+
+def test_an_s3_request_has_a_total_time_limit(s3server: SeaweedServer, tmp_path: Path):
+    """EDGE_AUGMENT_S3_TIMEOUT=2 against reads that stall for 40 s: each try is cut at 2 s; the run stops
+    naming the object instead of waiting 2 x 40 s a read (or for ever, were the bytes trickled)."""
+    source = seeded(s3server, tmp_path, "limit-stalled")
+    with LatencyProxy(s3server.ports["s3.port"], delay=0.01) as far:
+        out = tmp_path / "out"
+        args = ["--source", source, "--out-directory", str(out), "--copies", "1", "--workers", "1"]
+        env = ei_env(s3server.env(AWS_ENDPOINT_URL=far.url, EDGE_AUGMENT_S3_TIMEOUT="2", AWS_MAX_ATTEMPTS="2"))
+        line, _ = stall_after_listing(far, 20.0)
+        proc = subprocess.Popen(
+            [sys.executable, "-u", str(ROOT / "transform.py"), *args],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        lines = [text for text in proc.stdout if not line(text)]
+        code = proc.wait(timeout=120)
+    output = "".join(lines)
+    assert code == 1, output
+    assert "cannot read s3://limit-stalled/raw/" in output and "Traceback" not in output
+    assert_no_partial_outputs(out)

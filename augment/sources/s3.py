@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from augment import s3_limits
 from augment.boxes import LABELS_FILES
 from augment.codec import IMAGE_EXTENSIONS
 from augment.concurrency import io_threads
@@ -157,9 +158,11 @@ def _make_client(endpoint: str | None) -> Any:
         s3={"addressing_style": "path"} if custom else None,
     )
     try:
-        return boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
+        client = boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
     except Exception as e:  # noqa: BLE001  (ProfileNotFound, bad endpoint URL, ...: all one-line config errors)
         raise S3Error(f"cannot set up the S3 client: {type(e).__name__}: {scrub(str(e))}") from None
+    s3_limits.install(client)  # a total time per request; none left running after a SIGTERM
+    return client
 
 
 def pool_size() -> int:
@@ -308,7 +311,7 @@ class S3Source(Source):
             response = self.client.get().get_object(Bucket=self.url.bucket, Key=key)
             return response["Body"].read()
         except botocore_errors() as e:
-            code = getattr(e, "response", {}).get("Error", {}).get("Code")
+            code = (getattr(e, "response", None) or {}).get("Error", {}).get("Code")  # None: no answer
             if code == "NoSuchKey":
                 raise FileNotFoundError(2, f"s3://{self.url.bucket}/{key} no longer exists") from None
             raise SourceError(error_message(e, "read", f"s3://{self.url.bucket}/{key}", self.client)) from None

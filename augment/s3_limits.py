@@ -1,0 +1,104 @@
+"""Hard limits for S3 requests: a total time per request, and none left running once the run must stop.
+
+botocore's ``read_timeout`` restarts with every byte (a bucket that trickles holds a read for ever) and its
+retries sleep up to 20 s between tries. Here a watchdog thread shuts the socket of any S3 request older
+than ``EDGE_AUGMENT_S3_TIMEOUT`` seconds (default 300: a 512 MiB object at about 2 MB/s), and of every
+request at once after a SIGTERM/SIGINT (``augment.signals.stopping``), after which botocore retries
+nothing. Requests are found through the client's connection pools (the connection a request takes from
+the pool is the one it uses), installed on the client's urllib3 pool manager: botocore exposes no public
+hook for it, so if its internals change the client keeps only its socket timeouts (a test checks).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from contextlib import suppress
+from typing import Any
+
+from augment.signals import stopping
+
+TIMEOUT_ENV = "EDGE_AUGMENT_S3_TIMEOUT"
+DEFAULT_TIMEOUT = 300.0
+_TICK = 0.1
+_deadlines: dict[Any, float] = {}  # connection in use -> when its request must be over
+_lock = threading.Lock()
+_watchdog: threading.Thread | None = None
+
+
+def request_seconds() -> float:
+    try:
+        value = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
+    except ValueError:
+        return DEFAULT_TIMEOUT
+    return value if 0 < value < float("inf") else DEFAULT_TIMEOUT
+
+
+def install(client: Any) -> bool:
+    """Put ``client``'s requests under the limits; False when this botocore offers no way to."""
+    http = getattr(getattr(client, "_endpoint", None), "http_session", None)
+    manager = getattr(http, "_manager", None)
+    if manager is None or not hasattr(http, "_pool_classes_by_scheme"):
+        return False
+    classes = _tracked_classes()
+    manager.pool_classes_by_scheme = http._pool_classes_by_scheme = classes  # proxies use the latter
+    client.meta.events.register_first("needs-retry.s3", _no_retry_when_stopping)
+    _start()
+    return True
+
+
+def _no_retry_when_stopping(**kwargs: Any) -> bool | None:
+    return False if stopping.is_set() else None  # False: no retry (None lets botocore's retry rules decide)
+
+
+def _tracked_classes() -> dict[str, type]:
+    from botocore.awsrequest import AWSHTTPConnectionPool, AWSHTTPSConnectionPool
+
+    seconds = request_seconds()
+
+    class Tracked:
+        def _get_conn(self, timeout: float | None = None) -> Any:
+            conn = super()._get_conn(timeout)  # type: ignore[misc]
+            with _lock:
+                _deadlines[conn] = time.monotonic() + seconds
+            return conn
+
+        def _put_conn(self, conn: Any) -> None:
+            with _lock:
+                _deadlines.pop(conn, None)
+            super()._put_conn(conn)  # type: ignore[misc]
+
+    class HTTPPool(Tracked, AWSHTTPConnectionPool):
+        pass
+
+    class HTTPSPool(Tracked, AWSHTTPSConnectionPool):
+        pass
+
+    return {"http": HTTPPool, "https": HTTPSPool}
+
+
+def _start() -> None:
+    global _watchdog
+    with _lock:
+        if _watchdog is None or not _watchdog.is_alive():  # (a forked child has none running)
+            _watchdog = threading.Thread(target=_watch, name="s3-deadlines", daemon=True)
+            _watchdog.start()
+
+
+def _watch() -> None:
+    while True:
+        time.sleep(_TICK)
+        now, stop = time.monotonic(), stopping.is_set()
+        with _lock:
+            due = [(conn, at) for conn, at in _deadlines.items() if stop or now >= at]
+        for conn, at in due:
+            sock = getattr(conn, "sock", None)
+            if sock is None:  # closed after an error: nothing to cut, and no longer in use
+                with _lock:
+                    if _deadlines.get(conn) == at:
+                        del _deadlines[conn]
+                continue
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # the blocked read or send returns at once

@@ -90,11 +90,12 @@ def sigterm_when(
     ready: Callable[[], bool] | None = None,
     guard: float = 60,
     signum: int = signal.SIGTERM,
+    hang: float = 15,
 ) -> tuple[Completed, float]:
     """Run ``transform.py args`` (venv); send SIGTERM (or ``signum``) at the first output line for which
     ``line`` is true, or once ``ready()`` is (polled); return what it printed (stderr included) and the
-    seconds from the signal to its exit. ``guard`` bounds the whole wait (a hang fails the test, never stalls
-    the suite)."""
+    seconds from the signal to its exit. ``guard`` bounds the wait for that moment, ``hang`` the wait for the
+    exit after it (a generous hang guard, not a timing claim: the block promises 5 s)."""
     cmd = [sys.executable, "-u", str(ROOT / "transform.py"), *args]
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
@@ -118,7 +119,7 @@ def sigterm_when(
     sent = time.monotonic()
     proc.send_signal(signum)
     try:
-        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        code = proc.wait(timeout=hang)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()

@@ -3,10 +3,12 @@
 botocore's ``read_timeout`` restarts with every byte (a bucket that trickles holds a read for ever) and its
 retries sleep up to 20 s between tries. Here a watchdog thread shuts the socket of any S3 request older
 than ``EDGE_AUGMENT_S3_TIMEOUT`` seconds (default 300: a 512 MiB object at about 2 MB/s), and of every
-request at once after a SIGTERM/SIGINT (``augment.signals.stopping``), after which botocore retries
-nothing. Requests are found through the client's connection pools (the connection a request takes from
-the pool is the one it uses), installed on the client's urllib3 pool manager: botocore exposes no public
-hook for it, so if its internals change the client keeps only its socket timeouts (a test checks).
+request still under way ``STOP_GRACE`` seconds after a SIGTERM/SIGINT (``augment.signals.stopping``), which
+botocore then does not retry (a write that finishes in time is recorded). Requests started after the
+signal (the manifest and report of an interrupted run) go ahead.
+Requests are found through the client's connection pools (the connection a request takes from the pool is
+the one it uses), installed on the client's urllib3 pool manager: botocore exposes no public hook for it,
+so if its internals change the client keeps only its socket timeouts (a test checks).
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from augment.signals import stopping
 TIMEOUT_ENV = "EDGE_AUGMENT_S3_TIMEOUT"
 DEFAULT_TIMEOUT = 300.0
 _TICK = 0.1
-_deadlines: dict[Any, float] = {}  # connection in use -> when its request must be over
+STOP_GRACE = 2.0  # seconds the requests under way at a signal get to finish
+_deadlines: dict[Any, tuple[float, float, int]] = {}  # connection in use -> (started, must end by, thread)
+_no_retry: set[int] = set()  # threads whose request was cut by a stop
 _lock = threading.Lock()
 _watchdog: threading.Thread | None = None
+os.register_at_fork(after_in_child=lambda: globals().update(_lock=threading.Lock(), _watchdog=None, _deadlines={}))
 
 
 def request_seconds() -> float:
@@ -50,7 +55,12 @@ def install(client: Any) -> bool:
 
 
 def _no_retry_when_stopping(**kwargs: Any) -> bool | None:
-    return False if stopping.is_set() else None  # False: no retry (None lets botocore's retry rules decide)
+    """False (no retry) for a request the stop cut; None lets botocore's retry rules decide."""
+    with _lock:
+        if threading.get_ident() not in _no_retry:
+            return None
+        _no_retry.discard(threading.get_ident())
+    return False
 
 
 def _tracked_classes() -> dict[str, type]:
@@ -61,8 +71,9 @@ def _tracked_classes() -> dict[str, type]:
     class Tracked:
         def _get_conn(self, timeout: float | None = None) -> Any:
             conn = super()._get_conn(timeout)  # type: ignore[misc]
+            now = time.monotonic()
             with _lock:
-                _deadlines[conn] = time.monotonic() + seconds
+                _deadlines[conn] = (now, now + seconds, threading.get_ident())
             return conn
 
         def _put_conn(self, conn: Any) -> None:
@@ -88,17 +99,26 @@ def _start() -> None:
 
 
 def _watch() -> None:
+    stopped_at = None
     while True:
         time.sleep(_TICK)
-        now, stop = time.monotonic(), stopping.is_set()
+        now = time.monotonic()
+        if stopped_at is None and stopping.is_set():
+            stopped_at = now
+        cut_before = stopped_at if stopped_at is not None and now >= stopped_at + STOP_GRACE else -1.0
         with _lock:
-            due = [(conn, at) for conn, at in _deadlines.items() if stop or now >= at]
-        for conn, at in due:
+            due = [
+                (conn, entry, entry[0] < cut_before)
+                for conn, entry in _deadlines.items()
+                if now >= entry[1] or entry[0] < cut_before
+            ]
+        for conn, entry, by_stop in due:
             sock = getattr(conn, "sock", None)
-            if sock is None:  # closed after an error: nothing to cut, and no longer in use
-                with _lock:
-                    if _deadlines.get(conn) == at:
-                        del _deadlines[conn]
-                continue
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # the blocked read or send returns at once
+            with _lock:
+                if (sock is None or by_stop) and _deadlines.get(conn) == entry:  # closed, or cut for good
+                    del _deadlines[conn]
+                if by_stop and sock is not None:
+                    _no_retry.add(entry[2])
+            if sock is not None:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # the blocked read or send returns at once

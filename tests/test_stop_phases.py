@@ -132,3 +132,18 @@ def test_an_s3_request_has_a_total_time_limit(s3server: SeaweedServer, tmp_path:
     assert code == 1, output
     assert "cannot read s3://limit-stalled/raw/" in output and "Traceback" not in output
     assert_no_partial_outputs(out)
+
+
+def test_the_s3_limits_find_their_way_into_botocore():
+    """The limits hook into botocore's pool manager (no public hook exists): if an upgrade moves it, this fails
+    instead of the limits silently going away."""
+    from augment import s3_limits
+    from tests.s3server import s3_client
+
+    client = s3_client("http://127.0.0.1:9")
+    assert s3_limits.install(client)
+    manager = client._endpoint.http_session._manager
+    assert all(
+        cls.__name__.endswith("Pool") and hasattr(cls, "_get_conn") for cls in manager.pool_classes_by_scheme.values()
+    )
+    assert {c.__qualname__.split(".")[0] for c in manager.pool_classes_by_scheme.values()} == {"_tracked_classes"}

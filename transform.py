@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 
@@ -11,12 +12,15 @@ from augment.config import ConfigError, build_config
 from augment.manifest import ManifestMismatchError
 from augment.ops.base import RecipeError
 from augment.plan import PlanError
-from augment.runner import EXIT_FAILED, EXIT_USAGE, run
+from augment.runner import EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, run
 from augment.sinks import SinkError
 from augment.sources import SourceError
 
 
 def main(argv: list[str]) -> int:
+    for stream in (sys.stdout, sys.stderr):  # an ASCII or C locale must not turn a file name into a traceback
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     args, unknown = parse(argv)
     if unknown:
         print(unknown_note(unknown))
@@ -30,6 +34,9 @@ def main(argv: list[str]) -> int:
     except (SourceError, SinkError, PlanError, ManifestMismatchError, LabelsError) as e:
         print(f"ERROR: {e}")
         return EXIT_FAILED
+    except KeyboardInterrupt:  # Ctrl-C before the augment phase (listing, planning): nothing was written yet
+        print("interrupted (SIGINT) before any output was written")
+        return EXIT_SIGINT
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from augment import jsontext
 from augment.samples import label_problem
 
 DEFAULT_MIN_BOX_VISIBILITY = 0.3  # a moved box is kept while at least this share of it is in the image
@@ -28,6 +29,7 @@ BOXES_FILE = "bounding_boxes.labels"
 INFO_FILE = "info.labels"
 LABELS_FILES = (BOXES_FILE, INFO_FILE)
 MAX_COORDINATE = 1_000_000  # pixels; beyond this a box value is a broken file, not an image
+WARNINGS_PER_FILE = 20  # duplicate-entry warnings logged per labels file; the rest are counted in one line
 
 
 class LabelsError(ValueError):
@@ -53,18 +55,22 @@ class Box:
 
 def parse_boxes_file(text: str, where: str, warnings: list[str] | None = None) -> dict[str, tuple[Box, ...]]:
     """``bounding_boxes.labels`` -> {file name: boxes}; duplicated entries are noted in ``warnings``."""
-    data = _load(text, where, warnings)
+    notes: list[str] = []
+    data = _load(text, where, notes)
     if data.get("version") != 1 or data.get("type") != "bounding-box-labels":
         raise LabelsError(f"{where}: expected version 1 and type 'bounding-box-labels'")
     entries = data.get("boundingBoxes")
     if not isinstance(entries, dict):
         raise LabelsError(f"{where}: 'boundingBoxes' must be an object of file name -> list of boxes")
-    return {name: _boxes(boxes, f"{where}: {name!r}", warnings) for name, boxes in entries.items()}
+    out = {name: _boxes(boxes, f"{where}: {name!r}", notes) for name, boxes in entries.items()}
+    _summarise(notes, where, warnings)
+    return out
 
 
 def parse_info_file(text: str, where: str, warnings: list[str] | None = None) -> dict[str, tuple[Box, ...]]:
     """EI's ``info.labels`` export -> {relative path: boxes} for the files that have boxes."""
-    data = _load(text, where, warnings)
+    notes: list[str] = []
+    data = _load(text, where, notes)
     files = data.get("files")
     if data.get("version") != 1 or not isinstance(files, list):
         raise LabelsError(f"{where}: expected version 1 and a 'files' list")
@@ -73,10 +79,20 @@ def parse_info_file(text: str, where: str, warnings: list[str] | None = None) ->
         if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
             raise LabelsError(f"{where}: files[{i}] needs a 'path'")
         if "boundingBoxes" in entry:
-            if entry["path"] in out and warnings is not None:
-                warnings.append(f"{where}: {entry['path']!r} is listed more than once; the last entry is used")
-            out[entry["path"]] = _boxes(entry["boundingBoxes"], f"{where}: files[{i}] ({entry['path']})", warnings)
+            if entry["path"] in out:
+                notes.append(f"{where}: {entry['path']!r} is listed more than once; the last entry is used")
+            out[entry["path"]] = _boxes(entry["boundingBoxes"], f"{where}: files[{i}] ({entry['path']})", notes)
+    _summarise(notes, where, warnings)
     return out
+
+
+def _summarise(notes: list[str], where: str, warnings: list[str] | None) -> None:
+    """The first ``WARNINGS_PER_FILE`` notes of a labels file, then one line counting the rest."""
+    if warnings is None:
+        return
+    warnings += notes[:WARNINGS_PER_FILE]
+    if len(notes) > WARNINGS_PER_FILE:
+        warnings.append(f"{where}: {len(notes) - WARNINGS_PER_FILE} more duplicated entries like these (not listed)")
 
 
 def labels_file_text(boxes_by_name: dict[str, list[dict[str, Any]]]) -> str:
@@ -108,6 +124,7 @@ def boxes_by_key(
     """Every box the labels files list, by the key of the image it belongs to."""
     by_key: dict[str, tuple[Box, ...]] = {}
     source_of: dict[str, str] = {}
+    overlaps: dict[tuple[str, str], list[str]] = {}  # (earlier file, later file) -> images in both
     for key in sorted(labels_keys, key=lambda k: posixpath.basename(k) == BOXES_FILE):  # per-folder files win
         folder = posixpath.dirname(key)
         parse = parse_boxes_file if posixpath.basename(key) == BOXES_FILE else parse_info_file
@@ -115,11 +132,16 @@ def boxes_by_key(
             text = read_text(key)
         except UnicodeDecodeError:
             raise LabelsError(f"{key}: not UTF-8 text") from None
+        except OSError as e:  # a FIFO or device named like a labels file, gone, unreadable, too large
+            raise LabelsError(f"{key}: cannot read: {e.strerror or e}") from None
         for name, boxes in parse(text, key, warnings).items():
             image = posixpath.normpath(posixpath.join(folder, name)) if folder else posixpath.normpath(name)
-            if image in source_of and warnings is not None:
-                warnings.append(f"{image!r} has boxes in {source_of[image]} and in {key}; those in {key} are used")
+            if image in source_of:
+                overlaps.setdefault((source_of[image], key), []).append(image)
             by_key[image], source_of[image] = boxes, key
+    for (earlier, later), images in overlaps.items() if warnings is not None else ():
+        who = f"{images[0]!r}" + (f" and {len(images) - 1} more images" if len(images) > 1 else "")
+        warnings.append(f"{who} have boxes in {earlier} and in {later}; those in {later} are used")
     return by_key
 
 
@@ -188,17 +210,22 @@ def clip(boxes: tuple[Box, ...], size: tuple[int, int]) -> tuple[list[Box], list
 
 def _load(text: str, where: str, warnings: list[str] | None = None) -> dict[str, Any]:
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        seen: set[str] = set()
-        for key, _ in items:
-            if key in seen and warnings is not None:
-                warnings.append(f"{where}: {key!r} appears more than once; the last one is used")
-            seen.add(key)
-        return dict(items)
+        data = dict(items)
+        if len(data) < len(items) and warnings is not None:  # keys repeated: say which, once per object
+            seen: set[str] = set()
+            repeated = [k for k, _ in items if k in seen or seen.add(k)]
+            more = f" ({len(repeated) - 1} more repeated keys in this object)" if len(repeated) > 1 else ""
+            warnings.append(f"{where}: {repeated[0]!r} appears more than once; the last one is used{more}")
+        return data
 
     try:
-        data = json.loads(text, object_pairs_hook=pairs)
+        data = jsontext.loads(text.removeprefix("\ufeff"), object_pairs_hook=pairs)  # a BOM: Windows tools write it
     except json.JSONDecodeError as e:
         raise LabelsError(f"{where}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except jsontext.NumberTooLong as e:
+        raise LabelsError(f"{where}: {e}") from None
+    except RecursionError:
+        raise LabelsError(f"{where}: nested too deeply") from None
     if not isinstance(data, dict):
         raise LabelsError(f"{where}: expected a JSON object")
     return data
@@ -207,7 +234,9 @@ def _load(text: str, where: str, warnings: list[str] | None = None) -> dict[str,
 def _boxes(raw: Any, where: str, warnings: list[str] | None = None) -> tuple[Box, ...]:
     if not isinstance(raw, list):
         raise LabelsError(f"{where}: expected a list of boxes")
-    boxes = []
+    boxes: list[Box] = []
+    seen: set[tuple[str, float, float, float, float]] = set()
+    repeats: list[int] = []
     for i, box in enumerate(raw):
         if not isinstance(box, dict):
             raise LabelsError(f"{where}[{i}]: expected an object with label, x, y, width, height")
@@ -224,8 +253,13 @@ def _boxes(raw: Any, where: str, warnings: list[str] | None = None) -> tuple[Box
         if any(abs(v) > MAX_COORDINATE for v in values):
             raise LabelsError(f"{where}[{i}]: x, y, width and height must be within ±{MAX_COORDINATE} px, got {values}")
         box = Box(label, *(float(v) for v in values), where=f"{where}[{i}]")
-        if box in boxes and warnings is not None:  # compares label and geometry
-            warnings.append(f"{where}[{i}]: the same box as an earlier entry; kept once")
+        identity = (box.label, box.x, box.y, box.width, box.height)
+        if identity in seen:
+            repeats.append(i)
             continue
+        seen.add(identity)
         boxes.append(box)
+    if repeats and warnings is not None:
+        more = f" (and {len(repeats) - 1} more in this list)" if len(repeats) > 1 else ""
+        warnings.append(f"{where}[{repeats[0]}]: the same box as an earlier entry{more}; kept once")
     return tuple(boxes)

@@ -28,6 +28,9 @@ IMAGE_EXTENSIONS = {
     ".tiff": "TIFF",
     ".gif": "GIF",
 }
+# The only decoders ever tried, whatever the name: Pillow would otherwise sniff every format it knows (an EPS
+# named .png would go to Ghostscript).
+SNIFFED_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "WEBP", "TIFF", "GIF")
 OUTPUT_FORMATS = ("same", "png", "jpeg")
 # "same" when the outputs go into an Edge Impulse project (set by the config, not a user choice): PNG and JPEG
 # inputs keep their format, others become PNG. EI's tools upload images as .jpg/.jpeg/.png only

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from augment import jsontext
 from augment.boxes import DEFAULT_MIN_BOX_VISIBILITY
 from augment.codec import EI_SAME, OUTPUT_FORMATS, PNG_STRATEGIES, EncodeOptions
 from augment.ops.pixels import FILL_MODES
@@ -187,6 +188,9 @@ def build_config(args: Any, env: dict[str, str]) -> RunConfig:
     )
 
 
+_PATH_MAX, _NAME_MAX = 4096, 255  # Linux's limits (bytes)
+
+
 def _places(args: Any, dest_ei: bool, notes: list[str]) -> dict[str, Any]:
     """Where samples come from and outputs go: in_directory/in_file/source, out_directory/dest, s3_endpoint.
     ``--dest ei`` is no S3 URL: uploads are staged in --out-directory."""
@@ -207,7 +211,7 @@ def _places(args: Any, dest_ei: bool, notes: list[str]) -> dict[str, Any]:
         raise ConfigError(f"--out-directory {out_dir} is the input folder; choose a separate (or sub-) folder")
     return {
         "in_directory": in_dir,
-        "in_file": Path(args.in_file).absolute() if args.in_file else None,
+        "in_file": _path(args.in_file, "in-file") if args.in_file else None,
         "out_directory": out_dir,
         "source": source,
         "dest": dest,
@@ -217,11 +221,22 @@ def _places(args: Any, dest_ei: bool, notes: list[str]) -> dict[str, Any]:
 
 def _folder(raw: str, name: str) -> Path:
     """An absolute folder path whose links resolve (a symlink loop is refused here, not met mid-run)."""
-    path = Path(raw).absolute()
+    path = _path(raw, name)
     try:
         path.resolve()
     except (RuntimeError, OSError) as e:  # Python 3.11 raises RuntimeError for a loop
         raise ConfigError(f"--{name} {path}: cannot be resolved ({e})") from None
+    return path
+
+
+def _path(raw: str, flag: str) -> Path:
+    """An absolute path the system can open: not over PATH_MAX in all, nor over NAME_MAX in one part."""
+    path = Path(raw).absolute()
+    size = len(os.fsencode(str(path)))
+    longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+    if size >= _PATH_MAX or longest > _NAME_MAX:
+        shown = f"{str(path)[:60]!r}… ({size} bytes)"
+        raise ConfigError(f"--{flag}: {shown} is longer than a path can be ({_PATH_MAX} bytes, {_NAME_MAX} a name)")
     return path
 
 
@@ -394,9 +409,15 @@ def _metadata(raw: str | None, notes: list[str]) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
-        value = json.loads(raw)
+        value = jsontext.loads(raw)
     except json.JSONDecodeError as e:
         notes.append(f"--metadata ignored: not valid JSON ({e.msg} at column {e.colno})")
+        return None
+    except jsontext.NumberTooLong as e:
+        notes.append(f"--metadata ignored: {e}")
+        return None
+    except RecursionError:
+        notes.append("--metadata ignored: nested too deeply")
         return None
     if not isinstance(value, dict):
         notes.append("--metadata ignored: expected a JSON object")

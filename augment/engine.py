@@ -7,6 +7,7 @@ the copy index), so an output does not depend on file order, worker count or whi
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -132,23 +133,38 @@ def render(
     min_visibility: float = DEFAULT_MIN_BOX_VISIBILITY,
     notes: list[str] | None = None,
 ) -> list[Rendered]:
-    """Decode ``data`` once and produce every requested output (raises codec.DecodeError).
+    """Every requested output of one sample, at once (``iter_render`` gives them one at a time)."""
+    return list(iter_render(key, data, outputs, seed, options, boxes, min_visibility, notes))
+
+
+def iter_render(
+    key: str,
+    data: bytes,
+    outputs: tuple[PlannedOutput, ...],
+    seed: int,
+    options: EncodeOptions,
+    boxes: tuple[Box, ...] | None = None,
+    min_visibility: float = DEFAULT_MIN_BOX_VISIBILITY,
+    notes: list[str] | None = None,
+) -> Iterator[Rendered]:
+    """Decode ``data`` once and yield each requested output as it is encoded (raises codec.DecodeError), so
+    only one output is held at a time.
 
     With ``boxes``, each output carries the boxes still at least ``min_visibility`` visible; boxes reaching
     outside the image are clipped to it first (or dropped), with a line in ``notes``."""
     decoded = decode(data)
-    rendered = [render_one(key, data, decoded, output, seed, options) for output in outputs]
-    if boxes is None:
-        return rendered
     size = decoded.frame.size
-    inside, clipped = clip(boxes, size)
-    if notes is not None:
-        notes.extend(clipped)
-    out = []
-    for r in rendered:
-        moved = follow_boxes(list(inside), [(op["op"], op) for op in r.ops], size)
-        out.append(replace(r, boxes=[b for b in moved if b.visible >= min_visibility]))
-    return out
+    inside: list[Box] | None = None
+    if boxes is not None:
+        inside, clipped = clip(boxes, size)
+        if notes is not None:
+            notes.extend(clipped)
+    for output in outputs:
+        r = render_one(key, data, decoded, output, seed, options)
+        if inside is not None:
+            moved = follow_boxes(list(inside), [(op["op"], op) for op in r.ops], size)
+            r = replace(r, boxes=[b for b in moved if b.visible >= min_visibility])
+        yield r
 
 
 def render_one(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from augment.boxes import Box, with_boxes
 from augment.diskmap import decode, encode, open_temp_db
 from augment.holdout import TRAINING, held_out_count, rank_key
-from augment.samples import Sample
+from augment.samples import Sample, folded
 from augment.selection import ClassBalance, balance_key, class_quota
 
 _BATCH = 1000  # rows per query or insert: memory per batch, not per run
@@ -168,33 +168,33 @@ class RunIndex:
 
     def claim(self, names: Iterable[tuple[str, str]]) -> tuple[str, str, str, str] | None:
         """Record planned ``(name, source key)`` pairs; the first clash as ``(name, key, the other key, the
-        other name)`` (names that are equal, or differ only in case), else None."""
+        other name)`` (names that are equal, or differ only in case or Unicode normalisation), else None."""
         for batch in _batches(names):
             try:
                 self._db.execute("BEGIN")
                 self._db.executemany(
                     "INSERT INTO names VALUES (?, ?, ?)",
-                    [(encode(n.casefold()), encode(n), encode(k)) for n, k in batch],
+                    [(encode(folded(n)), encode(n), encode(k)) for n, k in batch],
                 )
                 self._db.execute("COMMIT")
             except sqlite3.IntegrityError:
                 self._db.execute("ROLLBACK")
                 for name, key in batch:  # find which one, then report it
                     row = self._db.execute(
-                        "SELECT key, name FROM names WHERE folded = ?", (encode(name.casefold()),)
+                        "SELECT key, name FROM names WHERE folded = ?", (encode(folded(name)),)
                     ).fetchone()
                     if row is not None and decode(row[0]) != key:
                         return name, key, decode(row[0]), decode(row[1])
                     if row is None:
                         self._db.execute(
-                            "INSERT INTO names VALUES (?, ?, ?)", (encode(name.casefold()), encode(name), encode(key))
+                            "INSERT INTO names VALUES (?, ?, ?)", (encode(folded(name)), encode(name), encode(key))
                         )
         return None
 
     def planned(self, name: str) -> str | None:
         """The source key that plans output ``name`` (exact name), or None."""
         row = self._db.execute(
-            "SELECT key FROM names WHERE folded = ? AND name = ?", (encode(name.casefold()), encode(name))
+            "SELECT key FROM names WHERE folded = ? AND name = ?", (encode(folded(name)), encode(name))
         ).fetchone()
         return None if row is None else decode(row[0])
 

@@ -9,25 +9,29 @@ order. Stores far away cost latency, not throughput: while one chunk waits on th
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 
 from augment.concurrency import io_threads
 from augment.manifest import output_line
 from augment.plan import Task
-from augment.pool import RenderJob, RenderResult, RenderSettings, render_jobs, render_pool
+from augment.pool import Part as RenderPart
+from augment.pool import RenderJob, RenderPool, RenderSettings
 from augment.report import OutputRecord, TaskResult
 from augment.sinks import Sink
 from augment.sources import Source
 
-_CHUNK = 8  # samples per worker round-trip: amortises IPC for small images
+_CHUNK = 8  # samples a driver reads together and hands back in plan order
 _POLL_SECONDS = 0.2  # how often a wait for results looks for a stop request
 _WINDOW_BYTES = 16 * 1024 * 1024  # source bytes of the chunks under way (large images: fewer chunks at once)
 _CHUNK_BYTES = 4 * 1024 * 1024  # ... or fewer when they are large: bounds bytes in flight per chunk
+_OUTPUT_BYTES = 32 * 1024 * 1024  # outputs being written at once (or one larger output)
 
 Recorded = dict[str, tuple[int, str]]  # output name -> (bytes, sha256) from the manifest
 
@@ -80,7 +84,7 @@ def execute(
     threads = io_threads()
     window_size = workers + max(2, threads // _CHUNK)
     stop = threading.Event()
-    renderers = render_pool(settings.render, workers)  # workers are forked now, before any thread starts
+    renderers = RenderPool(settings.render, workers, stopping)  # workers are forked now, before other threads
     io = ThreadPoolExecutor(threads, thread_name_prefix="io")
     drivers = ThreadPoolExecutor(window_size, thread_name_prefix="chunk")
     driver = _Driver(settings, io, renderers, stop)
@@ -116,7 +120,7 @@ def execute(
         stop.set()
         with driver.turns:
             driver.turns.notify_all()
-        renderers.shutdown(wait=True, cancel_futures=True)
+        renderers.shutdown()
         drivers.shutdown(wait=True, cancel_futures=True)
         io.shutdown(wait=True)
         for i, (future, _) in enumerate(window):
@@ -133,45 +137,76 @@ class _Staged:
     todo: tuple
     data: bytes | None = None  # the source's bytes, until they are handed to a worker
     rendering: bool = False  # read, so it goes to a worker (a read error is its result instead)
+    writes: list[tuple[str, Future[None]]] = field(default_factory=list)  # this run's outputs being written
+
+
+class _Budget:
+    """Bytes of outputs being written at once: a lane waits while it is spent (so a worker waits too), and
+    one output larger than the whole budget goes alone."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+        self.changed = threading.Condition()
+
+    def take(self, n: int) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: self.used == 0 or self.used + n <= self.limit)
+            self.used += n
+
+    def give(self, n: int) -> None:
+        with self.changed:
+            self.used -= n
+            self.changed.notify_all()
 
 
 class _Driver:
-    def __init__(self, settings: Settings, io: ThreadPoolExecutor, renderers: Executor, stop: threading.Event) -> None:
+    def __init__(
+        self, settings: Settings, io: ThreadPoolExecutor, renderers: RenderPool, stop: threading.Event
+    ) -> None:
         self.settings, self.io, self.renderers, self.stop = settings, io, renderers, stop
         self.submitted = 0  # chunks handed to drivers so far
         self.turn = 0  # the chunk whose render is submitted next: renders start in plan order
         self.turns = threading.Condition()
+        self.budget = _Budget(_OUTPUT_BYTES)
 
     def run(self, chunk: Chunk, turn: int) -> list[TaskResult] | None:
-        """Stage, render and write one chunk; None if the run stopped before it was rendered."""
+        """Stage, render and write one chunk; None if the run stopped before it was rendered (the samples
+        whose render was cancelled by a stop are left out: their outputs are removed)."""
         if self.stop.is_set():
             return None
         made_from = chunk.made_from or {}
         staged = list(self.io.map(lambda t: self._stage(t, chunk.recorded, made_from), chunk.tasks))
-        jobs = [
-            RenderJob(s.task.sample, s.data, s.todo, s.task.outputs, made_from.get(s.task.sample.key))
-            for s in staged
-            if s.rendering
-        ]
         with self.turns:  # wait for the chunks before this one to hand over their renders
             self.turns.wait_for(lambda: self.turn == turn or self.stop.is_set())
             if self.stop.is_set():
                 return None
-            future = self.renderers.submit(render_jobs, jobs) if jobs else None
+            renders = {
+                id(s): self.renderers.submit(
+                    RenderJob(s.task.sample, s.data, s.todo, s.task.outputs, made_from.get(s.task.sample.key)),
+                    functools.partial(self._take, s),
+                )
+                for s in staged
+                if s.rendering
+            }
             self.turn += 1
             self.turns.notify_all()
         for s in staged:
-            s.data = None  # the worker has its own copy: free the source bytes now
-        del jobs
-        rendered = iter(future.result() if future is not None else [])
-        writes: list[Future[None]] = []
+            s.data = None  # the job holds them until a worker has its own copy
+        done = []
         for s in staged:
-            if s.rendering:
-                writes += self._book(s, next(rendered))
-        del rendered
-        for write in writes:
-            write.result()  # a SinkError stops the run
-        return [s.result for s in staged]
+            render = renders.get(id(s))
+            try:
+                if render is not None:
+                    render.result()
+            except CancelledError:
+                self._discard(s)
+                continue
+            if s.result.error is not None:
+                self._discard(s)
+            for _, write in s.writes:
+                write.result()  # a SinkError stops the run
+            done.append(s.result)
+        return done
 
     def _stage(self, task: Task, recorded: Recorded, made_from: dict[str, str]) -> _Staged:
         """(I/O thread) Which outputs are done; the source's bytes if anything is to be made or checked."""
@@ -208,22 +243,21 @@ class _Driver:
         data = sink.read(name)
         return data is not None and hashlib.sha256(data).hexdigest() == expected[1]
 
-    def _book(self, staged: _Staged, rendered: RenderResult) -> list[Future[None]]:
-        """Turn a render into records and start writing its outputs."""
+    def _take(self, staged: _Staged, part: RenderPart) -> None:
+        """(a lane thread) Book a part of a render and start writing its outputs, within the byte budget."""
         result, sample, settings = staged.result, staged.task.sample, self.settings
-        result.warnings += rendered.warnings
-        if rendered.error is not None:
-            result.error = rendered.error
-            return []
-        if rendered.redo_all:  # --since: the source changed; nothing recorded is kept
-            result.records = []
-        writes = []
-        for out in rendered.outputs:
+        if part.redo_all:  # --since: the source changed; nothing recorded is kept
+            result.records = [r for r in result.records if r.status != "existing"]
+        for out in part.outputs:
             planned = out.output
             if out.boxes == [] and sample.boxes and not settings.keep_boxless:
                 result.records.append(OutputRecord(planned.name, planned.variant, "dropped", ""))
                 continue
-            writes.append(self.io.submit(settings.sink.write, planned.name, out.data))
+            size = len(out.data)
+            self.budget.take(size)
+            write = self.io.submit(settings.sink.write, planned.name, out.data)
+            write.add_done_callback(lambda _, n=size: self.budget.give(n))
+            staged.writes.append((planned.name, write))
             line = output_line(
                 planned.name,
                 sample.key,
@@ -232,10 +266,22 @@ class _Driver:
                 settings.render.seed,
                 out.ops,
                 out.sha256,
-                len(out.data),
-                rendered.source_sha256,
+                size,
+                part.source_sha256,
                 None if out.boxes is None else [b.to_json() for b in out.boxes],
                 planned.category,
             )
             result.records.append(OutputRecord(planned.name, planned.variant, "written", line))
-        return writes
+        if part.done:
+            result.warnings += part.warnings
+            result.error = part.error
+
+    def _discard(self, staged: _Staged) -> None:
+        """A sample that failed (or was cancelled) after some of its outputs were written: remove them, so an
+        image has all its outputs or none."""
+        for name, write in staged.writes:
+            with contextlib.suppress(Exception):
+                write.result()
+            self.settings.sink.delete(name)
+        staged.writes = []
+        staged.result.records = [r for r in staged.result.records if r.status == "existing"]

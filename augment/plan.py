@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 from augment.codec import EncodeOptions, output_format
 from augment.holdout import TESTING, split
 from augment.recipe import Node, Recipe
-from augment.samples import ORIGINAL, Sample, output_name, output_names
+from augment.samples import ORIGINAL, Sample, folded, output_name, output_names
 
 
 class PlanError(ValueError):
@@ -75,7 +75,7 @@ def make_plan(samples: Iterable[Sample], settings: PlanSettings) -> list[Task]:
         copies = None if settings.copies_per_sample is None else settings.copies_per_sample.get(sample.key, 0)
         task = plan_task(sample, settings, categories.get(sample.key), copies)
         for out in task.outputs:
-            other, name = owner.setdefault(out.name.casefold(), (sample, out.name))
+            other, name = owner.setdefault(folded(out.name), (sample, out.name))
             if other.key != sample.key:
                 raise PlanError(collision(sample, out.name, other, name, settings.layout))
         tasks.append(task)
@@ -83,13 +83,13 @@ def make_plan(samples: Iterable[Sample], settings: PlanSettings) -> list[Task]:
 
 
 def collision(sample: Sample, name: str, other: Sample, other_name: str, layout: str) -> str:
-    """What two sources really collide on: one name, or names that differ only in case."""
+    """What two sources really collide on: one name, or names that differ only in case or normalisation."""
     if name == other_name:
         what = f"would both write {name!r}"
     else:
         what = (
-            f"would write {other_name!r} and {name!r}, which differ only in case (one file on case-insensitive"
-            " file systems and in Edge Impulse)"
+            f"would write {other_name!r} and {name!r}, which differ only in case or Unicode normalisation (one"
+            " file on case-insensitive or normalising file systems such as macOS's, and in Edge Impulse)"
         )
     hint = "; rename one"
     if layout == "flat" and output_name(sample, "x", "", "folders") != output_name(other, "x", "", "folders"):

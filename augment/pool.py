@@ -1,8 +1,12 @@
-"""The rendering side of a run: worker processes that turn source bytes into output bytes.
+"""The rendering side of a run: worker processes that turn source bytes into output bytes, streamed.
 
 Workers do no I/O: the main process reads sources and writes outputs (``augment.pipeline``), so a worker
 never waits on a store and the number of requests in flight does not follow the CPU count. A worker renders
-all outputs of a sample or none, so a bad image never leaves some of its outputs behind.
+one sample at a time and sends its outputs back as they are encoded, in parts of at most ``_PART_BYTES``
+(one larger output goes alone); it waits while the main process is behind, so what a sample costs in memory
+does not grow with ``--copies``. The main process drives each worker from a thread (a lane). When a worker
+dies (the kernel's out-of-memory killer, a ``kill -9``), the sample it was rendering fails with an error
+naming it, and a new worker takes its place.
 """
 
 from __future__ import annotations
@@ -18,17 +22,23 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any
 
 from PIL import Image
 
 from augment.boxes import DEFAULT_MIN_BOX_VISIBILITY
-from augment.codec import DecodeError, EncodeOptions
-from augment.engine import Rendered, render
+from augment.codec import SNIFFED_FORMATS, DecodeError, EncodeOptions
+from augment.engine import Rendered, iter_render
 from augment.plan import PlannedOutput
 from augment.samples import Sample
+
+_PART_BYTES = 1024 * 1024  # outputs sent back together (small images: one message per sample)
+_OOM_SCORE_ADJ = 500  # added to a worker's: the kernel kills a worker, not the main process, when memory runs out
 
 
 @dataclass(frozen=True)
@@ -52,67 +62,215 @@ class RenderJob:
 
 
 @dataclass
-class RenderResult:
+class Part:
+    """Some outputs of a sample, in order; the last part (``done``) says how the sample ended."""
+
     source_sha256: str
+    redo_all: bool  # --since: the source's bytes changed, so every output is made again
     outputs: list[Rendered] = field(default_factory=list)
-    redo_all: bool = False  # --since: the source's bytes changed, so every output was made again
-    error: str | None = None
+    done: bool = False
+    error: str | None = None  # set on the last part: the outputs sent before it are not to be kept
     warnings: list[str] = field(default_factory=list)
 
 
-def render_job(settings: RenderSettings, job: RenderJob) -> RenderResult:
-    """Render ``job``'s outputs; a bad input becomes ``error`` (never an exception)."""
-    result = RenderResult(hashlib.sha256(job.data).hexdigest())
-    todo = job.todo
-    if job.made_from is not None and job.made_from != result.source_sha256:
-        todo, result.redo_all = job.everything, True
-    if not todo:
-        return result
-    one_at_a_time = _HUGE_LOCK if _HUGE_LOCK is not None and _is_huge(job.data) else contextlib.nullcontext()
-    sample = job.sample
+Receiver = Callable[[Part], None]  # takes each part of a sample as it arrives (in a lane thread)
+
+
+def stream(settings: RenderSettings, job: RenderJob) -> Iterator[Part]:
+    """Render ``job``'s outputs, in parts; a bad input becomes the last part's ``error`` (never an exception)."""
+    sha = hashlib.sha256(job.data).hexdigest()
+    todo, redo = job.todo, False
+    if job.made_from is not None and job.made_from != sha:
+        todo, redo = job.everything, True
+    sample, warnings = job.sample, []
+    batch, size = [], 0
+    error = None
     try:
-        with one_at_a_time:
-            result.outputs = render(
-                sample.key,
-                job.data,
-                todo,
-                settings.seed,
-                settings.encode,
-                sample.boxes,
-                settings.min_box_visibility,
-                result.warnings,
-            )
+        if todo:
+            outputs = iter_render(sample.key, job.data, todo, settings.seed, settings.encode, sample.boxes,
+                                  settings.min_box_visibility, warnings)  # fmt: skip
+            for rendered in outputs:
+                batch.append(rendered)
+                size += len(rendered.data)
+                if size >= _PART_BYTES:
+                    yield Part(sha, redo, batch)
+                    batch, size = [], 0
     except DecodeError as e:
-        result.error = str(e)
+        error = str(e)
     except (OSError, ValueError, TypeError, ArithmeticError, MemoryError) as e:  # e.g. an encoder refusing a mode
-        result.error = f"augmentation failed: {type(e).__name__}: {e}"
-    return result
+        error = f"augmentation failed: {type(e).__name__}: {e}"
+    yield Part(sha, redo, [] if error else batch, True, error, warnings)
 
 
-def render_pool(settings: RenderSettings, workers: int) -> Executor:
-    """``workers`` processes (one thread in this process for 1) that run ``render_jobs``."""
-    if workers <= 1:
-        _init_settings(settings)
-        return ThreadPoolExecutor(1, thread_name_prefix="render")
-    huge = multiprocessing.get_context().Lock()  # one huge image at a time across workers (see huge_pixels)
-    pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(settings, os.getpid(), huge))
-    pool.submit(int).result()  # start the workers now, from this thread, before the run starts its threads
-    return pool
+class RenderPool:
+    """``workers`` processes (one thread in this process for 1), each fed one sample at a time, in the order
+    submitted. Images over ``huge_pixels`` are rendered one at a time across workers."""
+
+    def __init__(self, settings: RenderSettings, workers: int, stopping: Callable[[], bool] = lambda: False) -> None:
+        self.settings, self.stopping = settings, stopping
+        self._queue: deque[tuple[RenderJob, Receiver, Future[None]]] = deque()
+        self._ready = threading.Condition()
+        self._closing = False
+        self._huge, self._processes = threading.Lock(), workers > 1
+        # Workers are forked now, from this thread, before any lane thread starts.
+        lanes = [_Lane(self, _Worker(settings) if workers > 1 else None) for _ in range(max(1, workers))]
+        self._threads = [threading.Thread(target=lane.run, name=f"lane-{i}", daemon=True) for i, lane in
+                         enumerate(lanes)]  # fmt: skip
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, job: RenderJob, receiver: Receiver) -> Future[None]:
+        """Queue ``job``; ``receiver`` gets its parts; the future ends when the last part was taken (it is
+        cancelled if the pool shuts down first)."""
+        future: Future[None] = Future()
+        with self._ready:
+            self._queue.append((job, receiver, future))
+            self._ready.notify()
+        return future
+
+    def shutdown(self) -> None:
+        """Cancel what has not started, let the samples being rendered finish, stop the workers."""
+        with self._ready:
+            self._closing = True
+            while self._queue:
+                self._queue.popleft()[2].cancel()
+            self._ready.notify_all()
+        for thread in self._threads:
+            thread.join()
+
+    def _next(self) -> tuple[RenderJob, Receiver, Future[None]] | None:
+        with self._ready:
+            self._ready.wait_for(lambda: self._queue or self._closing)
+            return self._queue.popleft() if self._queue and not self._closing else None
+
+    def _huge_lock(self, job: RenderJob) -> Any:
+        return self._huge if self._processes and is_huge(job.data) else contextlib.nullcontext()
 
 
-def render_jobs(jobs: list[RenderJob]) -> list[RenderResult]:
-    """In a worker (or the render thread): render a chunk of samples."""
-    assert _SETTINGS is not None
-    return [render_job(_SETTINGS, job) for job in jobs]
+class _Lane:
+    """A thread of the main process that feeds one worker (or renders in this process) and hands its parts
+    to the receivers."""
+
+    def __init__(self, pool: RenderPool, worker: _Worker | None) -> None:
+        self.pool, self.worker = pool, worker
+
+    def run(self) -> None:
+        try:
+            while (item := self.pool._next()) is not None:
+                job, receiver, future = item
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    with self.pool._huge_lock(job):
+                        self._render(job, receiver)
+                except BaseException as e:  # noqa: BLE001 - handed to whoever waits for the sample
+                    future.set_exception(e)
+                else:
+                    future.set_result(None)
+        finally:
+            if self.worker is not None:
+                self.worker.stop()
+
+    def _render(self, job: RenderJob, receiver: Receiver) -> None:
+        if self.worker is None:
+            parts: Iterator[Part] = stream(self.pool.settings, job)
+        else:
+            parts = self.worker.render(job)
+        failure: BaseException | None = None
+        try:
+            for part in parts:
+                if failure is None:
+                    try:
+                        receiver(part)
+                    except BaseException as e:  # noqa: BLE001 - read the rest, so the worker is ready again
+                        failure = e
+        except WorkerDied as e:
+            self.worker = _Worker(self.pool.settings)  # a fresh one for the next sample
+            if self.pool.stopping():  # killed along with this process (a signal to the group): not a failure
+                raise CancelledError from None
+            if failure is None:
+                receiver(Part("", False, [], True, f"{e}; the sample was not augmented"))
+        if failure is not None:
+            raise failure
 
 
-_SETTINGS: RenderSettings | None = None
-_HUGE_LOCK: Any = None  # a multiprocessing lock shared by the workers, or None with one worker
+class WorkerDied(Exception):
+    """The worker process ended while rendering a sample; the message says how."""
 
 
-def _init_settings(settings: RenderSettings, huge: Any = None) -> None:
-    global _SETTINGS, _HUGE_LOCK
-    _SETTINGS, _HUGE_LOCK = settings, huge
+class _Worker:
+    """One worker process and the main process's end of its pipe."""
+
+    def __init__(self, settings: RenderSettings) -> None:
+        ours, theirs = multiprocessing.Pipe()
+        self.process = multiprocessing.get_context().Process(
+            target=_serve, args=(theirs, settings, os.getpid()), name="render", daemon=True
+        )
+        self.process.start()
+        theirs.close()  # so that the worker's death is an end-of-file here
+        self.conn: Connection = ours
+
+    def render(self, job: RenderJob) -> Iterator[Part]:
+        try:
+            self.conn.send(job)
+            while True:
+                part = self.conn.recv()
+                yield part
+                if part.done:
+                    return
+        except (EOFError, OSError):
+            raise WorkerDied(self._bury()) from None
+
+    def _bury(self) -> str:
+        self.conn.close()
+        self.process.join(10)
+        code = self.process.exitcode
+        if code is None:
+            self.process.kill()
+            self.process.join()
+            return "the worker rendering it stopped answering"
+        if code < 0:
+            name = signal.Signals(-code).name
+            hint = " (the kernel's out-of-memory killer sends it: see README 'Memory and scale')"
+            return f"the worker rendering it was killed by {name}" + (hint if -code == signal.SIGKILL else "")
+        return f"the worker rendering it exited with code {code}"
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.conn.send(None)
+        self.process.join(10)
+        if self.process.exitcode is None:
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+def _serve(conn: Connection, settings: RenderSettings, parent: int) -> None:
+    """A worker's loop: a job in, its parts out, until None or the main process goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides how to stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    exit_with_parent(parent)
+    _prefer_oom_kill()
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        for part in stream(settings, job):
+            conn.send(part)
+
+
+def _prefer_oom_kill() -> None:
+    """Raise this process's ``oom_score_adj`` (allowed without privilege): a worker holds the pixels, and
+    losing it costs one sample, where losing the main process costs the run and its report."""
+    path = "/proc/self/oom_score_adj"
+    with contextlib.suppress(OSError, ValueError):
+        with open(path) as f:
+            current = int(f.read())
+        with open(path, "w") as f:
+            f.write(str(min(1000, max(current, 0) + _OOM_SCORE_ADJ)))
 
 
 def huge_pixels() -> int:
@@ -122,21 +280,14 @@ def huge_pixels() -> int:
     return int(os.environ.get("EDGE_AUGMENT_HUGE_PIXELS", "16000000"))
 
 
-def _is_huge(data: bytes) -> bool:
+def is_huge(data: bytes) -> bool:
     """From the header only (nothing decoded): is this image over ``huge_pixels``?"""
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=SNIFFED_FORMATS) as image:
             width, height = image.size
     except Exception:  # noqa: BLE001 - not an image: decoding reports why
         return False
     return width * height > huge_pixels()
-
-
-def _init_worker(settings: RenderSettings, parent: int, huge: Any = None) -> None:
-    _init_settings(settings, huge)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides how to stop
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    exit_with_parent(parent)
 
 
 _PR_SET_PDEATHSIG = 1

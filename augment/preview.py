@@ -20,6 +20,8 @@ CELL = 128  # longest side of a thumbnail, px
 CAPTION = 30  # caption height under a thumbnail
 LABEL_W = 110  # class name column
 PAD = 6
+SHEET_CLASSES = 8  # classes on preview.png; with more, each also gets its own sheet
+MAX_CLASSES = 32  # classes shown at all (the first in plan order): time and memory stay flat with thousands
 BOX_COLOURS = ("#ff2d55", "#34c759", "#0a84ff", "#ffcc00", "#af52de", "#ff9500")
 _SHORT = {
     "hflip": lambda p: "hflip",
@@ -46,6 +48,12 @@ def _angle(degrees: float) -> str:
     return f"{degrees:+.1f}°" if abs(degrees) < 9.95 else f"{degrees:+.0f}°"
 
 
+class Sheets(dict[str, Image.Image]):
+    """File name -> contact sheet, and how many classes were left out (over ``MAX_CLASSES``)."""
+
+    left_out: int = 0
+
+
 @dataclass(frozen=True)
 class Cell:
     image: Image.Image
@@ -68,12 +76,19 @@ def build(
     min_visibility: float,
     per_class: int = 3,
     copies: int = 4,
-) -> dict[str, Image.Image]:
+    max_classes: int = MAX_CLASSES,
+) -> Sheets:
     """Contact sheets: ``{"preview.png": sheet}``, plus ``preview-<label>.png`` per class when there are
-    more than 8 classes (one sheet would be unreadable)."""
+    more than ``SHEET_CLASSES`` (one sheet would be unreadable); classes beyond ``max_classes`` are only
+    counted (``left_out``)."""
     rows: dict[str, list[list[Cell]]] = {}
+    others: set[str] = set()
     for task in tasks:
-        label_rows = rows.setdefault(task.sample.label, [])
+        label = task.sample.label
+        if label not in rows and len(rows) >= max_classes:
+            others.add(label)
+            continue
+        label_rows = rows.setdefault(label, [])
         if len(label_rows) >= per_class:
             continue
         originals = [o for o in task.outputs if o.pipeline is None]
@@ -92,18 +107,20 @@ def build(
             first = []
         cells = first + [Cell(Image.open(io.BytesIO(r.data)), caption(r.ops), r.boxes) for r in rendered]
         label_rows.append(cells)
-    sheets = {"preview.png": sheet(rows)}
-    if len(rows) > 8:
-        sheets["preview.png"] = sheet(dict(list(rows.items())[:8]))
+    sheets = Sheets({"preview.png": sheet(dict(list(rows.items())[:SHEET_CLASSES]), len(rows) - SHEET_CLASSES)})
+    if len(rows) > SHEET_CLASSES:
         sheets.update({f"preview-{label}.png": sheet({label: r}) for label, r in rows.items()})
+    sheets.left_out = len(others)
     return sheets
 
 
-def sheet(rows: dict[str, list[list[Cell]]]) -> Image.Image:
-    """Lay the rows out: class name, then each original followed by its copies."""
+def sheet(rows: dict[str, list[list[Cell]]], more: int = 0) -> Image.Image:
+    """Lay the rows out: class name, then each original followed by its copies; a last line says how many
+    ``more`` classes have sheets of their own."""
     font = ImageFont.load_default(size=11)
     width = LABEL_W + max((len(r) for rs in rows.values() for r in rs), default=1) * (CELL + PAD) + PAD
     height = PAD + sum(max(len(rs), 1) * (CELL + CAPTION + PAD) for rs in rows.values()) + PAD
+    height += CAPTION if more > 0 else 0
     canvas = Image.new("RGB", (width, height), "white")
     pen = ImageDraw.Draw(canvas)
     y = PAD
@@ -116,6 +133,8 @@ def sheet(rows: dict[str, list[list[Cell]]]) -> Image.Image:
                 x += CELL + PAD
             y += CELL + CAPTION + PAD
         y += 0 if label_rows else CELL + CAPTION + PAD
+    if more > 0:
+        pen.text((PAD, y), f"+ {more} more classes: see preview-<class>.png", fill="black", font=font)
     return canvas
 
 

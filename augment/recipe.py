@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from augment import jsontext
 from augment.ops import GeometricOp, get_op
 from augment.ops.base import RecipeError, integer
 from augment.samples import ORIGINAL
@@ -152,9 +153,11 @@ def load_recipe(text_or_path: str) -> Recipe:
         raise RecipeError(f"--recipe: {len(text)} characters; a recipe is at most {MAX_RECIPE_BYTES} bytes")
     _check_depth(text)
     try:
-        data = json.loads(text)
+        data = jsontext.loads(text.removeprefix("\ufeff"))
     except json.JSONDecodeError as e:
         raise RecipeError(f"--recipe: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except jsontext.NumberTooLong as e:
+        raise RecipeError(f"--recipe: {e}") from None
     return parse_recipe(data)
 
 

@@ -12,7 +12,7 @@ from augment.config import RunConfig
 from augment.engine import render
 from augment.manifest import Manifest
 from augment.plan import Task
-from augment.preview import build
+from augment.preview import MAX_CLASSES, build
 from augment.report import Log
 from augment.sinks import Sink
 from augment.sources import Source
@@ -28,7 +28,10 @@ def write_preview(config: RunConfig, source: Source, sink: Sink, tasks: Iterable
         out = io.BytesIO()
         image.save(out, "PNG", optimize=True)
         sink.write(config.books + name, out.getvalue())
-    log(f"preview: {', '.join(config.books + name for name in sheets)} in {sink.describe()}")
+    names = [config.books + name for name in sheets]
+    shown = ", ".join(names) if len(names) <= 3 else f"{names[0]} and {len(names) - 1} per-class sheets"
+    left_out = f" ({sheets.left_out} more classes not shown: at most {MAX_CLASSES})" if sheets.left_out else ""
+    log(f"preview: {shown} in {sink.describe()}{left_out}")
 
 
 def dry_run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
@@ -56,6 +57,12 @@ def ei_label_issue(label: str) -> str | None:
     match = _EI_LABEL.match(label)
     read = match.group(0) if match else ""
     return None if read == label else f"EI reads it from file names as {read!r}" if read else "EI reads no label"
+
+
+def folded(name: str) -> str:
+    """``name`` as a case-insensitive, normalisation-insensitive file system sees it (Unicode's canonical
+    caseless match): ``É.png``, ``é.png`` and ``e\u0301.png`` are one file on macOS and in Edge Impulse."""
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).casefold())
 
 
 def printable(text: str) -> str:

@@ -90,3 +90,39 @@ def test_preview_flag_writes_a_sheet_after_the_run(sample_dir, tmp_path):
     assert result.returncode == 0, result.output
     sheet = Image.open(out / "preview.png")
     assert sheet.width > 5 * CELL and sheet.height > 9 * CELL
+
+
+def test_thousands_of_classes_show_a_bounded_number_and_count_the_rest(tmp_path):
+    """2,000 tiny classes: the preview reads and renders at most MAX_CLASSES classes (3 originals each),
+    writes one sheet per shown class plus preview.png, and counts the classes it left out."""
+    from augment.preview import MAX_CLASSES, SHEET_CLASSES
+
+    for i in range(2000):
+        folder = tmp_path / "in" / f"c{i:04d}"
+        folder.mkdir(parents=True)
+        Image.new("L", (3, 2), i % 256).save(folder / "a.png")
+    config, source, tasks = tasks_for(tmp_path / "in", "--copies", "1")
+    reads = []
+
+    def read(sample):
+        reads.append(sample.key)
+        return source.read(sample)
+
+    sheets = build(tasks, read, config.seed, config.encode, 0.3)
+    assert len(reads) == MAX_CLASSES
+    assert len(sheets) == 1 + MAX_CLASSES and sheets.left_out == 2000 - MAX_CLASSES
+    assert sheets["preview.png"].height < (SHEET_CLASSES + 1) * (CELL + CAPTION + 6) + 12
+
+
+def test_a_run_with_many_classes_says_how_many_the_preview_left_out(tmp_path):
+    for i in range(40):
+        folder = tmp_path / "in" / f"c{i:02d}"
+        folder.mkdir(parents=True)
+        Image.new("L", (3, 2), i).save(folder / "a.png")
+    out = tmp_path / "out"
+    args = ["--in-directory", str(tmp_path / "in"), "--out-directory", str(out), "--copies", "1", "--preview", "1"]
+    result = run_block(args, workdir=tmp_path)
+    assert result.returncode == 0, result.output
+    assert "preview: preview.png and 32 per-class sheets in" in result.stdout
+    assert "(8 more classes not shown: at most 32)" in result.stdout
+    assert len(list(out.glob("preview*.png"))) == 33

@@ -79,3 +79,66 @@ def test_huge_images_render_one_at_a_time_with_the_same_bytes(tmp_path):
         assert result.returncode == 0, result.output
         trees.append({p.relative_to(out): p.read_bytes() for p in out.rglob("*.png")})
     assert trees[0] == trees[1] and len(trees[0]) == 6 * (1 + PRESETS[DEFAULT_PRESET]["copies"])
+
+
+def rss_mib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run_and_kill_the_busy_worker(tmp_path, out):
+    """Run on a big image and two small ones with two workers; SIGKILL the worker that holds the big one (the
+    one whose memory grows past 300 MiB, as the kernel's OOM killer would). The completed process's output."""
+    argv = [sys.executable, "-u", str(ROOT / "transform.py"), "--in-directory", str(tmp_path / "in")]
+    argv += ["--out-directory", str(out), "--workers", "2", "--preset", "heavy", "--copies", "3"]
+    main = subprocess.Popen(argv, cwd=tmp_path, env=ei_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not (busy := [p for p in children(main.pid) if rss_mib(p) > 300]):
+            assert time.monotonic() < deadline and main.poll() is None, "no worker took the big image"
+            time.sleep(0.02)
+        os.kill(busy[0], signal.SIGKILL)
+        output = main.communicate(timeout=120)[0].decode()
+    finally:
+        if main.poll() is None:
+            main.kill()
+    return main.returncode, output
+
+
+def test_a_killed_worker_fails_its_image_by_name_and_the_run_goes_on(tmp_path):
+    """A worker killed by SIGKILL mid-render (what the OOM killer does) fails the image it held, named, with
+    none of its outputs left; the other images are done, report.json is written, the exit code says 1, and a
+    rerun that meets the same kill records the image as failed again instead of dying on it."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "in" / "a"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (1800, 2400, 3), dtype=np.uint8)).save(folder / "big.png")
+    for i in range(2):
+        gradient("RGB", (32, 32), seed=i).save(folder / f"small{i}.png")
+    out = tmp_path / "out"
+    for attempt in range(2):
+        code, output = run_and_kill_the_busy_worker(tmp_path, out)
+        assert code == 1, output
+        assert "Traceback" not in output and "BrokenProcessPool" not in output, output
+        assert "ERROR a/big.png: the worker rendering it was killed by SIGKILL" in output, output
+        report = json.loads((out / "report.json").read_text())
+        assert [e["source"] for e in report["errors"]] == ["a/big.png"], attempt
+        assert report["totals"]["written"] == (2 * 4 if attempt == 0 else 0)
+        assert not list(out.rglob("*big*")), "a failed image must leave no outputs"
+    result = subprocess.run(
+        [sys.executable, "-u", str(ROOT / "transform.py"), "--in-directory", str(tmp_path / "in"), "--out-directory",
+         str(out), "--workers", "2", "--preset", "heavy", "--copies", "3"],
+        cwd=tmp_path, env=ei_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(list(out.rglob("a.big.*"))) == 4

@@ -46,6 +46,10 @@ class Sink:
     def read(self, name: str) -> bytes | None:
         raise NotImplementedError
 
+    def delete(self, name: str) -> None:
+        """Remove the output ``name`` if it is there (a sample that failed after some outputs were written)."""
+        raise NotImplementedError
+
     def size(self, name: str) -> int | None:
         """Bytes of the output ``name``, or None if it is not there."""
         raise NotImplementedError

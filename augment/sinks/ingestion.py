@@ -111,6 +111,9 @@ class IngestionSink(Sink):
             raise SinkError(f"{name}: {len(data)} bytes is over Edge Impulse's 100 MB per file")
         self.staging.write(name, data)
 
+    def delete(self, name: str) -> None:
+        self.staging.delete(name)  # only booked outputs are uploaded
+
     def read_text(self, name: str) -> str | None:
         return self.staging.read_text(name)
 

@@ -78,6 +78,12 @@ class LocalSink(Sink):
         """Write ``data`` to ``name`` atomically: readers see the old file or the whole new one."""
         _atomic_write(self.path(name), [data], self.tag)
 
+    def delete(self, name: str) -> None:
+        try:
+            self.path(name).unlink(missing_ok=True)
+        except OSError as e:
+            raise SinkError(f"cannot remove {self.path(name)}: {e.strerror or e}") from None
+
     def read_text(self, name: str) -> str | None:
         path = self.path(name)
         return path.read_text(encoding="utf-8") if path.is_file() else None

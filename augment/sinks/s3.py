@@ -79,7 +79,7 @@ class S3Sink(Sink):
         return str(self.url)
 
     def exists(self, name: str) -> bool:
-        return self._key(name) is not None and name in self._listing()
+        return self.size(name) is not None  # a deleted object is listed as ""
 
     def size(self, name: str) -> int | None:
         """Bytes of the object ``name`` (from the listing), or None."""
@@ -104,6 +104,14 @@ class S3Sink(Sink):
             return  # already there, byte for byte
         self._put(name, data)
         listing.set(name, entry)
+
+    def delete(self, name: str) -> None:
+        key = self._key(name)
+        try:
+            self.client.get().delete_object(Bucket=self.url.bucket, Key=key)
+        except botocore_errors() as e:
+            raise SinkError(error_message(e, "remove", self._where(key), self.client)) from None
+        self._listing().set(name, "")  # gone
 
     def _put(self, name: str, data: bytes) -> None:
         key = self._key(name)

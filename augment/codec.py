@@ -9,11 +9,25 @@ from __future__ import annotations
 
 import io
 import warnings
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import (  # noqa: F401 - Image.open(formats=) finds only registered decoders
+    BmpImagePlugin,
+    GifImagePlugin,
+    Image,
+    ImageOps,
+    JpegImagePlugin,
+    MpoImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+    UnidentifiedImageError,
+    WebPImagePlugin,
+)
 
 from augment.frame import Frame, ModeInfo, UnsupportedImageError, from_frame, to_frame
 
@@ -30,7 +44,11 @@ IMAGE_EXTENSIONS = {
 }
 # The only decoders ever tried, whatever the name: Pillow would otherwise sniff every format it knows (an EPS
 # named .png would go to Ghostscript).
-SNIFFED_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "WEBP", "TIFF", "GIF")
+SNIFFED_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "TIFF", "GIF")  # JPEG also opens MPO
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Pillow refuses PNG text and ICC chunks over 1 MB decompressed (its bomb guard for text); ICC profiles of
+# printers and cameras reach several MB and are valid.
+PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, 32 * 1024 * 1024)
 OUTPUT_FORMATS = ("same", "png", "jpeg")
 # "same" when the outputs go into an Edge Impulse project (set by the config, not a user choice): PNG and JPEG
 # inputs keep their format, others become PNG. EI's tools upload images as .jpg/.jpeg/.png only
@@ -46,11 +64,11 @@ _FORMAT_ALIASES = {"MPO": "JPEG"}  # phone JPEGs with extra frames decode as MPO
 # Modes each writer takes as they are; anything else is converted (see _writable).
 _WRITABLE = {
     "JPEG": {"L", "RGB", "CMYK"},
-    "PNG": {"1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I"},
+    "PNG": {"1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I;16B", "I"},
     "BMP": {"1", "L", "P", "RGB", "RGBA"},
     "WEBP": {"L", "LA", "RGB", "RGBA"},
     "GIF": {"L", "P"},
-    "TIFF": {"1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "YCbCr", "LAB"},
+    "TIFF": {"1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I;16B", "I;16L", "I", "YCbCr", "LAB"},
 }
 _EXIF_ORIENTATION = 0x0112
 
@@ -79,19 +97,8 @@ def decode(data: bytes) -> Decoded:
     """Decode image bytes; raise DecodeError with a one-line cause for anything unusable."""
     if not data:
         raise DecodeError("empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            fmt = _FORMAT_ALIASES.get(image.format or "", image.format or "")
-            image.seek(0)
-            image.load()
-    except UnidentifiedImageError:
-        raise DecodeError("not an image (Pillow cannot identify the data)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DecodeError(f"image too large (decompression-bomb guard): {e}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise DecodeError(f"corrupt or truncated image data ({e})") from None
+    image = _open(data)
+    fmt = _FORMAT_ALIASES.get(image.format or "", image.format or "")
     orientation = _orientation(image)
     if orientation not in (None, 1):
         image = ImageOps.exif_transpose(image)
@@ -100,8 +107,140 @@ def decode(data: bytes) -> Decoded:
     except UnsupportedImageError as e:
         raise DecodeError(str(e)) from None
     key = image.info.get("transparency") if image.mode in ("L", "RGB", "I;16") else None
+    if key is not None:  # the colour key becomes an alpha plane, so transparency follows the pixels
+        frame = Frame(
+            frame.color, Image.fromarray(np.where(_is_key(np.asarray(frame.color), key), 0, 255).astype(np.uint8))
+        )
     mode = replace(mode, icc=image.info.get("icc_profile") or None, exif=image.info.get("exif") or None, color_key=key)
     return Decoded(frame, mode, fmt, orientation not in (None, 1))
+
+
+def _load(data: bytes) -> Image.Image:
+    """The first frame, decoded; only ``SNIFFED_FORMATS`` are tried; over the bomb limit is an error."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=SNIFFED_FORMATS)
+            image.seek(0)
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DecodeError(f"image too large (decompression-bomb guard): {e}") from None
+    return image
+
+
+def _open(data: bytes) -> Image.Image:
+    """``_load``, accepting what is valid but trips Pillow (an ancillary PNG chunk with a bad checksum, a
+    JPEG that lacks only its end marker); otherwise a DecodeError that says what is wrong."""
+    try:
+        return _load(data)
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # UnidentifiedImageError is an OSError
+        failure: Exception = e
+    for repaired, check in _repairs(data):
+        try:
+            image = _load(repaired)
+        except (OSError, SyntaxError, ValueError, EOFError):
+            continue
+        if check(image):
+            return image
+    raise DecodeError(_explain(data, failure))
+
+
+def _repairs(data: bytes) -> Iterator[tuple[bytes, Callable[[Image.Image], bool]]]:
+    """Other readings of ``data`` worth a try, each with a check of the decoded image."""
+    if data.startswith(PNG_SIGNATURE):
+        bad = [(start, end) for kind, start, end, ok in png_chunks(data) if not ok and end and kind[0] & 0x20]
+        if bad:  # ancillary chunks (text, time, ...) with bad checksums: the pixels do not need them
+            keep, last = [], 0
+            for start, end in bad:
+                keep.append(data[last:start])
+                last = end
+            yield b"".join([*keep, data[last:]]), lambda image: True
+    if data.startswith(b"\xff\xd8\xff") and not data.endswith(b"\xff\xd9"):
+        # Only the end marker missing: every block decodes. Cut short: libjpeg fills the missing blocks with
+        # flat grey (128), the last block among them.
+        yield data + b"\xff\xd9", lambda image: not (np.asarray(image)[-8:, -8:] == 128).all()
+
+
+def png_chunks(data: bytes) -> Iterator[tuple[bytes, int, int | None, bool]]:
+    """(type, start, end or None if cut short, checksum ok) of each chunk of PNG ``data``, up to IEND."""
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if end > len(data):
+            yield kind, pos, None, False
+            return
+        yield kind, pos, end, zlib.crc32(data[pos + 4 : end - 4]) == int.from_bytes(data[end - 4 : end], "big")
+        if kind == b"IEND":
+            return
+        pos = end
+
+
+def _explain(data: bytes, error: Exception) -> str:
+    """One line on why ``data`` cannot be decoded."""
+    if data.startswith(PNG_SIGNATURE):
+        for kind, _, end, ok in png_chunks(data):
+            name = kind.decode("latin-1")
+            if end is None:
+                return f"truncated PNG: the data ends inside its {name!r} chunk"
+            if not ok:
+                return f"corrupt PNG: its {name!r} chunk fails its checksum (CRC)"
+    if isinstance(error, UnidentifiedImageError):
+        return f"not an image this block reads (PNG, JPEG, BMP, WebP, TIFF, GIF): it starts with {data[:8]!r}"
+    what = "truncated" if "truncated" in str(error).lower() else "corrupt"
+    return f"{what} image data ({error})"
+
+
+def name_mismatch(data: bytes, key: str, output_formats: set[str]) -> str | None:
+    """Why a file whose content is not what its name says cannot be copied as asked, or None: an image with
+    transparency named ``.jpg`` would lose it in its JPEG copies."""
+    suffix = PurePosixPath(key).suffix.lower()
+    if IMAGE_EXTENSIONS.get(suffix) != "JPEG" or "JPEG" not in output_formats:
+        return None
+    try:
+        with Image.open(io.BytesIO(data), formats=SNIFFED_FORMATS) as image:
+            actual = _FORMAT_ALIASES.get(image.format or "", image.format or "")
+            alpha = image.mode in ("LA", "RGBA", "PA", "La", "RGBa") or "transparency" in image.info
+    except Exception:  # noqa: BLE001 - decoding reports what is wrong
+        return None
+    if actual == "JPEG" or not alpha:
+        return None
+    return (
+        f"{actual} data with transparency in a file named {suffix}: its JPEG copies would lose the transparency;"
+        f" rename it to .{actual.lower()} (or pass --image-format png)"
+    )
+
+
+def _is_key(values: np.ndarray, key: int | tuple[int, ...]) -> np.ndarray:
+    """Where the pixels have the transparent colour ``key``."""
+    return np.all(values == np.asarray(key), axis=-1) if values.ndim == 3 else values == key
+
+
+def keyed(image: Image.Image, alpha: Image.Image, preferred: int | tuple[int, ...]) -> tuple[Image.Image, Any]:
+    """An ``L``/``RGB``/``I;16`` image whose clear pixels (alpha under 128) get one transparent colour, and
+    that colour (None: nothing is clear). It is ``preferred`` (the source's) unless an opaque pixel has it
+    now (an op changed colours); then the first colour no opaque pixel has; if every colour is taken, opaque
+    pixels of the ``preferred`` colour move by one level in the lowest bit."""
+    clear = np.asarray(alpha) < 128
+    if not clear.any():
+        return image, None
+    values = np.asarray(image).copy()
+    rgb = values.ndim == 3
+    packed = (values[..., 0].astype(np.int64) << 16 | values[..., 1] << 8 | values[..., 2]) if rgb else values
+    levels = 1 << 24 if rgb else (256 if values.dtype == np.uint8 else 65536)
+    key = (preferred[0] << 16 | preferred[1] << 8 | preferred[2]) if rgb else int(preferred)  # type: ignore[index]
+    opaque = packed[~clear]
+    if (opaque == key).any():
+        taken = np.zeros(levels, dtype=bool)
+        taken[opaque] = True
+        free = np.flatnonzero(~taken)
+        if free.size:
+            key = int(free[0])
+        else:
+            values[(packed == key) & ~clear] ^= 1
+    colour = (key >> 16, (key >> 8) & 255, key & 255) if rgb else key
+    values[clear] = colour
+    return Image.fromarray(values) if values.dtype == np.uint16 else Image.fromarray(values, image.mode), colour
 
 
 def output_format(options: EncodeOptions, source_suffix: str) -> tuple[str, str]:
@@ -123,6 +262,9 @@ def output_format(options: EncodeOptions, source_suffix: str) -> tuple[str, str]
 def encode(frame: Frame, mode: ModeInfo, fmt: str, options: EncodeOptions) -> bytes:
     """Encode a frame in the source's mode (converted only where ``fmt`` cannot hold it)."""
     restored = from_frame(frame, mode)
+    if mode.color_key is not None and frame.alpha is not None and restored.mode == mode.mode:
+        restored, key = keyed(restored, frame.alpha, mode.color_key)
+        mode = replace(mode, color_key=key)
     image = _writable(restored, fmt)
     meta = _metadata(mode, fmt, same_mode=image.mode == restored.mode)
     out = io.BytesIO()
@@ -159,6 +301,8 @@ def _writable(image: Image.Image, fmt: str) -> Image.Image:
         return image.convert("RGBA")
     if has_alpha and image.mode == "P":  # through RGBA: Pillow warns on P-with-alpha straight to RGB
         image = image.convert("RGBA")
+    if image.mode in ("I;16B", "I;16L") and "I;16" in _WRITABLE[fmt]:  # 16 bits kept, in the writer's order
+        return Image.fromarray(np.asarray(image).astype(np.uint16))
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         values = np.asarray(image).astype(np.float64) / 257.0
         return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))

@@ -78,8 +78,8 @@ def to_frame(image: Image.Image) -> tuple[Frame, ModeInfo]:
     if mode in ("PA", "RGBa", "La"):  # palette+alpha, premultiplied alpha: kept as straight RGBA
         frame, _ = to_frame(image.convert("RGBA"))
         return frame, ModeInfo("RGBA")
-    if mode in ("I;16B", "I;16L", "I;16N"):
-        return Frame(image.convert("I;16")), ModeInfo(mode)
+    if mode in ("I;16B", "I;16L", "I;16N"):  # through numpy: Pillow's convert clips these to 0..255
+        return Frame(Image.fromarray(np.asarray(image).astype(np.uint16))), ModeInfo(mode)
     if mode == "I":
         values = np.asarray(image)
         if values.min() < 0 or values.max() > 65535:
@@ -114,8 +114,11 @@ def from_frame(frame: Frame, info: ModeInfo) -> Image.Image:
         if info.transparency is not None:
             restored.info["transparency"] = info.transparency
         return restored
-    if mode in ("I;16B", "I;16L", "I;16N"):
-        return color.convert(mode) if mode != "I;16N" else color
+    if mode in ("I;16B", "I;16L"):
+        order = ">u2" if mode == "I;16B" else "<u2"
+        return Image.frombytes(mode, color.size, np.asarray(color).astype(order).tobytes())
+    if mode == "I;16N":
+        return color
     if mode == "I":
         return Image.fromarray(np.asarray(color).astype(np.int32))
     if mode == "1":

@@ -32,7 +32,7 @@ from typing import Any
 from PIL import Image
 
 from augment.boxes import DEFAULT_MIN_BOX_VISIBILITY
-from augment.codec import SNIFFED_FORMATS, DecodeError, EncodeOptions
+from augment.codec import SNIFFED_FORMATS, DecodeError, EncodeOptions, name_mismatch
 from augment.engine import Rendered, iter_render
 from augment.plan import PlannedOutput
 from augment.samples import Sample
@@ -86,6 +86,8 @@ def stream(settings: RenderSettings, job: RenderJob) -> Iterator[Part]:
     batch, size = [], 0
     error = None
     try:
+        if todo and (mismatch := name_mismatch(job.data, sample.key, {o.image_format for o in todo})):
+            raise DecodeError(mismatch)
         if todo:
             outputs = iter_render(sample.key, job.data, todo, settings.seed, settings.encode, sample.boxes,
                                   settings.min_box_visibility, warnings)  # fmt: skip

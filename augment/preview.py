@@ -12,7 +12,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from augment.boxes import Box
-from augment.codec import EncodeOptions
+from augment.codec import SNIFFED_FORMATS, EncodeOptions
 from augment.engine import render
 from augment.plan import Task
 
@@ -100,7 +100,7 @@ def build(
         except Exception:  # noqa: BLE001 - a bad input is reported by the run itself; the preview skips it
             continue
         if not originals:  # originals not kept: show the source anyway, for comparison
-            source = Image.open(io.BytesIO(data))
+            source = Image.open(io.BytesIO(data), formats=SNIFFED_FORMATS)
             source.load()
             first = [Cell(source, "original (not kept)", list(task.sample.boxes or []) or None)]
         else:

@@ -129,7 +129,7 @@ def test_bad_inputs_are_named_skipped_and_counted(sample_dir, tmp_path):
     out = tmp_path / "out"
     strict = run_block(["--in-directory", str(sample_dir), "--out-directory", str(out)], workdir=tmp_path)
     assert strict.returncode == 1, strict.output
-    for line in ("circle/zero.png: empty file", "circle/text.png: not an image", "circle/truncated.png: corrupt"):
+    for line in ("circle/zero.png: empty file", "circle/text.png: not an image", "circle/truncated.png: truncated PNG"):
         assert f"ERROR {line}" in strict.stdout
     assert "skipped circle/notes.txt: not an image file" in strict.stdout
     assert "folder 'empty_class' has no images" in strict.stdout

@@ -88,8 +88,8 @@ def test_animated_gif_uses_first_frame():
     [
         (b"", "empty file"),
         (b"hello, I am text", "not an image"),
-        (saved(gradient("RGB"), "PNG")[:200], "corrupt or truncated"),
-        (saved(gradient("RGB"), "JPEG")[:300], "corrupt or truncated"),
+        (saved(gradient("RGB"), "PNG")[:200], "truncated PNG: the data ends inside its 'IDAT' chunk"),
+        (saved(gradient("RGB"), "JPEG")[:300], "truncated image data"),
     ],
 )
 def test_bad_data_raises_a_one_line_reason(data, message):

@@ -226,7 +226,8 @@ def keyed(image: Image.Image, alpha: Image.Image, preferred: int | tuple[int, ..
         return image, None
     values = np.asarray(image).copy()
     rgb = values.ndim == 3
-    packed = (values[..., 0].astype(np.int64) << 16 | values[..., 1] << 8 | values[..., 2]) if rgb else values
+    wide = values.astype(np.int64)
+    packed = (wide[..., 0] << 16 | wide[..., 1] << 8 | wide[..., 2]) if rgb else wide
     levels = 1 << 24 if rgb else (256 if values.dtype == np.uint8 else 65536)
     key = (preferred[0] << 16 | preferred[1] << 8 | preferred[2]) if rgb else int(preferred)  # type: ignore[index]
     opaque = packed[~clear]

@@ -3,7 +3,8 @@
     python bench/memory.py [--cases photos4,photos40,flat85] [--workers 2] [--block other/transform.py]
 
 - ``photos4`` / ``photos40``: two 12 MP (4000x3000) camera-like JPEGs, ``--copies 4`` / ``--copies 40``;
-  with outputs streamed one at a time, the peak should not depend on the copies.
+  with outputs streamed one at a time, the peak should not depend on the copies. ``photos4png`` /
+  ``photos40png``: the same written as PNG (about 20 MB an output, where holding every copy showed most).
 - ``flat85``: one 85 MP (10600x8000) flat-colour PNG (a few hundred KB on disk), ``--preset heavy``.
 
 Each case runs ``transform.py`` in a subprocess; peak RSS is sampled from /proc every 20 ms over the whole
@@ -33,6 +34,8 @@ from bench.procfs import watch_memory  # noqa: E402
 CASES = {  # name: (dataset, extra arguments)
     "photos4": ("photos", ["--copies", "4"]),
     "photos40": ("photos", ["--copies", "40"]),
+    "photos4png": ("photos", ["--copies", "4", "--image-format", "png"]),
+    "photos40png": ("photos", ["--copies", "40", "--image-format", "png"]),
     "flat85": ("flat", ["--preset", "heavy"]),
 }
 
@@ -80,7 +83,7 @@ def run(block: Path, src: Path, out: Path, workers: int, extra: list[str]) -> tu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", default="photos4,photos40,flat85")
+    parser.add_argument("--cases", default="photos4,photos40,photos4png,photos40png,flat85")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--block", type=Path, default=ROOT / "transform.py")
     parser.add_argument("--data", type=Path, help="where the datasets are made (kept between invocations)")

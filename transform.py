@@ -34,8 +34,8 @@ def main(argv: list[str]) -> int:
     except (SourceError, SinkError, PlanError, ManifestMismatchError, LabelsError) as e:
         print(f"ERROR: {e}")
         return EXIT_FAILED
-    except KeyboardInterrupt:  # Ctrl-C before the augment phase (listing, planning): nothing was written yet
-        print("interrupted (SIGINT) before any output was written")
+    except KeyboardInterrupt:  # Ctrl-C outside the phases that note it (listing, planning): nothing half-written
+        print("interrupted (SIGINT)")
         return EXIT_SIGINT
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +81,9 @@ def run(config: RunConfig, log: Log = print) -> int:
     except Interrupted as e:  # listing, planning, the report: nothing half written (temps are removed)
         log(f"interrupted ({e.name}): stopped; finished outputs are kept and a rerun resumes")
         return e.code
+    except sqlite3.Error as e:  # listing, planning or the final manifest: nothing half-recorded
+        log(f"ERROR: {index_failure(e)}")
+        return EXIT_FAILED
     finally:
         index.close()
         if lock is not None:
@@ -252,10 +256,11 @@ def _augment(config: RunConfig, plan: _Plan, source: Source, sink: Sink, log: Lo
     chunks = (_chunk(plan, tasks) for tasks in chunked(plan.tasks))
     late: list[TaskResult] = []  # finished after an interruption: recorded too
     with signals.deferred():  # a signal is acted on between two results, then the uploads stop
+        results = execute(chunks, settings, config.workers, late, signals.received)
         try:
             saved_at = time.monotonic()
             try:
-                for result in execute(chunks, settings, config.workers, late, signals.received):
+                for result in results:
                     _book(result, manifest, progress, sink)
                     if time.monotonic() - saved_at > _CHECKPOINT_SECONDS:  # a crash loses at most this much
                         manifest.checkpoint()
@@ -263,6 +268,7 @@ def _augment(config: RunConfig, plan: _Plan, source: Source, sink: Sink, log: Lo
             except (SinkError, SourceError):
                 if signals.name is None:
                     raise  # (else a read or write cut by the stop itself: the stop is what happened)
+            results.close()  # renders under way finish: their results are in ``late``
             if signals.name is not None:
                 log(f"interrupted ({signals.name}): stopping; finished outputs are kept and a rerun resumes")
                 for result in late:
@@ -271,11 +277,30 @@ def _augment(config: RunConfig, plan: _Plan, source: Source, sink: Sink, log: Lo
             upload = sink.close(interrupted=stopped_before, stopping=signals.received)
             if signals.name is not None and not stopped_before:  # during the last uploads
                 log(f"interrupted ({signals.name}): stopping; the requests under way are cut, a rerun sends the rest")
-        except (SinkError, SourceError, BrokenProcessPool) as e:
+        except (SinkError, SourceError, sqlite3.Error) as e:
+            results.close()  # every render under way finishes; what it wrote was never recorded: removed
+            removed = _remove_unrecorded(late, sink)
             sink.close(interrupted=True)
             manifest.close()
-            raise Stop(str(e)) from None
+            message = index_failure(e) if isinstance(e, sqlite3.Error) else str(e)
+            raise Stop(message + (f" ({removed} unrecorded outputs removed)" if removed else "")) from None
     return _Outcome(progress, signals.name, upload)
+
+
+def _remove_unrecorded(results: list[TaskResult], sink: Sink) -> int:
+    """Delete the outputs these results wrote (a run that stops on an error records none of them), so the
+    folder holds no file its manifest does not record; how many."""
+    removed = 0
+    for record in (r for result in results for r in result.records if r.status == "written"):
+        with contextlib.suppress(SinkError):
+            sink.delete(record.name)
+            removed += 1
+    return removed
+
+
+def index_failure(error: sqlite3.Error) -> str:
+    """One line for a failure of the run's on-disk index (most often a full temp folder)."""
+    return f"the run's temp index in {tempfile.gettempdir()} failed ({error}); free space there or set TMPDIR"
 
 
 def _chunk(plan: _Plan, tasks: list[Task]) -> Chunk:

@@ -174,6 +174,9 @@ class _Lane:
                 self.worker.stop()
 
     def _render(self, job: RenderJob, receiver: Receiver) -> None:
+        if self.worker is not None and not self.worker.process.is_alive():  # died idle: not this sample's doing
+            self.worker.stop()
+            self.worker = _Worker(self.pool.settings)
         if self.worker is None:
             parts: Iterator[Part] = stream(self.pool.settings, job)
         else:

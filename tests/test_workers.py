@@ -92,17 +92,22 @@ def rss_mib(pid: int) -> int:
 
 
 def run_and_kill_the_busy_worker(tmp_path, out):
-    """Run on a big image and two small ones with two workers; SIGKILL the worker that holds the big one (the
-    one whose memory grows past 300 MiB, as the kernel's OOM killer would). The completed process's output."""
+    """Run on a big image and two small ones with two workers; once the small ones are written, SIGKILL the
+    worker that holds the big one (the one with more memory, as the kernel's OOM killer would choose).
+    The exit code and output."""
     argv = [sys.executable, "-u", str(ROOT / "transform.py"), "--in-directory", str(tmp_path / "in")]
     argv += ["--out-directory", str(out), "--workers", "2", "--preset", "heavy", "--copies", "3"]
     main = subprocess.Popen(argv, cwd=tmp_path, env=ei_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
-        while not (busy := [p for p in children(main.pid) if rss_mib(p) > 300]):
+        while True:
+            workers = sorted(children(main.pid), key=rss_mib)
+            written = len(list(out.rglob("a.small*"))) == 8
+            if written and len(workers) == 2 and rss_mib(workers[1]) - rss_mib(workers[0]) > 30:
+                break  # the one with more memory holds the big image's pixels
             assert time.monotonic() < deadline and main.poll() is None, "no worker took the big image"
-            time.sleep(0.02)
-        os.kill(busy[0], signal.SIGKILL)
+            time.sleep(0.01)
+        os.kill(workers[1], signal.SIGKILL)
         output = main.communicate(timeout=120)[0].decode()
     finally:
         if main.poll() is None:
@@ -122,7 +127,7 @@ def test_a_killed_worker_fails_its_image_by_name_and_the_run_goes_on(tmp_path):
     folder = tmp_path / "in" / "a"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (1800, 2400, 3), dtype=np.uint8)).save(folder / "big.png")
+    Image.fromarray(rng.integers(0, 256, (1500, 2000, 3), dtype=np.uint8)).save(folder / "big.png")
     for i in range(2):
         gradient("RGB", (32, 32), seed=i).save(folder / f"small{i}.png")
     out = tmp_path / "out"

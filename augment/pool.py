@@ -38,6 +38,8 @@ from augment.plan import PlannedOutput
 from augment.samples import Sample
 
 _PART_BYTES = 1024 * 1024  # outputs sent back together (small images: one message per sample)
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_SIGNAL_GRACE = 0.5  # seconds to let a signal that also killed a worker reach this process
 _OOM_SCORE_ADJ = 500  # added to a worker's: the kernel kills a worker, not the main process, when memory runs out
 
 
@@ -190,9 +192,11 @@ class _Lane:
                     except BaseException as e:  # noqa: BLE001 - read the rest, so the worker is ready again
                         failure = e
         except WorkerDied as e:
-            self.worker = _Worker(self.pool.settings)  # a fresh one for the next sample
-            if self.pool.stopping():  # killed along with this process (a signal to the group): not a failure
+            if e.stop_signal:  # a signal to the process group reaches this process too, a moment later
+                time.sleep(_SIGNAL_GRACE)
+            if self.pool.stopping():  # killed along with this process: not the sample's failure
                 raise CancelledError from None
+            self.worker = _Worker(self.pool.settings)  # a fresh one for the next sample
             if failure is None:
                 receiver(Part("", False, [], True, f"{e}; the sample was not augmented"))
         if failure is not None:
@@ -201,6 +205,10 @@ class _Lane:
 
 class WorkerDied(Exception):
     """The worker process ended while rendering a sample; the message says how."""
+
+    def __init__(self, message: str, stop_signal: bool = False) -> None:
+        super().__init__(message)
+        self.stop_signal = stop_signal  # by SIGTERM, SIGINT or SIGHUP: maybe sent to the whole group
 
 
 class _Worker:
@@ -224,7 +232,9 @@ class _Worker:
                 if part.done:
                     return
         except (EOFError, OSError):
-            raise WorkerDied(self._bury()) from None
+            message = self._bury()
+            code = self.process.exitcode
+            raise WorkerDied(message, code is not None and -code in _STOP_SIGNALS) from None
 
     def _bury(self) -> str:
         self.conn.close()

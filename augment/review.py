@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from augment.config import RunConfig
-from augment.engine import render
+from augment.engine import iter_render
 from augment.manifest import Manifest
 from augment.plan import Task
 from augment.preview import MAX_CLASSES, build
@@ -82,11 +82,11 @@ def dry_run(
 def _seconds_per_output(config: RunConfig, source: Source, tasks: list[Task]) -> float | None:
     made, start = 0, time.perf_counter()
     for task in tasks:
-        try:
-            rendered = render(task.sample.key, source.read(task.sample), task.outputs, config.seed, config.encode)
+        try:  # one output held at a time, whatever --copies
+            for _ in iter_render(task.sample.key, source.read(task.sample), task.outputs, config.seed, config.encode):
+                made += 1
         except Exception:  # noqa: BLE001 - a bad sample only weakens the estimate
             continue
-        made += len(rendered)
     return (time.perf_counter() - start) / made if made else None
 
 

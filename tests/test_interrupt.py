@@ -38,3 +38,30 @@ def test_sigterm_then_rerun_equals_an_uninterrupted_run(tmp_path):
     subprocess.run([*cmd[:-1], str(clean)], cwd=tmp_path, env=ei_env(), check=True, capture_output=True)
     assert files(out) == files(clean)
     assert (out / "manifest.jsonl").read_bytes() == (clean / "manifest.jsonl").read_bytes()
+
+
+def test_sigterm_to_the_whole_process_group_is_a_stop_not_failed_images(tmp_path):
+    """``kill -TERM -<pgid>`` (a shell's Ctrl-C-like group signal, a container runtime) kills the workers
+    too: the images they held are not failures, nothing unrecorded is left, and a rerun completes."""
+    import os
+    import signal
+
+    images = write_sample_set(tmp_path / "in", per_class=60)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-u", str(ROOT / "transform.py"), "--in-directory", str(tmp_path / "in"), "--copies", "8",
+           "--workers", "2", "--preset", "heavy", "--out-directory", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=ei_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("["):
+            os.killpg(proc.pid, signal.SIGTERM)
+            break
+    output = proc.stdout.read()
+    assert proc.wait(timeout=120) == 143, output
+    assert "ERROR" not in output and "Traceback" not in output, output
+    recorded = [json.loads(x)["output"] for x in (out / "manifest.jsonl").read_text().splitlines()[1:]]
+    assert sorted(recorded) == sorted(files(out)) and not list(out.rglob(".tmp*"))
+    resumed = subprocess.run(cmd, cwd=tmp_path, env=ei_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout
+    assert len(files(out)) == images * 9

@@ -123,18 +123,9 @@ def follow_boxes(boxes: list[Box], chain: list[tuple[str, dict[str, Any]]], size
     return boxes
 
 
-def render(
-    key: str,
-    data: bytes,
-    outputs: tuple[PlannedOutput, ...],
-    seed: int,
-    options: EncodeOptions,
-    boxes: tuple[Box, ...] | None = None,
-    min_visibility: float = DEFAULT_MIN_BOX_VISIBILITY,
-    notes: list[str] | None = None,
-) -> list[Rendered]:
-    """Every requested output of one sample, at once (``iter_render`` gives them one at a time)."""
-    return list(iter_render(key, data, outputs, seed, options, boxes, min_visibility, notes))
+def render(*args: Any, **kwargs: Any) -> list[Rendered]:
+    """Every requested output of one sample, at once (``iter_render``'s arguments; it gives them one at a time)."""
+    return list(iter_render(*args, **kwargs))
 
 
 def iter_render(

@@ -246,8 +246,6 @@ class _Driver:
     def _take(self, staged: _Staged, part: RenderPart) -> None:
         """(a lane thread) Book a part of a render and start writing its outputs, within the byte budget."""
         result, sample, settings = staged.result, staged.task.sample, self.settings
-        if part.redo_all:  # --since: the source changed; nothing recorded is kept
-            result.records = [r for r in result.records if r.status != "existing"]
         for out in part.outputs:
             planned = out.output
             if out.boxes == [] and sample.boxes and not settings.keep_boxless:
@@ -275,6 +273,8 @@ class _Driver:
         if part.done:
             result.warnings += part.warnings
             result.error = part.error
+            if part.redo_all and part.error is None:  # --since: the source changed; nothing recorded is kept
+                result.records = [r for r in result.records if r.status != "existing"]
 
     def _discard(self, staged: _Staged) -> None:
         """A sample that failed (or was cancelled) after some of its outputs were written: remove them, so an

@@ -2,9 +2,10 @@
 
 Tasks arrive in plan order, grouped in chunks. Each chunk is driven by a thread of this process: it checks
 which outputs are already done and reads the sources (on the I/O threads, ``io_threads()`` requests at
-once), hands the bytes to a render worker, then writes the outputs (on the I/O threads again). At most
-``window`` chunks are under way, so memory does not grow with the dataset, and results come back in plan
-order. Stores far away cost latency, not throughput: while one chunk waits on the network others render.
+once), hands each sample to the render pool, and writes its outputs as the worker sends them (on the I/O
+threads again, at most ``_OUTPUT_BYTES`` at once), so memory grows neither with the dataset nor with the
+copies. At most ``window`` chunks are under way, and results come back in plan order. Stores far away cost
+latency, not throughput: while one chunk waits on the network others render.
 """
 
 from __future__ import annotations

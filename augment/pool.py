@@ -107,17 +107,18 @@ def stream(settings: RenderSettings, job: RenderJob) -> Iterator[Part]:
 
 
 class RenderPool:
-    """``workers`` processes (one thread in this process for 1), each fed one sample at a time, in the order
-    submitted. Images over ``huge_pixels`` are rendered one at a time across workers."""
+    """``workers`` processes (one for ``--workers 1`` too: the kernel's out-of-memory killer then takes a
+    worker and one image, not the run), each fed one sample at a time, in the order submitted. Images over
+    ``huge_pixels`` are rendered one at a time across workers."""
 
     def __init__(self, settings: RenderSettings, workers: int, stopping: Callable[[], bool] = lambda: False) -> None:
         self.settings, self.stopping = settings, stopping
         self._queue: deque[tuple[RenderJob, Receiver, Future[None]]] = deque()
         self._ready = threading.Condition()
         self._closing = False
-        self._huge, self._processes = threading.Lock(), workers > 1
+        self._huge, self._several = threading.Lock(), workers > 1
         # Workers are forked now, from this thread, before any lane thread starts.
-        lanes = [_Lane(self, _Worker(settings) if workers > 1 else None) for _ in range(max(1, workers))]
+        lanes = [_Lane(self, _Worker(settings)) for _ in range(max(1, workers))]
         self._threads = [threading.Thread(target=lane.run, name=f"lane-{i}", daemon=True) for i, lane in
                          enumerate(lanes)]  # fmt: skip
         for thread in self._threads:
@@ -148,14 +149,13 @@ class RenderPool:
             return self._queue.popleft() if self._queue and not self._closing else None
 
     def _huge_lock(self, job: RenderJob) -> Any:
-        return self._huge if self._processes and is_huge(job.data) else contextlib.nullcontext()
+        return self._huge if self._several and is_huge(job.data) else contextlib.nullcontext()
 
 
 class _Lane:
-    """A thread of the main process that feeds one worker (or renders in this process) and hands its parts
-    to the receivers."""
+    """A thread of the main process that feeds one worker and hands its parts to the receivers."""
 
-    def __init__(self, pool: RenderPool, worker: _Worker | None) -> None:
+    def __init__(self, pool: RenderPool, worker: _Worker) -> None:
         self.pool, self.worker = pool, worker
 
     def run(self) -> None:
@@ -172,17 +172,13 @@ class _Lane:
                 else:
                     future.set_result(None)
         finally:
-            if self.worker is not None:
-                self.worker.stop()
+            self.worker.stop()
 
     def _render(self, job: RenderJob, receiver: Receiver) -> None:
-        if self.worker is not None and not self.worker.process.is_alive():  # died idle: not this sample's doing
+        if not self.worker.process.is_alive():  # it died idle: not this sample's doing
             self.worker.stop()
             self.worker = _Worker(self.pool.settings)
-        if self.worker is None:
-            parts: Iterator[Part] = stream(self.pool.settings, job)
-        else:
-            parts = self.worker.render(job)
+        parts = self.worker.render(job)
         failure: BaseException | None = None
         try:
             for part in parts:

@@ -177,7 +177,7 @@ def test_a_terminal_that_cannot_show_a_file_name_gets_escapes(tmp_path, env):
 
 
 def sigint_when(tmp_path: Path, args: list[str], ready, env: dict[str, str]) -> tuple[int, str]:
-    """Start transform.py, send SIGINT once ``ready(line or None)`` is true (checked per output line and
+    """Start transform.py, send SIGINT once ``ready(line or "", pid)`` is true (checked per output line and
     every 10 ms), return (exit code, output)."""
     proc = subprocess.Popen([sys.executable, "-u", str(ROOT / "transform.py"), *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
@@ -189,7 +189,7 @@ def sigint_when(tmp_path: Path, args: list[str], ready, env: dict[str, str]) -> 
         while proc.poll() is None and time.monotonic() < deadline:
             line = proc.stdout.readline()
             lines.append(line)
-            if ready(line):
+            if ready(line, proc.pid):
                 proc.send_signal(signal.SIGINT)
                 break
             time.sleep(0 if line else 0.01)
@@ -201,18 +201,26 @@ def sigint_when(tmp_path: Path, args: list[str], ready, env: dict[str, str]) -> 
     return proc.returncode, "".join(lines) + rest
 
 
+def index_open(pid: int) -> bool:
+    """The process holds its temp index open (created, and unlinked at once, just before the listing)."""
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+        with contextlib.suppress(OSError):
+            if "edge-augment-" in os.readlink(fd):
+                return True
+    return False
+
+
 def test_ctrl_c_while_listing_exits_130_in_one_line(tmp_path):
-    """SIGINT once the run's temp index exists (the listing starts right after) in a folder of 30,000 files."""
+    """SIGINT once the run's temp index is open (the listing starts right after) in a folder of 30,000 files."""
     folder = tmp_path / "in" / "a"
     folder.mkdir(parents=True)
     for i in range(30_000):
         (folder / f"{i:05d}.png").touch()
-    temp = tmp_path / "tmp"
-    temp.mkdir()
     out = tmp_path / "out"
     args = ["--in-directory", str(tmp_path / "in"), "--out-directory", str(out)]
-    code, output = sigint_when(tmp_path, args, lambda line: any(temp.iterdir()), ei_env({"TMPDIR": str(temp)}))
+    code, output = sigint_when(tmp_path, args, lambda line, pid: index_open(pid), ei_env())
     assert code == 130, output
+    assert "outputs in" not in output, "the signal came after the listing"
     assert "Traceback" not in output and "interrupted (SIGINT)" in output, output
     assert not list(out.rglob("*.png"))
 
@@ -227,7 +235,7 @@ def test_ctrl_c_during_the_preview_still_writes_the_report(tmp_path):
             "--preset", "heavy", "--workers", "1"]  # fmt: skip
     last = []  # the preview starts right after the last result (0.3 s later it is under way: it takes seconds)
 
-    def ready(line: str) -> bool:
+    def ready(line: str, pid: int) -> bool:
         last.extend([time.monotonic()] if line.startswith("[32/32]") else [])
         return bool(last) and time.monotonic() - last[0] > 0.3
 

@@ -16,6 +16,7 @@ from augment.codec import EI_SAME, OUTPUT_FORMATS, PNG_STRATEGIES, EncodeOptions
 from augment.ops.pixels import FILL_MODES
 from augment.presets import ORIENTATIONS, get_preset
 from augment.recipe import MAX_COPIES, Recipe, load_recipe
+from augment.s3_client import endpoint_problem
 from augment.samples import label_problem
 from augment.selection import Shard, parse_since, resolve_shard
 from augment.sinks import ingestion
@@ -383,8 +384,8 @@ def _s3_args(
     if dest:
         notes.append(f"outputs go to {dest} (--dest); --out-directory is not used")
     endpoint = (raw_endpoint or "").strip() or None
-    if endpoint and not endpoint.startswith(("http://", "https://")):
-        raise ConfigError(f"--s3-endpoint: expected http(s)://host[:port], got {endpoint!r}")
+    if endpoint and (problem := endpoint_problem(endpoint)):
+        raise ConfigError(f"--s3-endpoint: {problem}")
     return (str(source) if source else None, str(dest) if dest else None, endpoint)
 
 

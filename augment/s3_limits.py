@@ -6,6 +6,7 @@ than ``EDGE_AUGMENT_S3_TIMEOUT`` seconds (default 300: a 512 MiB object at about
 request still under way ``STOP_GRACE`` seconds after a SIGTERM/SIGINT (``augment.signals.stopping``), which
 botocore then does not retry (a write that finishes in time is recorded). Requests started after the
 signal (the manifest and report of an interrupted run) go ahead.
+obstore's object reads, which no socket can be found for, run as cancellable coroutines (``until_stopped``).
 Requests are found through the client's connection pools (the connection a request takes from the pool is
 the one it uses), installed on the client's urllib3 pool manager: botocore exposes no public hook for it,
 so if its internals change the client keeps only its socket timeouts (a test checks).
@@ -54,18 +55,33 @@ def install(client: Any) -> bool:
     return True
 
 
-def _no_retry_when_stopping(**kwargs: Any) -> bool | None:
-    """False (no retry) for a request the stop cut; None lets botocore's retry rules decide."""
+def install_pools(manager: Any) -> None:
+    """Put the requests of a urllib3 ``PoolManager`` under the limits (the listings of ``augment.s3_bucket``;
+    its ``Retry`` asks ``cut_by_stop`` before retrying)."""
+    from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
+
+    manager.pool_classes_by_scheme = _tracked_classes(HTTPConnectionPool, HTTPSConnectionPool)
+    _start()
+
+
+def cut_by_stop() -> bool:
+    """Whether this thread's request was just cut by a stop (then it must not be retried); asks once."""
     with _lock:
         if threading.get_ident() not in _no_retry:
-            return None
+            return False
         _no_retry.discard(threading.get_ident())
-    return False
+    return True
 
 
-def _tracked_classes() -> dict[str, type]:
+def _no_retry_when_stopping(**kwargs: Any) -> bool | None:
+    """False (no retry) for a request the stop cut; None lets botocore's retry rules decide."""
+    return False if cut_by_stop() else None
+
+
+def _tracked_classes(http_base: type | None = None, https_base: type | None = None) -> dict[str, type]:
     from botocore.awsrequest import AWSHTTPConnectionPool, AWSHTTPSConnectionPool
 
+    http_base, https_base = http_base or AWSHTTPConnectionPool, https_base or AWSHTTPSConnectionPool
     seconds = request_seconds()
 
     class Tracked:
@@ -81,10 +97,10 @@ def _tracked_classes() -> dict[str, type]:
                 _deadlines.pop(conn, None)
             super()._put_conn(conn)  # type: ignore[misc]
 
-    class HTTPPool(Tracked, AWSHTTPConnectionPool):
+    class HTTPPool(Tracked, http_base):  # type: ignore[misc,valid-type]
         pass
 
-    class HTTPSPool(Tracked, AWSHTTPSConnectionPool):
+    class HTTPSPool(Tracked, https_base):  # type: ignore[misc,valid-type]
         pass
 
     return {"http": HTTPPool, "https": HTTPSPool}
@@ -122,3 +138,35 @@ def _watch() -> None:
             if sock is not None:
                 with suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)  # the blocked read or send returns at once
+
+
+class Stopped(RuntimeError):
+    """An obstore request dropped because the run must stop."""
+
+
+_LOOP: list[Any] = []  # this process's event loop for cancellable obstore requests, in a daemon thread
+os.register_at_fork(after_in_child=_LOOP.clear)
+
+
+def until_stopped(coroutine: Any) -> Any:
+    """Run ``coroutine`` (an obstore request, whose blocking form cannot be cut) to its end, unless the run
+    must stop: then it gets ``STOP_GRACE`` seconds before it is cancelled and ``Stopped`` is raised."""
+    import asyncio
+    import concurrent.futures
+
+    with _lock:
+        if not _LOOP:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="s3-requests", daemon=True).start()
+            _LOOP.append(loop)
+    future = asyncio.run_coroutine_threadsafe(coroutine, _LOOP[0])
+    cut_at = None
+    while True:
+        try:
+            return future.result(timeout=_TICK)
+        except concurrent.futures.TimeoutError:
+            if stopping.is_set():
+                cut_at = cut_at or time.monotonic() + STOP_GRACE
+                if time.monotonic() > cut_at:
+                    future.cancel()
+                    raise Stopped from None

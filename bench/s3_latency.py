@@ -2,6 +2,7 @@
 a 50 ms round trip, and --dest ei through the same delay, measured in one run.
 
     python bench/s3_latency.py [--data ../shared/data/electronic-components-png] [--workers 2] [--delay 0.025]
+                               [--repeat 1] [--skip-ingestion]
 
 SeaweedFS (`weed`, as the tests) and the loopback ingestion service of the tests run on 127.0.0.1; the delay
 comes from ``tests.latency_proxy`` (``--delay`` each way). Every run is ``transform.py`` as a subprocess with
@@ -17,6 +18,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,14 +95,20 @@ def seed(client, data: Path, prefix: str) -> int:
 Row = tuple[str, int, float, bool | None, dict[str, float]]  # label, outputs, wall s, same as local, CPU s
 
 
-def report(rows: list[Row], local: float) -> None:
-    """One line a run; each rate also as a ratio to the local rate (its faster run: other jobs share the CPU)."""
-    print(f"{'run':<26} {'wall':>9} {'outputs/s':>10} {'vs local':>8}  CPU s: block store proxy+service  same bytes")
+def report(rows: list[Row], local: float, images: int) -> None:
+    """One line a run; each rate also as a ratio to the local rate (its fastest run: other jobs share the CPU).
+    S3 requests/s counts a GetObject per image and a PutObject per output (the listings and the manifest's
+    few requests aside)."""
+    print(
+        f"{'run':<26} {'wall':>9} {'outputs/s':>10} {'vs local':>8}  CPU s: block store proxy+service  same bytes"
+        "  S3 req/s"
+    )
     for label, outputs, wall, same, cpu in rows:
         check = "" if same is None else str(same)
+        requests = f"{(outputs + images) / wall:8.0f}" if label.startswith("S3") else ""
         print(
             f"{label:<26} {wall:7.2f} s {outputs / wall:10.1f} {local / wall:7.2f}x  "
-            f"{cpu['block']:10.1f} {cpu['store']:5.1f} {cpu['bench']:13.1f}  {check}"
+            f"{cpu['block']:10.1f} {cpu['store']:5.1f} {cpu['bench']:13.1f}  {check:<10} {requests}"
         )
 
 
@@ -110,6 +118,7 @@ def main() -> None:
     parser.add_argument("--workers", default="2")
     parser.add_argument("--delay", type=float, default=0.025, help="seconds each way (0.025: 50 ms round trip)")
     parser.add_argument("--skip-ingestion", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1, help="run local and S3 this many times, interleaved")
     opts = parser.parse_args()
     if not opts.data.is_dir():
         print(f"skipped: dataset not found at {opts.data}")
@@ -134,6 +143,7 @@ def measure(opts: argparse.Namespace, work: Path, server: SeaweedServer, proxy: 
     )
 
     base = {"PATH": "/usr/bin:/bin", "HOME": str(work), "LANG": "C.UTF-8"}
+    base |= {k: v for k, v in os.environ.items() if k == "EDGE_AUGMENT_IO_THREADS"}  # to try other settings
     common = ["--workers", opts.workers, "--seed", "42"]
     local = [*common, "--in-directory", str(opts.data), "--out-directory"]
     first = run([*local, str(work / "local")], base, work)
@@ -142,16 +152,37 @@ def measure(opts: argparse.Namespace, work: Path, server: SeaweedServer, proxy: 
     rows: list[Row] = [("local -> local (first)", outputs, first, None, dict(CPU))]
     source = ["--source", f"s3://{BUCKET}/{prefix}"]
     ms = f"{2000 * opts.delay:.0f} ms"
-    for label, endpoint, dest in (("S3 -> S3, direct", server.endpoint, "d/"), (f"S3 -> S3, {ms}", proxy.url, "s/")):
-        env = {**base, **server.env(AWS_ENDPOINT_URL=endpoint)}
-        wall = run([*common, *source, "--dest", f"s3://{BUCKET}/{dest}"], env, work)
-        rows.append((label, outputs, wall, digests_s3(client, dest) == expected, dict(CPU)))
+    for n in range(opts.repeat):  # interleaved, so that a burst of load elsewhere hits every kind of run
+        if n:
+            rows.append(
+                ("local -> local", outputs, run([*local, str(work / f"local-{n}")], base, work), None, dict(CPU))
+            )
+        for label, endpoint, dest in (("S3 -> S3, direct", server.endpoint, "d"), (f"S3 -> S3, {ms}", proxy.url, "s")):
+            env = {**base, **server.env(AWS_ENDPOINT_URL=endpoint)}
+            wall = run([*common, *source, "--dest", f"s3://{BUCKET}/{dest}{n}/"], env, work)
+            rows.append((label, outputs, wall, digests_s3(client, f"{dest}{n}/") == expected, dict(CPU)))
     if not opts.skip_ingestion:
         rows += ingestion(opts, work, base, common, expected)
     last = run([*local, str(work / "local-again")], base, work)
     rows.append(("local -> local (last)", outputs, last, digests_local(work / "local-again") == expected, dict(CPU)))
     print(f"\n{outputs} outputs a run")
-    report(rows, min(first, last))
+    report(rows, min(r[2] for r in rows if r[0].startswith("local")), images)
+    if opts.repeat > 1:
+        medians(rows)
+
+
+def medians(rows: list[Row]) -> None:
+    """The median wall and block CPU of each kind of run, and their ratios to local's (robust to a busy machine)."""
+    kinds: dict[str, list[Row]] = {}
+    for row in rows:
+        kinds.setdefault(row[0].partition(" (")[0], []).append(row)
+    wall = {k: statistics.median(r[2] for r in v) for k, v in kinds.items()}
+    cpu = {k: statistics.median(r[4]["block"] for r in v) for k, v in kinds.items()}
+    local, direct = "local -> local", "S3 -> S3, direct"
+    print(f"\nmedians of {len(kinds[local])} runs each: wall s (vs local wall, vs direct wall), block CPU s (vs local)")
+    for kind in kinds:
+        ratios = f"{wall[local] / wall[kind]:5.2f}x {wall[direct] / wall[kind]:5.2f}x"
+        print(f"{kind:<26} {wall[kind]:7.2f} s {ratios}  {cpu[kind]:5.1f} {cpu[kind] / cpu[local]:5.2f}x")
 
 
 def ingestion(

@@ -10,7 +10,9 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import pickle
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +27,7 @@ from PIL import Image
 from augment.cli import parse
 from augment.config import ConfigError, build_config
 from augment.runner import run
+from augment.s3_client import S3Client, S3Error
 from augment.sinks import SinkError
 from augment.sinks.s3 import S3Sink, content_type
 from augment.sources.s3 import S3Source, parse_s3_url, unsafe_key_reason
@@ -226,8 +229,8 @@ UNSAFE = [
 def test_unsafe_keys_are_skipped_and_never_escape(s3server, s3, tmp_path: Path, monkeypatch):
     """Keys with '..', empty or '.' segments, a leading '/' or backslashes are reported and not read.
 
-    SeaweedFS (like AWS for some of them) refuses to store such keys, so they are injected into the real
-    server's listing; the rest of the run (reads, writes) goes to the real server and a local out-directory.
+    SeaweedFS (like AWS for some of them) refuses to store such keys, so they are injected into the client's
+    listing of the real server; the rest of the run (reads, writes) goes to the real server and a local out-directory.
     """
     client, _ = s3
     prefix = "inj/"
@@ -237,29 +240,22 @@ def test_unsafe_keys_are_skipped_and_never_escape(s3server, s3, tmp_path: Path, 
             client.put_object(Bucket=DATA, Key="inj-raw/" + key, Body=png8(8), ContentType="image/png")
     assert all(unsafe_key_reason(k) is None for k in bucket_objects(client, DATA, "inj-raw/"))
 
-    real = s3server.client()
+    real_pages, real_get = S3Client.pages, S3Client.get
 
-    class Paginator:
-        def paginate(self, **kwargs):
-            pages = list(real.get_paginator("list_objects_v2").paginate(**kwargs))
-            now = datetime.now(timezone.utc)  # noqa: UP017
-            pages[0].setdefault("Contents", []).extend(
-                {"Key": kwargs["Prefix"] + k, "Size": 70, "LastModified": now} for k in UNSAFE
-            )
-            return pages
+    def pages(self, bucket: str, prefix: str, page_size: int = 1000):
+        found = list(real_pages(self, bucket, prefix, page_size))
+        now = datetime.now(timezone.utc)  # noqa: UP017
+        found[0].extend({"Key": prefix + k, "Size": 70, "LastModified": now} for k in UNSAFE)
+        return iter(found)
 
-    class Client:
-        def __getattr__(self, name):
-            return getattr(real, name)
+    def get(self, bucket: str, key: str):
+        assert ".." not in key and "//" not in key, f"unsafe key read: {key}"
+        return real_get(self, bucket, key)
 
-        def get_paginator(self, name):
-            return Paginator()
-
-        def get_object(self, Bucket, Key):
-            assert ".." not in Key and "//" not in Key, f"unsafe key read: {Key}"
-            return real.get_object(Bucket=Bucket, Key=Key)
-
-    monkeypatch.setattr("augment.sources.s3._make_client", lambda endpoint: Client())
+    monkeypatch.setattr(S3Client, "pages", pages)
+    monkeypatch.setattr(S3Client, "get", get)
+    for name, value in s3server.env().items():
+        monkeypatch.setenv(name, value)
     out = tmp_path / "work" / "out"
     args, _ = parse(["--source", f"s3://{DATA}/{prefix}", "--out-directory", str(out), *ARGS[:4], "--workers", "1"])
     lines: list[str] = []
@@ -321,9 +317,9 @@ def test_config_accepts_s3_urls_and_sources_pickle_without_a_client():
         "http://h:1",
     )
     source = S3Source(parse_s3_url(config.source), exclude=parse_s3_url(config.dest), endpoint=config.s3_endpoint)
-    source.client._client = object()  # a live client must not travel to worker processes
+    source.client._mine = (os.getpid(), object())  # live clients must not travel to worker processes
     copy = pickle.loads(pickle.dumps(source))
-    assert copy.client._client is None and copy.client.endpoint == "http://h:1"
+    assert copy.client._mine is None and copy.client.endpoint == "http://h:1"
     sink = pickle.loads(pickle.dumps(S3Sink(parse_s3_url(config.dest))))
     assert sink._present is None and sink.describe() == "s3://bucket-a/raw/aug/"
     assert content_type("a/b.JPG") == "image/jpeg" and content_type("manifest.jsonl") == "application/x-ndjson"
@@ -415,3 +411,48 @@ def test_sigterm_leaves_a_journal_the_rerun_resumes_and_compacts(s3server, s3, t
     }
     totals = json.loads(after["report.json"])["totals"]
     assert totals["existing"] == len(images) and totals["written"] == BIG - len(images)
+
+
+@pytest.mark.parametrize("endpoint", ["http://edge:sekrit-7f3a@127.0.0.1:9000", "edge:sekrit-7f3a@127.0.0.1:9000"])
+def test_credentials_in_an_endpoint_url_are_refused_and_never_echoed(endpoint: str, tmp_path: Path, monkeypatch):
+    """--s3-endpoint is a usage error (exit 2, one line); AWS_ENDPOINT_URL fails the first S3 call: neither
+    prints the password."""
+    result = run_block(["--source", "s3://bucket-a/raw/", "--s3-endpoint", endpoint], workdir=tmp_path, env=ei_env({}))
+    assert result.returncode == 2, result.output
+    assert "--s3-endpoint: credentials inside the URL" in result.output and "sekrit" not in result.output
+    assert "Traceback" not in result.output
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    with pytest.raises(S3Error, match="credentials inside the URL") as error:
+        S3Client().get("bucket-a", "raw/x.png")
+    assert "sekrit" not in str(error.value)
+
+
+def test_a_child_forked_after_s3_requests_gets_an_error_not_a_hang(s3server, s3, monkeypatch):
+    """obstore's runtime does not survive a fork: S3 in such a child is refused in one line (it would hang)."""
+    for name, value in s3server.env().items():
+        monkeypatch.setenv(name, value)
+    assert S3Client().get(DATA, MIXED_PREFIX + "capacitor/c00.png") == MIXED["capacitor/c00.png"]
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only for the expected error, killed by the alarm if it hangs
+        signal.alarm(30)
+        try:
+            S3Client().get(DATA, MIXED_PREFIX + "capacitor/c01.png")
+        except S3Error as e:
+            os._exit(0 if "forked" in str(e) else 3)
+        os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_odd_key_names_list_and_read_back(s3server, s3, monkeypatch):
+    """Spaces, '+', '%', '&', '<', non-ASCII: listed (URL-encoded in the XML, decoded) and read back as named."""
+    for name, value in s3server.env().items():
+        monkeypatch.setenv(name, value)
+    names = ["odd/a b.png", "odd/a+b.png", "odd/100%.png", "odd/caf\u00e9.png", "odd/a&b<c>'\".png", "odd/x=y?z#.png"]
+    client = S3Client()
+    for n, key in enumerate(names):
+        client.put(OUT, key, png8(n), "image/png")
+    listed = [obj["Key"] for page in client.pages(OUT, "odd/", page_size=2) for obj in page]  # 3 pages
+    assert sorted(listed) == sorted(names)
+    assert [client.get(OUT, key) for key in names] == [png8(n) for n in range(len(names))]
+    assert client.delete(OUT, names) == [] and list(client.pages(OUT, "odd/")) == [[]]

@@ -26,15 +26,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import PurePosixPath
 
 from augment.diskmap import DiskMap
+from augment.s3_client import S3Client, S3Error
 from augment.sinks import Journal, Sink, SinkError, s3_journal
-from augment.sources.s3 import (
-    S3Client,
-    S3Url,
-    botocore_errors,
-    error_message,
-    iter_objects,
-    unsafe_key_reason,
-)
+from augment.sources.s3 import S3Url, iter_objects, unsafe_key_reason
 
 CONTENT_TYPES = {
     ".png": "image/png",
@@ -89,11 +83,9 @@ class S3Sink(Sink):
     def read(self, name: str) -> bytes | None:
         key = self._key(name)
         try:
-            return self.client.get().get_object(Bucket=self.url.bucket, Key=key)["Body"].read()
-        except botocore_errors() as e:
-            if getattr(e, "response", {}).get("Error", {}).get("Code") == "NoSuchKey":
-                return None
-            raise SinkError(error_message(e, "read", self._where(key), self.client)) from None
+            return self.client.get(self.url.bucket, key)
+        except S3Error as e:
+            raise SinkError(str(e)) from None
 
     def write(self, name: str, data: bytes) -> None:
         """Upload ``data`` as one object, unless the identical object is already there."""
@@ -116,9 +108,9 @@ class S3Sink(Sink):
     def _put(self, name: str, data: bytes) -> None:
         key = self._key(name)
         try:
-            self.client.get().put_object(Bucket=self.url.bucket, Key=key, Body=data, ContentType=content_type(name))
-        except botocore_errors() as e:
-            raise SinkError(error_message(e, "write", self._where(key), self.client)) from None
+            self.client.put(self.url.bucket, key, data, content_type(name))
+        except S3Error as e:
+            raise SinkError(str(e)) from None
 
     def read_text(self, name: str) -> str | None:
         data = self.read(name)
@@ -156,8 +148,8 @@ class S3Sink(Sink):
         url = S3Url(self.url.bucket, self.url.key(books + "manifest"))
         try:
             names = [obj["Key"][len(self.url.prefix) :] for obj in iter_objects(self.client, url)]
-        except botocore_errors() as e:
-            raise SinkError(error_message(e, "list", str(self.url), self.client)) from None
+        except S3Error as e:
+            raise SinkError(str(e)) from None
         return sorted(n for n in names if n.endswith(".jsonl") and "/" not in n[len(books) :])
 
     def _key(self, name: str) -> str:
@@ -165,9 +157,6 @@ class S3Sink(Sink):
         if reason:
             raise SinkError(f"refusing to write {name!r}: {reason}; it would land outside {self.url}")
         return self.url.key(name)
-
-    def _where(self, key: str) -> str:
-        return f"s3://{self.url.bucket}/{key}"
 
     def _listing(self) -> DiskMap:
         """The destination's objects (relative name -> "size etag"), listed once per process."""
@@ -200,8 +189,8 @@ class S3Sink(Sink):
                 if len(page) >= 1000:
                     yield page
                     page = []
-        except botocore_errors() as e:
-            raise SinkError(error_message(e, "list", str(self.url), self.client)) from None
+        except S3Error as e:
+            raise SinkError(str(e)) from None
         yield page
 
 

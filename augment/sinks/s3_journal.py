@@ -3,7 +3,7 @@
 ``<name>`` holds the header (and, after a finished run, every line); a run appends by uploading the lines
 booked since the last part as ``<name>.part-000001``, ``-000002``, ... (at each checkpoint, or every
 ``_PART_BYTES``). Reading gives the object's lines, then every part's in order. The final manifest is
-streamed to a temp file and uploaded with boto3's transfer manager (multipart when large), then the parts
+streamed to a temp file and uploaded by obstore (multipart when over 8 MB), then the parts
 are deleted.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterable, Iterator
-from typing import Any
 
+from augment.s3_client import S3Client, S3Error
 from augment.sinks import Journal, SinkError
-from augment.sources.s3 import S3Client, S3Url, botocore_errors, error_message
+from augment.sources.s3 import S3Url
 
 _PART_BYTES = 4 * 1024 * 1024  # a part is uploaded when this many bytes are waiting, or at a checkpoint
 _PART = ".part-"
@@ -50,49 +50,49 @@ def part_name(name: str, number: int) -> str:
 
 def parts(client: S3Client, url: S3Url, name: str) -> list[str]:
     """The names of ``name``'s part objects, in order."""
-    prefix = url.key(name + _PART)
-    found = []
     try:
-        pages = client.get().get_paginator("list_objects_v2").paginate(Bucket=url.bucket, Prefix=prefix)
-        for page in pages:
-            found += [obj["Key"][len(url.prefix) :] for obj in page.get("Contents", ())]
-    except botocore_errors() as e:
-        raise SinkError(error_message(e, "list", f"s3://{url.bucket}/{prefix}", client)) from None
+        found = [
+            obj["Key"][len(url.prefix) :] for page in client.pages(url.bucket, url.key(name + _PART)) for obj in page
+        ]
+    except S3Error as e:
+        raise SinkError(str(e)) from None
     return sorted(found)
 
 
 def read_lines(client: S3Client, url: S3Url, name: str) -> Iterator[str] | None:
     """The object's lines then its parts', or None when there is no object."""
-    first = _body(client, url, name)
+    first = _chunks(client, url, name)
     if first is None:
         return None
     return _stream(client, url, name, first)
 
 
-def _stream(client: S3Client, url: S3Url, name: str, first: Any) -> Iterator[str]:
-    yield from _lines(client, url, name, first)
+def _stream(client: S3Client, url: S3Url, name: str, first: Iterator[bytes]) -> Iterator[str]:
+    yield from _lines(first)
     for part in parts(client, url, name):  # each fetched once the one before is read
-        body = _body(client, url, part)
-        if body is not None:
-            yield from _lines(client, url, part, body)
+        chunks = _chunks(client, url, part)
+        if chunks is not None:
+            yield from _lines(chunks)
 
 
-def _lines(client: S3Client, url: S3Url, name: str, body: Any) -> Iterator[str]:
+def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    """The lines of a stream of chunks (without their ends); a break in the stream is a SinkError."""
+    rest = b""
     try:
-        for line in body.iter_lines():
-            yield line.decode("utf-8")
-    except botocore_errors() as e:  # the connection broke while reading
-        raise SinkError(error_message(e, "read", f"s3://{url.bucket}/{url.key(name)}", client)) from None
+        for chunk in chunks:
+            *lines, rest = (rest + chunk).split(b"\n")
+            yield from (line.rstrip(b"\r").decode("utf-8") for line in lines)
+    except S3Error as e:
+        raise SinkError(str(e)) from None
+    if rest:
+        yield rest.rstrip(b"\r").decode("utf-8")
 
 
-def _body(client: S3Client, url: S3Url, name: str) -> Any:
-    key = url.key(name)
+def _chunks(client: S3Client, url: S3Url, name: str) -> Iterator[bytes] | None:
     try:
-        return client.get().get_object(Bucket=url.bucket, Key=key)["Body"]
-    except botocore_errors() as e:
-        if getattr(e, "response", {}).get("Error", {}).get("Code") == "NoSuchKey":
-            return None
-        raise SinkError(error_message(e, "read", f"s3://{url.bucket}/{key}", client)) from None
+        return client.chunks(url.bucket, url.key(name))
+    except S3Error as e:
+        raise SinkError(str(e)) from None
 
 
 def open_journal(client: S3Client, url: S3Url, name: str, header: str | None) -> S3Journal:
@@ -109,39 +109,34 @@ def open_journal(client: S3Client, url: S3Url, name: str, header: str | None) ->
 
 
 def write_lines(client: S3Client, url: S3Url, name: str, lines: Iterable[str], content_type: str) -> None:
-    """Replace ``name`` with ``lines`` (spooled to a temp file, uploaded whole), then drop its parts."""
-    key = url.key(name)
+    """Replace ``name`` with ``lines`` (spooled to a temp file, uploaded whole: multipart when large), then
+    drop its parts."""
     with tempfile.TemporaryFile() as spool:
         for line in lines:
             spool.write((line + "\n").encode("utf-8"))
         spool.seek(0)
-        from boto3.exceptions import S3UploadFailedError  # the transfer manager's wrapper of client errors
-
         try:
-            client.get().upload_fileobj(spool, url.bucket, key, ExtraArgs={"ContentType": content_type})
-        except (*botocore_errors(), S3UploadFailedError) as e:
-            raise SinkError(error_message(e, "write", f"s3://{url.bucket}/{key}", client)) from None
+            client.put(url.bucket, url.key(name), spool, content_type)
+        except S3Error as e:
+            raise SinkError(str(e)) from None
     delete(client, url, parts(client, url, name))
 
 
 def put(client: S3Client, url: S3Url, name: str, body: bytes) -> None:
-    key = url.key(name)
     try:
-        client.get().put_object(Bucket=url.bucket, Key=key, Body=body, ContentType="application/x-ndjson")
-    except botocore_errors() as e:
-        raise SinkError(error_message(e, "write", f"s3://{url.bucket}/{key}", client)) from None
+        client.put(url.bucket, url.key(name), body, "application/x-ndjson")
+    except S3Error as e:
+        raise SinkError(str(e)) from None
 
 
 def delete(client: S3Client, url: S3Url, names: list[str]) -> None:
-    for start in range(0, len(names), 1000):  # DeleteObjects takes up to 1,000 keys
-        batch = [{"Key": url.key(n)} for n in names[start : start + 1000]]
-        try:
-            answer = client.get().delete_objects(Bucket=url.bucket, Delete={"Objects": batch, "Quiet": True})
-        except botocore_errors() as e:
-            raise SinkError(error_message(e, "delete", f"s3://{url.bucket}/{url.prefix}", client)) from None
-        if errors := answer.get("Errors"):  # per-key refusals come back in a 200 answer
-            first = errors[0]
-            raise SinkError(
-                f"cannot delete s3://{url.bucket}/{first.get('Key')} (manifest journal part): "
-                f"{first.get('Code')}: {first.get('Message')} ({len(errors)} refused; the run needs s3:DeleteObject)"
-            )
+    try:
+        errors = client.delete(url.bucket, [url.key(n) for n in names])
+    except S3Error as e:
+        raise SinkError(str(e)) from None
+    if errors:  # per-key refusals come back in a 200 answer
+        first = errors[0]
+        raise SinkError(
+            f"cannot delete s3://{url.bucket}/{first.get('Key')} (manifest journal part): "
+            f"{first.get('Code')}: {first.get('Message')} ({len(errors)} refused; the run needs s3:DeleteObject)"
+        )

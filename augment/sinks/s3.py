@@ -100,9 +100,12 @@ class S3Sink(Sink):
     def delete(self, name: str) -> None:
         key = self._key(name)
         try:
-            self.client.get().delete_object(Bucket=self.url.bucket, Key=key)
-        except botocore_errors() as e:
-            raise SinkError(error_message(e, "remove", self._where(key), self.client)) from None
+            refused = self.client.delete(self.url.bucket, [key])
+        except S3Error as e:
+            raise SinkError(str(e)) from None
+        if refused:
+            first = refused[0]
+            raise SinkError(f"cannot remove s3://{self.url.bucket}/{key}: {first.get('Code')}: {first.get('Message')}")
         self._listing().set(name, "")  # gone
 
     def _put(self, name: str, data: bytes) -> None:

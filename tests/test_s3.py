@@ -456,3 +456,14 @@ def test_odd_key_names_list_and_read_back(s3server, s3, monkeypatch):
     assert sorted(listed) == sorted(names)
     assert [client.get(OUT, key) for key in names] == [png8(n) for n in range(len(names))]
     assert client.delete(OUT, names) == [] and list(client.pages(OUT, "odd/")) == [[]]
+
+
+def test_sink_delete_removes_the_object_and_its_listing_entry(s3server, s3, monkeypatch):
+    for name, value in s3server.env().items():
+        monkeypatch.setenv(name, value)
+    client, _ = s3
+    sink = S3Sink(parse_s3_url(f"s3://{OUT}/deleted/"))
+    sink.write("c/x.png", png8(1))
+    assert sink.exists("c/x.png")
+    sink.delete("c/x.png")
+    assert not sink.exists("c/x.png") and not bucket_objects(client, OUT, "deleted/")

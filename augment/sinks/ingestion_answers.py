@@ -4,7 +4,8 @@ A file counts as stored only when the answer says so: EI's JSON with a per-file 
 EI's own client reads, ``{"success", "error"?, "files": [{"success", "error"?, ...}]}``, edge-impulse-cli
 cli-common/make-image.ts), or the documented text/plain answer naming the file (ei-contract.md section 4.2).
 Anything else (an HTML page, an empty body, JSON that does not parse or has another shape, a text that names
-no file) is UNCONFIRMED: the uploader sends the file again (``x-disallow-duplicates`` makes a resend of a
+no file, an entry naming another file of the request) is UNCONFIRMED; ``success: false`` at the top that no
+file's own failure explains fails every file: the uploader sends the file again (``x-disallow-duplicates`` makes a resend of a
 stored file come back as a duplicate), reports it if the doubt remains, and never books it as landed.
 """
 
@@ -28,7 +29,7 @@ def answer_results(names: list[str], labels_part: bool, text: str, content_type:
     ``sampleId``...) are never needed."""
     body = parse_json(text)
     if isinstance(body, dict):
-        return _json_results(len(names), labels_part, body)
+        return _json_results(names, labels_part, body)
     media = content_type.split(";")[0].strip().lower()
     if body is None and media == "text/plain" and text.strip():
         return [(LANDED, "", None) if _names(text, n) else (UNCONFIRMED, _NOT_NAMED, None) for n in names]
@@ -38,7 +39,8 @@ def answer_results(names: list[str], labels_part: bool, text: str, content_type:
 _NOT_NAMED = "HTTP 200, but the text answer does not name the file"
 
 
-def _json_results(count: int, labels_part: bool, body: dict[str, Any]) -> list[Result] | None:
+def _json_results(names: list[str], labels_part: bool, body: dict[str, Any]) -> list[Result] | None:
+    count = len(names)
     top_error = str(body.get("error") or _NO_REASON)
     files = body.get("files")
     if not isinstance(files, list) or not files:
@@ -59,10 +61,15 @@ def _json_results(count: int, labels_part: bool, body: dict[str, Any]) -> list[R
     if labels is not None and labels.get("success") is not True:  # the boxes did not attach
         error = f"bounding_boxes.labels: {labels.get('error') or top_error}"
         return [(FAILED, error, None)] if count == 1 else None
-    return [_entry(e, top_error) for e in entries[:count]]
+    if body.get("success") is False and not any(e.get("success") is False for e in entries):
+        return [(FAILED, top_error, None)] * count  # refused as a whole, no file's failure explains it
+    return [_entry(e, top_error, names, i) for i, e in enumerate(entries[:count])]
 
 
-def _entry(entry: dict[str, Any], top_error: str) -> Result:
+def _entry(entry: dict[str, Any], top_error: str, names: list[str], i: int) -> Result:
+    named = entry.get("fileName")
+    if isinstance(named, str) and named != names[i] and named in names:  # another part's result (reordered)
+        return UNCONFIRMED, f"HTTP 200, but the JSON answer gives {named}'s result in this file's place", None
     if entry.get("success") is True:
         return LANDED, "", entry.get("sampleId")
     if entry.get("success") is False:

@@ -1,0 +1,58 @@
+"""A hostile review of issue #22's fixes (ingestion answers, time limits): answers that are almost right and
+Retry-After headers no clock can hold, each tried against the parser and, where a process is needed, against
+the loopback ingestion service (tests/ingestion_server.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from augment.sinks.ingestion_answers import FAILED, LANDED, UNCONFIRMED, answer_results
+from tests.ingestion_server import IngestionServer
+from tests.test_ingestion import KEY, manifest_lines, upload
+
+
+def _results(names: list[str], body: object) -> list[str] | None:
+    found = answer_results(names, False, json.dumps(body), "application/json")
+    return None if found is None else [r[0] for r in found]
+
+
+def test_a_request_refused_as_a_whole_lands_nothing_even_if_its_files_say_success():
+    """EI's clients count ``success: false`` at the top as a failure whatever the files say (ei-contract 4.2)."""
+    ok = {"success": True}
+    assert _results(["a.png"], {"success": False, "error": "quota", "files": [ok]}) == [FAILED]
+    assert _results(["a.png", "b.png"], {"success": False, "error": "quota", "files": [ok, ok]}) == [FAILED] * 2
+    # a top-level false explained by a file's own failure keeps the others' results
+    bad = {"success": False, "error": "invalid image"}
+    assert _results(["a.png", "b.png"], {"success": False, "files": [ok, bad]}) == [LANDED, FAILED]
+
+
+def test_an_answer_that_names_another_file_of_the_request_is_not_taken_for_this_one():
+    """Results matched by position, but an entry naming another part of the same request (a reordered answer)
+    would book the wrong file as stored: those files are unconfirmed (sent again), never landed."""
+    ok, bad = {"success": True}, {"success": False, "error": "invalid image"}
+    reordered = {"success": False, "files": [ok | {"fileName": "b.png"}, bad | {"fileName": "a.png"}]}
+    assert _results(["a.png", "b.png"], reordered) == [UNCONFIRMED, UNCONFIRMED]
+    in_order = {"success": False, "files": [ok | {"fileName": "a.png"}, bad | {"fileName": "b.png"}]}
+    assert _results(["a.png", "b.png"], in_order) == [LANDED, FAILED]
+    twice = {"success": True, "files": [ok | {"fileName": "a.png"}, ok | {"fileName": "a.png"}]}
+    assert _results(["a.png", "b.png"], twice) == [LANDED, UNCONFIRMED]
+
+
+@pytest.mark.parametrize("retry_after", ["9" * 5000, "Fri, 31 Dec 99999 23:59:59 GMT"])
+def test_a_retry_after_no_clock_can_hold_falls_back_to_the_backoff(sample_dir: Path, tmp_path: Path, retry_after: str):
+    """A 429 whose Retry-After is a number of thousands of digits or a date past year 9999: the backoff is used
+    (as for any Retry-After that is not a time), every file lands; the run is not stopped by a ValueError."""
+    out = tmp_path / "o"
+    with IngestionServer(KEY) as server:
+        server.storm(429, 2, retry_after=retry_after)
+        result = upload(server, sample_dir, ["--upload-concurrency", "1"], tmp_path / "w", out)
+        assert result.returncode == 0, result.output
+        assert "ValueError" not in result.output and "Traceback" not in result.output
+        assert (
+            len(server.stored)
+            == len(manifest_lines(out))
+            == json.loads((out / "report.json").read_text())["upload"]["landed"]
+        )

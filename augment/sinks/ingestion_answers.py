@@ -4,9 +4,10 @@ A file counts as stored only when the answer says so: EI's JSON with a per-file 
 EI's own client reads, ``{"success", "error"?, "files": [{"success", "error"?, ...}]}``, edge-impulse-cli
 cli-common/make-image.ts), or the documented text/plain answer naming the file (ei-contract.md section 4.2).
 Anything else (an HTML page, an empty body, JSON that does not parse or has another shape, a text that names
-no file, an entry naming another file of the request) is UNCONFIRMED; ``success: false`` at the top that no
-file's own failure explains fails every file: the uploader sends the file again (``x-disallow-duplicates`` makes a resend of a
-stored file come back as a duplicate), reports it if the doubt remains, and never books it as landed.
+no file, an entry naming another file of the request) is UNCONFIRMED: the uploader sends the file again
+(``x-disallow-duplicates`` makes a resend of a stored file come back as a duplicate), reports it if the doubt
+remains, and never books it as landed. A top-level ``success: false`` that no file's own failure explains
+fails every file of the request.
 """
 
 from __future__ import annotations

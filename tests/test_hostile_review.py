@@ -12,6 +12,7 @@ import pytest
 from augment.sinks.ingestion_answers import FAILED, LANDED, UNCONFIRMED, answer_results
 from tests.ingestion_server import IngestionServer
 from tests.test_ingestion import KEY, manifest_lines, upload
+from tests.test_overlap import _block, _pngs
 
 
 def _results(names: list[str], body: object) -> list[str] | None:
@@ -56,3 +57,18 @@ def test_a_retry_after_no_clock_can_hold_falls_back_to_the_backoff(sample_dir: P
             == len(manifest_lines(out))
             == json.loads((out / "report.json").read_text())["upload"]["landed"]
         )
+
+
+def test_a_file_symlink_in_the_input_to_an_output_is_not_read(sample_dir: Path, tmp_path: Path):
+    """Like a folder link into the output, a link to one output file is skipped, named: a rerun never
+    augments the last run's outputs (24 images each time, not 25, and no output of an output)."""
+    out = tmp_path / "out"
+    assert _block(sample_dir, out, tmp_path).returncode == 0
+    made = next(p for p in sorted((out / "circle").glob("*.png")) if not (sample_dir / "circle" / p.name).exists())
+    (sample_dir / "circle" / "zz-linked.png").symlink_to(made)
+    for _ in range(2):
+        result = _block(sample_dir, out, tmp_path)
+        assert result.returncode == 0, result.output
+        assert "24 images" in result.output, result.output
+        assert "skipped circle/zz-linked.png: symlink into the output folder" in result.output
+    assert len(_pngs(out)) == 24 * 3

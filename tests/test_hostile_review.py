@@ -4,14 +4,22 @@ the loopback ingestion service (tests/ingestion_server.py)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from augment.sinks.ingestion_answers import FAILED, LANDED, UNCONFIRMED, answer_results
+from augment.sinks.lock import LOCK_FILE
+from tests.blockrun import ROOT, ei_env
 from tests.ingestion_server import IngestionServer
 from tests.test_ingestion import KEY, manifest_lines, upload
+from tests.test_outdir import make_inputs, outputs, wait_for
 from tests.test_overlap import _block, _pngs
 
 
@@ -72,3 +80,28 @@ def test_a_file_symlink_in_the_input_to_an_output_is_not_read(sample_dir: Path, 
         assert "24 images" in result.output, result.output
         assert "skipped circle/zz-linked.png: symlink into the output folder" in result.output
     assert len(_pngs(out)) == 24 * 3
+
+
+def test_a_finished_run_exits_at_once_while_another_run_is_checking_the_folder(tmp_path: Path):
+    """Another run holds the folder's check byte (it is taking its place, or is stopped while it does, e.g. a
+    frozen container): a run that has finished its work must not wait for it (up to EDGE_AUGMENT_LOCK_WAIT)
+    just to decide whether to remove the lock file; the other run is using that file, so it stays."""
+    make_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    argv = [sys.executable, "-u", str(ROOT / "transform.py"), "--in-directory", str(tmp_path / "in")]
+    argv += ["--out-directory", str(out), "--workers", "1", "--preset", "heavy"]
+    env = ei_env({"EDGE_AUGMENT_LOCK_WAIT": "3600"})
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: len(outputs(out)) >= 1)  # past its own check: it is writing
+        fd = os.open(out / LOCK_FILE, os.O_RDWR)
+        try:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 1, 0))
+            stdout, _ = proc.communicate(timeout=120)  # hang guard: with the defect it waits 3600 s
+        finally:
+            os.close(fd)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, stdout.decode()
+    assert (out / LOCK_FILE).exists()  # in use by the other run: left for it

@@ -32,6 +32,7 @@ def test_a_request_refused_as_a_whole_lands_nothing_even_if_its_files_say_succes
     """EI's clients count ``success: false`` at the top as a failure whatever the files say (ei-contract 4.2)."""
     ok = {"success": True}
     assert _results(["a.png"], {"success": False, "error": "quota", "files": [ok]}) == [FAILED]
+    assert _results(["a.png"], {"success": False, "error": "quota", "files": [ok, ok]}) == [FAILED]  # extra entry
     assert _results(["a.png", "b.png"], {"success": False, "error": "quota", "files": [ok, ok]}) == [FAILED] * 2
     # a top-level false explained by a file's own failure keeps the others' results
     bad = {"success": False, "error": "invalid image"}

@@ -50,6 +50,8 @@ def _json_results(names: list[str], labels_part: bool, body: dict[str, Any]) -> 
         return [(UNCONFIRMED, "HTTP 200, but the JSON answer has no result per file", None)] * count
     entries = [f if isinstance(f, dict) else {} for f in files]
     labels = entries[count] if labels_part and len(entries) == count + 1 else None
+    if body.get("success") is False and not any(e.get("success") is False for e in entries):
+        return [(FAILED, top_error, None)] * count  # refused as a whole, no file's failure explains it
     if len(entries) != count and labels is None:
         if count > 1:
             return None
@@ -62,8 +64,6 @@ def _json_results(names: list[str], labels_part: bool, body: dict[str, Any]) -> 
     if labels is not None and labels.get("success") is not True:  # the boxes did not attach
         error = f"bounding_boxes.labels: {labels.get('error') or top_error}"
         return [(FAILED, error, None)] if count == 1 else None
-    if body.get("success") is False and not any(e.get("success") is False for e in entries):
-        return [(FAILED, top_error, None)] * count  # refused as a whole, no file's failure explains it
     return [_entry(e, top_error, names, i) for i, e in enumerate(entries[:count])]
 
 

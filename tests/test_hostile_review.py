@@ -106,3 +106,28 @@ def test_a_finished_run_exits_at_once_while_another_run_is_checking_the_folder(t
         proc.wait()
     assert proc.returncode == 0, stdout.decode()
     assert (out / LOCK_FILE).exists()  # in use by the other run: left for it
+
+
+def test_since_redoes_a_changed_source_whose_outputs_another_runs_manifest_records(sample_dir: Path, tmp_path: Path):
+    """Two shards made the folder; an unsharded --since refresh (the same settings) adopts their records. A
+    source whose bytes changed since must still be redone, as when its own manifest records it, not kept
+    with outputs of its old bytes."""
+    from tests.test_determinism import images
+    from tests.test_refresh import OLD, _age, _now, _run
+
+    _age(sample_dir)
+    out = tmp_path / "out"
+    for index in ("0", "1"):
+        _run(sample_dir, out, "--since", "off", "--shard-count", "2", "--shard-index", index)
+    before = images(out)
+    since = _now()
+    changed = sample_dir / "circle" / "03.png"
+    changed.write_bytes((sample_dir / "square" / "05.png").read_bytes())  # new bytes in place
+    os.utime(changed, (OLD, OLD))  # its mtime kept old (cp -p): only ctime says it changed
+    _run(sample_dir, out, "--since", since)
+    after = images(out)
+    redone = {k for k in before if after[k] != before[k]}
+    assert redone == {"circle/circle.03.orig.png", "circle/circle.03.aug00.png"}
+    fresh = tmp_path / "fresh"
+    _run(sample_dir, fresh, "--since", "off")
+    assert images(fresh).items() <= after.items()

@@ -49,6 +49,10 @@ def test_an_answer_that_names_another_file_of_the_request_is_not_taken_for_this_
     assert _results(["a.png", "b.png"], in_order) == [LANDED, FAILED]
     twice = {"success": True, "files": [ok | {"fileName": "a.png"}, ok | {"fileName": "a.png"}]}
     assert _results(["a.png", "b.png"], twice) == [LANDED, UNCONFIRMED]
+    # one file's result missing, the labels part's in its place: not that file's
+    labels = {"success": True, "files": [ok | {"fileName": "a.png"}, ok | {"fileName": "bounding_boxes.labels"}]}
+    found = answer_results(["a.png", "b.png"], True, json.dumps(labels), "application/json")
+    assert [r[0] for r in found] == [LANDED, UNCONFIRMED]
 
 
 @pytest.mark.parametrize("retry_after", ["9" * 5000, "Fri, 31 Dec 99999 23:59:59 GMT"])

@@ -16,6 +16,8 @@ import json
 import re
 from typing import Any
 
+from augment.boxes import BOXES_FILE
+
 LANDED, FAILED, UNCONFIRMED = "landed", "failed", "unconfirmed"
 _NO_REASON = "rejected, no reason given"
 
@@ -64,12 +66,13 @@ def _json_results(names: list[str], labels_part: bool, body: dict[str, Any]) -> 
     if labels is not None and labels.get("success") is not True:  # the boxes did not attach
         error = f"bounding_boxes.labels: {labels.get('error') or top_error}"
         return [(FAILED, error, None)] if count == 1 else None
-    return [_entry(e, top_error, names, i) for i, e in enumerate(entries[:count])]
+    parts = [*names, BOXES_FILE] if labels_part else names  # every part of the request, by name
+    return [_entry(e, top_error, names[i], parts) for i, e in enumerate(entries[:count])]
 
 
-def _entry(entry: dict[str, Any], top_error: str, names: list[str], i: int) -> Result:
+def _entry(entry: dict[str, Any], top_error: str, name: str, parts: list[str]) -> Result:
     named = entry.get("fileName")
-    if isinstance(named, str) and named != names[i] and named in names:  # another part's result (reordered)
+    if isinstance(named, str) and named != name and named in parts:  # another part's result (reordered, missing)
         return UNCONFIRMED, f"HTTP 200, but the JSON answer gives {named}'s result in this file's place", None
     if entry.get("success") is True:
         return LANDED, "", entry.get("sampleId")

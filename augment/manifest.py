@@ -108,8 +108,8 @@ class Manifest:
 
     def source_sha256(self, names: Iterable[str]) -> str | None:
         """The source bytes' sha256 an earlier run made these outputs from ("" if unknown); None if none
-        of them is recorded."""
-        for line in self.index.previous(names).values():
+        of them is recorded (here, or by another run of these settings whose outputs this run adopts)."""
+        for line in self._earlier(list(names)).values():
             return str((_json(line) or {}).get("source_sha256", ""))
         return None
 

@@ -172,7 +172,7 @@ def _requests_session(limits: Limits, pool_size: int) -> Any:
         def get_retry_after(self, response: Any) -> float | None:
             try:
                 seconds = super().get_retry_after(response)
-            except InvalidHeader:  # "soon", "-5": the backoff instead
+            except (InvalidHeader, ValueError, OverflowError):  # "soon", "-5", 5000 digits, year 99999: backoff
                 return None
             return None if seconds is None else min(seconds, limits.max_retry_after)
 

@@ -4,8 +4,10 @@ A file counts as stored only when the answer says so: EI's JSON with a per-file 
 EI's own client reads, ``{"success", "error"?, "files": [{"success", "error"?, ...}]}``, edge-impulse-cli
 cli-common/make-image.ts), or the documented text/plain answer naming the file (ei-contract.md section 4.2).
 Anything else (an HTML page, an empty body, JSON that does not parse or has another shape, a text that names
-no file) is UNCONFIRMED: the uploader sends the file again (``x-disallow-duplicates`` makes a resend of a
-stored file come back as a duplicate), reports it if the doubt remains, and never books it as landed.
+no file, an entry naming another file of the request) is UNCONFIRMED: the uploader sends the file again
+(``x-disallow-duplicates`` makes a resend of a stored file come back as a duplicate), reports it if the doubt
+remains, and never books it as landed. A top-level ``success: false`` that no file's own failure explains
+fails every file of the request.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+
+from augment.boxes import BOXES_FILE
 
 LANDED, FAILED, UNCONFIRMED = "landed", "failed", "unconfirmed"
 _NO_REASON = "rejected, no reason given"
@@ -28,7 +32,7 @@ def answer_results(names: list[str], labels_part: bool, text: str, content_type:
     ``sampleId``...) are never needed."""
     body = parse_json(text)
     if isinstance(body, dict):
-        return _json_results(len(names), labels_part, body)
+        return _json_results(names, labels_part, body)
     media = content_type.split(";")[0].strip().lower()
     if body is None and media == "text/plain" and text.strip():
         return [(LANDED, "", None) if _names(text, n) else (UNCONFIRMED, _NOT_NAMED, None) for n in names]
@@ -38,7 +42,8 @@ def answer_results(names: list[str], labels_part: bool, text: str, content_type:
 _NOT_NAMED = "HTTP 200, but the text answer does not name the file"
 
 
-def _json_results(count: int, labels_part: bool, body: dict[str, Any]) -> list[Result] | None:
+def _json_results(names: list[str], labels_part: bool, body: dict[str, Any]) -> list[Result] | None:
+    count = len(names)
     top_error = str(body.get("error") or _NO_REASON)
     files = body.get("files")
     if not isinstance(files, list) or not files:
@@ -47,6 +52,8 @@ def _json_results(count: int, labels_part: bool, body: dict[str, Any]) -> list[R
         return [(UNCONFIRMED, "HTTP 200, but the JSON answer has no result per file", None)] * count
     entries = [f if isinstance(f, dict) else {} for f in files]
     labels = entries[count] if labels_part and len(entries) == count + 1 else None
+    if body.get("success") is False and not any(e.get("success") is False for e in entries):
+        return [(FAILED, top_error, None)] * count  # refused as a whole, no file's failure explains it
     if len(entries) != count and labels is None:
         if count > 1:
             return None
@@ -59,10 +66,14 @@ def _json_results(count: int, labels_part: bool, body: dict[str, Any]) -> list[R
     if labels is not None and labels.get("success") is not True:  # the boxes did not attach
         error = f"bounding_boxes.labels: {labels.get('error') or top_error}"
         return [(FAILED, error, None)] if count == 1 else None
-    return [_entry(e, top_error) for e in entries[:count]]
+    parts = [*names, BOXES_FILE] if labels_part else names  # every part of the request, by name
+    return [_entry(e, top_error, names[i], parts) for i, e in enumerate(entries[:count])]
 
 
-def _entry(entry: dict[str, Any], top_error: str) -> Result:
+def _entry(entry: dict[str, Any], top_error: str, name: str, parts: list[str]) -> Result:
+    named = entry.get("fileName")
+    if isinstance(named, str) and named != name and named in parts:  # another part's result (reordered, missing)
+        return UNCONFIRMED, f"HTTP 200, but the JSON answer gives {named}'s result in this file's place", None
     if entry.get("success") is True:
         return LANDED, "", entry.get("sampleId")
     if entry.get("success") is False:

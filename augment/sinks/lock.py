@@ -156,10 +156,10 @@ class FolderLock:
         """Drop the lock; the lock file goes when no other run holds it (an empty folder we made goes too)."""
         if self.fd is None:
             return
-        with contextlib.suppress(OSError, SinkError):  # FolderBusyError: keep the file, just let go
-            self._hold_check(self.fd)
-            if not _held(self.fd, _RUN, 0):  # no other run's place: nobody needs the file
-                self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError, SinkError):
+            # _CHECK taken by another run means it is taking its place in this file: keep it, never wait
+            if _lock(self.fd, fcntl.F_WRLCK, _CHECK) and not _held(self.fd, _RUN, 0):
+                self.path.unlink(missing_ok=True)  # no other run's place: nobody needs the file
         os.close(self.fd)
         self.fd = None
         if self.made_folder:

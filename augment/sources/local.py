@@ -84,6 +84,9 @@ class LocalSource(Source):
                 except OSError as e:
                     listing.skip(key, _link_problem(path, e))
                     continue
+                if out is not None and path.is_symlink() and below(out[0], path) is not None:
+                    listing.skip(key, f"symlink into the output folder {out[0]}; outputs are never read as inputs")
+                    continue
                 if name in LABELS_FILES:
                     listing.labels_files.append(key)
                     continue

@@ -121,6 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="zlib strategy for PNG: rle (default: photos, 2-3x faster, same size) or default (graphics)",
     )
 
+    out.add_argument(
+        "--output-size",
+        default="",
+        help="WIDTHxHEIGHT, e.g. 96x96: every output, originals too, at the model's input size (default: source's)",
+    )
+    out.add_argument(
+        "--resize-mode",
+        default="fit-short",
+        help="with --output-size: fit-short (crop the longer side, EI's default), squash, or fit-long (letterbox)",
+    )
+
     look = p.add_argument_group("looking before using")
     _switch(look, "--preview", "0", "also write preview.png: originals beside their copies")
     _switch(look, "--dry-run", "0", "print the plan and estimated time; write only the preview")

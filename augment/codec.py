@@ -73,6 +73,9 @@ _WRITABLE = {
 _EXIF_ORIENTATION = 0x0112
 
 
+Needed = Callable[[tuple[int, int]], tuple[int, int]]  # an image's (oriented) size -> the least size wanted
+
+
 class DecodeError(ValueError):
     """The bytes are not an image we can augment; the message says why."""
 
@@ -83,6 +86,7 @@ class Decoded:
     mode: ModeInfo
     format: str  # Pillow format name of the source (PNG, JPEG, ...)
     oriented: bool  # EXIF orientation was applied, so the pixels differ from the stored ones
+    source_size: tuple[int, int] = (0, 0)  # (width, height) as stored, oriented: the frame may be smaller (draft)
 
 
 @dataclass(frozen=True)
@@ -91,13 +95,19 @@ class EncodeOptions:
     jpeg_quality: int = 90
     png_compression: int = 6
     png_strategy: str = "rle"
+    output_size: tuple[int, int] | None = None  # --output-size: every output at (width, height)
+    resize_mode: str = "fit-short"  # how the source meets output_size (augment.resize.RESIZE_MODES)
+    zoom: float = 1.0  # with output_size: the recipe's largest magnification (how much detail to decode)
 
 
-def decode(data: bytes) -> Decoded:
-    """Decode image bytes; raise DecodeError with a one-line cause for anything unusable."""
+def decode(data: bytes, needed: Needed | None = None) -> Decoded:
+    """Decode image bytes; raise DecodeError with a one-line cause for anything unusable.
+
+    ``needed`` maps the (oriented) stored size to the least size the caller needs: a JPEG is then decoded
+    at the smallest DCT scale (1/2, 1/4, 1/8) that still gives it."""
     if not data:
         raise DecodeError("empty file (0 bytes)")
-    image = _open(data)
+    image, stored = _open(data, needed)
     fmt = _FORMAT_ALIASES.get(image.format or "", image.format or "")
     orientation = _orientation(image)
     if orientation not in (None, 1):
@@ -108,40 +118,45 @@ def decode(data: bytes) -> Decoded:
         raise DecodeError(str(e)) from None
     key = image.info.get("transparency") if image.mode in ("L", "RGB", "I;16") else None
     if key is not None:  # the colour key becomes an alpha plane, so transparency follows the pixels
-        frame = Frame(
-            frame.color, Image.fromarray(np.where(_is_key(np.asarray(frame.color), key), 0, 255).astype(np.uint8))
-        )
+        frame = Frame(frame.color, np.where(_is_key(frame.color, key), 0, 255).astype(np.uint8))
     mode = replace(mode, icc=image.info.get("icc_profile") or None, exif=image.info.get("exif") or None, color_key=key)
-    return Decoded(frame, mode, fmt, orientation not in (None, 1))
+    swapped = orientation in (5, 6, 7, 8)
+    return Decoded(frame, mode, fmt, orientation not in (None, 1), stored[::-1] if swapped else stored)
 
 
-def _load(data: bytes) -> Image.Image:
-    """The first frame, decoded; only ``SNIFFED_FORMATS`` are tried; over the bomb limit is an error."""
+def _load(data: bytes, needed: Needed | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """The first frame, decoded, and its stored size; only ``SNIFFED_FORMATS`` are tried; over the bomb limit
+    is an error. With ``needed``, a JPEG is decoded at the smallest DCT scale that still gives that size."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=SNIFFED_FORMATS)
             image.seek(0)
+            stored = image.size
+            if needed is not None and image.format in ("JPEG", "MPO"):
+                swap = _orientation(image) in (5, 6, 7, 8)  # a quarter turn: the stored axes are swapped
+                want = needed(stored[::-1] if swap else stored)
+                image.draft(image.mode, want[::-1] if swap else want)
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise DecodeError(f"image too large (decompression-bomb guard): {e}") from None
-    return image
+    return image, stored
 
 
-def _open(data: bytes) -> Image.Image:
+def _open(data: bytes, needed: Needed | None = None) -> tuple[Image.Image, tuple[int, int]]:
     """``_load``, accepting what is valid but trips Pillow (an ancillary PNG chunk with a bad checksum, a
     JPEG that lacks only its end marker); otherwise a DecodeError that says what is wrong."""
     try:
-        return _load(data)
+        return _load(data, needed)
     except (OSError, SyntaxError, ValueError, EOFError) as e:  # UnidentifiedImageError is an OSError
         failure: Exception = e
     for repaired, check in _repairs(data):
         try:
-            image = _load(repaired)
+            image, stored = _load(repaired)  # checked at full scale
         except (OSError, SyntaxError, ValueError, EOFError):
             continue
         if check(image):
-            return image
+            return image, stored
     raise DecodeError(_explain(data, failure))
 
 
@@ -216,7 +231,7 @@ def _is_key(values: np.ndarray, key: int | tuple[int, ...]) -> np.ndarray:
     return np.all(values == np.asarray(key), axis=-1) if values.ndim == 3 else values == key
 
 
-def keyed(image: Image.Image, alpha: Image.Image, preferred: int | tuple[int, ...]) -> tuple[Image.Image, Any]:
+def keyed(image: Image.Image, alpha: np.ndarray, preferred: int | tuple[int, ...]) -> tuple[Image.Image, Any]:
     """An ``L``/``RGB``/``I;16`` image whose clear pixels (alpha under 128) get one transparent colour, and
     that colour (None: nothing is clear). It is ``preferred`` (the source's) unless an opaque pixel has it
     now (an op changed colours); then the first colour no opaque pixel has; if every colour is taken, opaque

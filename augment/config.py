@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from augment.codec import EI_SAME, OUTPUT_FORMATS, PNG_STRATEGIES, EncodeOptions
 from augment.ops.pixels import FILL_MODES
 from augment.presets import ORIENTATIONS, get_preset
 from augment.recipe import MAX_COPIES, Recipe, load_recipe
+from augment.resize import RESIZE_MODES, max_zoom, parse_output_size
 from augment.s3_client import endpoint_problem
 from augment.samples import label_problem
 from augment.selection import Shard, parse_since, resolve_shard
@@ -153,6 +154,10 @@ def build_config(args: Any, env: dict[str, str]) -> RunConfig:
     recipe, copies = _recipe_and_copies(args, notes)
     into_project = dest_ei or bool(args.upload_category and not places["dest"])
     encode = _encode_options(args, into_project, notes)
+    if encode.output_size is not None:  # decode detail for the recipe's largest zoom, whichever outputs are due
+        encode = replace(encode, zoom=max_zoom([variant.pipeline for variant in recipe.variants]))
+    elif encode.resize_mode != "fit-short":
+        notes.append(f"--resize-mode {encode.resize_mode} without --output-size: outputs keep the source's size")
     layout = _one_of(args.output_layout, "output-layout", LAYOUTS)
     workers = _int(args.workers, "workers", 0, 256) or available_cpus()
     max_failures = _float(args.max_failures, "max-failures", 0.0, 1e12)
@@ -265,7 +270,19 @@ def _encode_options(args: Any, into_project: bool, notes: list[str]) -> EncodeOp
         _int(args.jpeg_quality, "jpeg-quality", 1, 100),
         _int(args.png_compression, "png-compression", 0, 9),
         _choice(getattr(args, "png_strategy", "rle"), "png-strategy", PNG_STRATEGIES),
+        _output_size(getattr(args, "output_size", None)),
+        _choice(getattr(args, "resize_mode", None) or "fit-short", "resize-mode", RESIZE_MODES),
     )
+
+
+def _output_size(raw: str | None) -> tuple[int, int] | None:
+    """--output-size WxH; empty or absent = the source's own size."""
+    if not (raw or "").strip():
+        return None
+    try:
+        return parse_output_size(raw or "")
+    except ValueError as e:
+        raise ConfigError(f"--output-size: {e}") from None
 
 
 def _upload_label(raw: str | None) -> str | None:

@@ -11,14 +11,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+import cv2
 import numpy as np
 
 from augment.boxes import DEFAULT_MIN_BOX_VISIBILITY, Box, clip, hide, move
 from augment.codec import Decoded, EncodeOptions, decode, encode
 from augment.frame import Frame
 from augment.ops import GeometricOp, get_op, pixels
+from augment.ops.base import Border
 from augment.plan import PlannedOutput
 from augment.recipe import sample_chain
+from augment.resize import OutputSize, needed_size, resize_border, resize_matrix, shrink
 from augment.samples import stable_hash
 
 
@@ -36,7 +39,7 @@ class Rendered:
 
 # Bump when any kernel, the fusion rules or the encoder settings change the bytes of an output: it is part
 # of the manifest fingerprint, so a resumed or --since run never mixes outputs of two kernel versions.
-KERNELS = 4  # 4: copies keep ICC profiles, EXIF and per-entry palette alpha
+KERNELS = f"5 opencv {cv2.__version__}"  # 5: OpenCV kernels on numpy frames (4: Pillow; ICC, EXIF, palette alpha)
 
 
 def output_rng(seed: int, key: str, index: int) -> np.random.Generator:
@@ -96,9 +99,44 @@ def steps(chain: Chain, size: tuple[int, int]) -> list[FusedWarp | tuple[str, di
     return out
 
 
-def apply_chain(frame: Frame, chain: Chain) -> Frame:
-    """Run concrete (already sampled) ops over a frame; replaying a manifest's ops gives the same frame."""
-    for step in steps(chain, frame.size):
+@dataclass(frozen=True)
+class Resize:
+    """--output-size: the map from the decoded frame onto the output canvas, run with the chain's first warp."""
+
+    matrix: np.ndarray  # forward: frame -> output canvas
+    size: tuple[int, int]
+    border: Border | None  # None: the resize covers the canvas, any fill will do
+
+
+def _lead(plan: list[FusedWarp | tuple[str, dict[str, Any]]], resize: Resize) -> tuple[np.ndarray, Border, int]:
+    """(matrix, border, steps used): the resize joined with the plan's first step when that is a warp with a
+    compatible fill (one resample), else the resize alone."""
+    alone = resize.matrix, resize.border or ("edge", 0.0), 0
+    if not plan:
+        return alone
+    first = plan[0]
+    if isinstance(first, FusedWarp):
+        matrix, border = first.matrix, (first.fill, first.fill_value)
+    else:
+        op = get_op(first[0])
+        if not isinstance(op, GeometricOp):
+            return alone
+        matrix, border = op.matrix(first[1], resize.size), op.border(first[1])
+    if border is None:
+        border = resize.border or ("edge", 0.0)
+    elif resize.border is not None and resize.border != border:
+        return alone
+    return matrix @ resize.matrix, border, 1
+
+
+def apply_chain(frame: Frame, chain: Chain, resize: Resize | None = None) -> Frame:
+    """Run concrete (already sampled) ops over a frame; replaying a manifest's ops gives the same frame.
+    With ``resize``, the chain runs on the output canvas and the resize joins its first warp."""
+    plan = steps(chain, resize.size if resize else frame.size)
+    if resize is not None:
+        matrix, border, used = _lead(plan, resize)
+        frame, plan = pixels.warp(frame, matrix, *border, size=resize.size), plan[used:]
+    for step in plan:
         if isinstance(step, FusedWarp):
             frame = pixels.warp(frame, step.matrix, step.fill, step.fill_value)
         else:
@@ -106,11 +144,19 @@ def apply_chain(frame: Frame, chain: Chain) -> Frame:
     return frame
 
 
-def follow_boxes(boxes: list[Box], chain: list[tuple[str, dict[str, Any]]], size: tuple[int, int]) -> list[Box]:
+def follow_boxes(
+    boxes: list[Box], chain: list[tuple[str, dict[str, Any]]], size: tuple[int, int], resize: Resize | None = None
+) -> list[Box]:
     """Boxes through a concrete chain, with the same parameters as the pixels: geometric ops move them
     (clipped, visibility tracked), occluding ops (cutout) hide parts, the rest leave them alone.
-    A fused run of geometric ops (see ``steps``) moves them once, through its combined matrix, as the pixels."""
-    for step in steps(chain, size):
+    A fused run of geometric ops (see ``steps``) moves them once, through its combined matrix, as the pixels;
+    so does the resize with the warp it joins."""
+    plan = steps(chain, resize.size if resize else size)
+    if resize is not None:
+        matrix, _, used = _lead(plan, resize)
+        size, plan = resize.size, plan[used:]
+        boxes = move(boxes, matrix, size)
+    for step in plan:
         if isinstance(step, FusedWarp):
             boxes = move(boxes, step.matrix, size)
             continue
@@ -143,17 +189,30 @@ def iter_render(
 
     With ``boxes``, each output carries the boxes still at least ``min_visibility`` visible; boxes reaching
     outside the image are clipped to it first (or dropped), with a line in ``notes``."""
-    decoded = decode(data)
+    target = None
+    if options.output_size is not None:
+        target = OutputSize(*options.output_size, options.resize_mode)
+        # The recipe's zoom (options), not these outputs': a resumed run decodes as the first one did.
+        decoded = decode(data, lambda size: needed_size(size, target, options.zoom))
+        decoded = replace(decoded, frame=shrink(decoded.frame, needed_size(decoded.source_size, target, options.zoom)))
+    else:
+        decoded = decode(data)
+    resize = None
+    if target is not None:
+        resize = Resize(resize_matrix(decoded.frame.size, target), target.size, resize_border(target))
     size = decoded.frame.size
     inside: list[Box] | None = None
     if boxes is not None:
-        inside, clipped = clip(boxes, size)
+        inside, clipped = clip(boxes, decoded.source_size)
         if notes is not None:
             notes.extend(clipped)
+        if size != decoded.source_size:  # decoded smaller (--output-size): boxes follow
+            scale = np.diag([size[0] / decoded.source_size[0], size[1] / decoded.source_size[1], 1.0])
+            inside = move(inside, scale, size)
     for output in outputs:
-        r = render_one(key, data, decoded, output, seed, options)
+        r = render_one(key, data, decoded, output, seed, options, resize)
         if inside is not None:
-            moved = follow_boxes(list(inside), [(op["op"], op) for op in r.ops], size)
+            moved = follow_boxes(list(inside), [(op["op"], op) for op in r.ops], size, resize)
             r = replace(r, boxes=[b for b in moved if b.visible >= min_visibility])
         yield r
 
@@ -165,12 +224,18 @@ def render_one(
     output: PlannedOutput,
     seed: int,
     options: EncodeOptions,
+    resize: Resize | None = None,
 ) -> Rendered:
     if output.pipeline is None:
+        if resize is not None:
+            return Rendered(
+                output, encode(apply_chain(decoded.frame, [], resize), decoded.mode, output.image_format, options), []
+            )
         if output.image_format == decoded.format and not decoded.oriented:
             return Rendered(output, data, [])  # the original, byte for byte
         return Rendered(output, encode(decoded.frame, decoded.mode, output.image_format, options), [])
-    chain = sample_chain(output.pipeline, output_rng(seed, key, output.index), decoded.frame.size)
-    frame = apply_chain(decoded.frame, chain)
+    size = resize.size if resize is not None else decoded.frame.size
+    chain = sample_chain(output.pipeline, output_rng(seed, key, output.index), size)
+    frame = apply_chain(decoded.frame, chain, resize)
     data_out = encode(frame, decoded.mode, output.image_format, options)
     return Rendered(output, data_out, [{"op": name, **params} for name, params in chain])

@@ -1,15 +1,18 @@
 """The in-memory image the ops work on, and the mapping to and from Pillow modes.
 
-A Frame holds the colour planes (mode ``L``, ``RGB`` or ``I;16``) and, separately, an optional 8-bit
-alpha plane. Geometric ops move both; photometric and noise ops touch only the colour planes, so alpha
-never gets noise. ``to_frame``/``from_frame`` convert any supported Pillow mode to a Frame and back, so an
-output keeps its input's mode.
+A Frame holds the colour planes as a numpy array (mode ``L``: uint8 HxW, ``RGB``: uint8 HxWx3, ``I;16``:
+uint16 HxW) and, separately, an optional 8-bit alpha plane (uint8 HxW). The kernels (OpenCV, numpy) work on
+the arrays in place of Pillow images, so a chain converts once at decode and once at encode. Geometric ops
+move both planes; photometric and noise ops touch only the colour planes, so alpha never gets noise.
+``to_frame``/``from_frame`` convert any supported Pillow mode to a Frame and back, so an output keeps its
+input's mode.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -22,24 +25,49 @@ class UnsupportedImageError(ValueError):
 
 @dataclass(frozen=True)
 class Frame:
-    """Colour planes plus optional alpha; both the same size."""
+    """Colour planes plus optional alpha (numpy arrays); both the same size."""
 
-    color: Image.Image
-    alpha: Image.Image | None = None
+    color: np.ndarray
+    alpha: np.ndarray | None = None
 
     @property
     def size(self) -> tuple[int, int]:
-        return self.color.size
+        """(width, height), as Pillow says it."""
+        return self.color.shape[1], self.color.shape[0]
+
+    @property
+    def mode(self) -> str:
+        """The Pillow mode of the colour planes: L, RGB or I;16."""
+        if self.color.dtype == np.uint16:
+            return "I;16"
+        return "RGB" if self.color.ndim == 3 else "L"
 
     @property
     def max_value(self) -> int:
-        return 65535 if self.color.mode == "I;16" else 255
+        return 65535 if self.color.dtype == np.uint16 else 255
 
-    def replace(self, color: Image.Image | None = None, alpha: Image.Image | None = None) -> Frame:
+    def replace(self, color: np.ndarray | None = None, alpha: np.ndarray | None = None) -> Frame:
         return Frame(
             color if color is not None else self.color,
             alpha if alpha is not None else self.alpha,
         )
+
+
+def from_image(color: Image.Image, alpha: Image.Image | None = None) -> Frame:
+    """A Frame from Pillow planes (colour in L, RGB or I;16; alpha in L)."""
+    if color.mode not in COLOR_MODES:
+        raise ValueError(f"colour planes must be one of {COLOR_MODES}, not {color.mode}")
+    return Frame(_array(color), _array(alpha) if alpha is not None else None)
+
+
+def _array(image: Image.Image) -> np.ndarray:
+    values = np.asarray(image)
+    return values if image.mode != "I;16" else values.astype(np.uint16, copy=False)
+
+
+def color_image(frame: Frame) -> Image.Image:
+    """The colour planes as a Pillow image."""
+    return Image.fromarray(frame.color)
 
 
 @dataclass(frozen=True)
@@ -59,11 +87,11 @@ def to_frame(image: Image.Image) -> tuple[Frame, ModeInfo]:
     """Split a decoded Pillow image into a Frame and the info needed to restore its mode."""
     mode = image.mode
     if mode in ("L", "RGB", "I;16"):
-        return Frame(image), ModeInfo(mode)
+        return from_image(image), ModeInfo(mode)
     if mode in ("LA", "RGBA"):
-        *bands, alpha = image.split()
-        color = bands[0] if mode == "LA" else Image.merge("RGB", bands)
-        return Frame(color, alpha), ModeInfo(mode)
+        values = np.asarray(image)  # LA arrives as HxWx2
+        color = values[..., 0] if mode == "LA" else values[..., :3]
+        return Frame(np.ascontiguousarray(color), np.ascontiguousarray(values[..., -1])), ModeInfo(mode)
     if mode == "P":
         transparency = image.info.get("transparency")
         palette = image.copy()
@@ -74,33 +102,33 @@ def to_frame(image: Image.Image) -> tuple[Frame, ModeInfo]:
             rgba = image.convert("RGBA")
             frame, _ = to_frame(rgba)
             return frame, ModeInfo("P", palette, transparency)
-        return Frame(image.convert("RGB")), ModeInfo("P", palette, None)
+        return from_image(image.convert("RGB")), ModeInfo("P", palette, None)
     if mode in ("PA", "RGBa", "La"):  # palette+alpha, premultiplied alpha: kept as straight RGBA
         frame, _ = to_frame(image.convert("RGBA"))
         return frame, ModeInfo("RGBA")
     if mode in ("I;16B", "I;16L", "I;16N"):  # through numpy: Pillow's convert clips these to 0..255
-        return Frame(Image.fromarray(np.asarray(image).astype(np.uint16))), ModeInfo(mode)
+        return Frame(np.asarray(image).astype(np.uint16)), ModeInfo(mode)
     if mode == "I":
         values = np.asarray(image)
         if values.min() < 0 or values.max() > 65535:
             raise UnsupportedImageError("32-bit integer image with values outside 0..65535")
-        return Frame(Image.fromarray(values.astype(np.uint16))), ModeInfo("I")
+        return Frame(values.astype(np.uint16)), ModeInfo("I")
     if mode == "1":
-        return Frame(image.convert("L")), ModeInfo("1")
+        return from_image(image.convert("L")), ModeInfo("1")
     if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-        return Frame(image.convert("RGB")), ModeInfo(mode)
+        return from_image(image.convert("RGB")), ModeInfo(mode)
     raise UnsupportedImageError(f"unsupported image mode {mode!r}")
 
 
 def from_frame(frame: Frame, info: ModeInfo) -> Image.Image:
     """Rebuild a Pillow image in the source's mode from an augmented Frame."""
     mode = info.mode
-    color, alpha = frame.color, frame.alpha
+    color, alpha = color_image(frame), frame.alpha
     if mode in ("L", "RGB", "I;16"):
         return color
     if mode in ("LA", "RGBA"):
-        bands = (color,) if color.mode == "L" else color.split()
-        return Image.merge(mode, (*bands, alpha if alpha is not None else _opaque_plane(color)))
+        planes = cv2.merge([frame.color, alpha if alpha is not None else _opaque_plane(frame)])
+        return Image.fromarray(planes, mode)
     if mode == "P":
         assert info.palette is not None
         palette = info.palette.getpalette() or [0, 0, 0]
@@ -108,7 +136,7 @@ def from_frame(frame: Frame, info: ModeInfo) -> Image.Image:
             return _palette_with_alphas(frame, palette, info.alphas)
         indices = nearest_palette_index(np.asarray(color.convert("RGB")), palette, info.transparency)
         if info.transparency is not None and alpha is not None:
-            indices[np.asarray(alpha) < 128] = info.transparency
+            indices[alpha < 128] = info.transparency
         restored = Image.frombytes("P", color.size, indices.tobytes())
         restored.putpalette(palette)
         if info.transparency is not None:
@@ -116,11 +144,11 @@ def from_frame(frame: Frame, info: ModeInfo) -> Image.Image:
         return restored
     if mode in ("I;16B", "I;16L"):
         order = ">u2" if mode == "I;16B" else "<u2"
-        return Image.frombytes(mode, color.size, np.asarray(color).astype(order).tobytes())
+        return Image.frombytes(mode, color.size, frame.color.astype(order).tobytes())
     if mode == "I;16N":
         return color
     if mode == "I":
-        return Image.fromarray(np.asarray(color).astype(np.int32))
+        return Image.fromarray(frame.color.astype(np.int32))
     if mode == "1":
         return color.convert("1", dither=Image.Dither.NONE)
     return color.convert(mode)
@@ -159,8 +187,8 @@ def _palette_with_alphas(frame: Frame, palette: list[int], alphas: bytes) -> Ima
     entries = np.array(palette, dtype=np.int64).reshape(-1, 3)
     entry_alpha = np.full(len(entries), 255, dtype=np.int64)
     entry_alpha[: min(len(alphas), len(entries))] = list(alphas[: len(entries)])
-    alpha = frame.alpha if frame.alpha is not None else _opaque_plane(frame.color)
-    pixels = np.dstack([np.asarray(frame.color.convert("RGB")), np.asarray(alpha)])
+    alpha = frame.alpha if frame.alpha is not None else _opaque_plane(frame)
+    pixels = np.dstack([np.asarray(color_image(frame).convert("RGB")), alpha])
     indices = _nearest(pixels, np.column_stack([entries, entry_alpha]))
     restored = Image.frombytes("P", frame.size, indices.tobytes())
     restored.putpalette(palette)
@@ -168,6 +196,6 @@ def _palette_with_alphas(frame: Frame, palette: list[int], alphas: bytes) -> Ima
     return restored
 
 
-def _opaque_plane(color: Image.Image) -> Image.Image:
-    """A fully opaque alpha plane the size of ``color``."""
-    return Image.new("L", color.size, 255)
+def _opaque_plane(frame: Frame) -> np.ndarray:
+    """A fully opaque alpha plane the size of ``frame``."""
+    return np.full(frame.color.shape[:2], 255, np.uint8)

@@ -34,6 +34,7 @@ from PIL import Image
 from augment.boxes import DEFAULT_MIN_BOX_VISIBILITY
 from augment.codec import SNIFFED_FORMATS, DecodeError, EncodeOptions, name_mismatch
 from augment.engine import Rendered, iter_render
+from augment.ops import pixels
 from augment.plan import PlannedOutput
 from augment.samples import Sample
 
@@ -117,7 +118,10 @@ class RenderPool:
         self._ready = threading.Condition()
         self._closing = False
         self._huge, self._several = threading.Lock(), workers > 1
-        # Workers are forked now, from this thread, before any lane thread starts.
+        # Workers are forked now, from this thread, before any lane thread starts; OpenCV set to one thread
+        # first: a child that inherits OpenCV's thread pool with its threads gone deadlocks in its first OpenCV
+        # call (reproduced: a library caller or a test that used OpenCV before the run).
+        pixels.configure_threads()
         lanes = [_Lane(self, _Worker(settings)) for _ in range(max(1, workers))]
         self._threads = [threading.Thread(target=lane.run, name=f"lane-{i}", daemon=True) for i, lane in
                          enumerate(lanes)]  # fmt: skip
@@ -262,6 +266,7 @@ def _serve(conn: Connection, settings: RenderSettings, parent: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     exit_with_parent(parent)
     _prefer_oom_kill()
+    pixels.configure_threads()
     while True:
         try:
             job = conn.recv()
@@ -285,9 +290,10 @@ def _prefer_oom_kill() -> None:
 
 
 def huge_pixels() -> int:
-    """Images over this many pixels are rendered one at a time across workers: rendering takes about 110
-    bytes a pixel at its peak (the heavy preset: 1.4 GB for 12 MP, measured), so two 48 MP images at once
-    would need over 10 GB. ``EDGE_AUGMENT_HUGE_PIXELS`` overrides the default of 16 MP."""
+    """Images over this many pixels are rendered one at a time across workers: rendering takes 22-30 bytes
+    a pixel at its peak (the heavy preset, one worker: 339 MiB for 12 MP, 991 MiB for 48 MP; bench/photos.py
+    --memory), so a few 48 MP images at once would still need several GB. ``EDGE_AUGMENT_HUGE_PIXELS``
+    overrides the default of 16 MP."""
     return int(os.environ.get("EDGE_AUGMENT_HUGE_PIXELS", "16000000"))
 
 

@@ -451,6 +451,9 @@ def _run_header(config: RunConfig, detection: bool = False) -> dict[str, Any]:
         "label": config.label,
         "kernels": KERNELS,
     }
+    if config.encode.output_size is not None:  # only then, as for the hold-out below
+        settings["output_size"] = list(config.encode.output_size)
+        settings["resize_mode"] = config.encode.resize_mode
     if config.test_fraction:  # only then: fingerprints of runs without a hold-out stay as they were
         settings["test_fraction"] = config.test_fraction
         settings["holdout"] = "exact-per-class"  # the rule changed (was: a hash threshold per original)

@@ -7,8 +7,12 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from augment.cli import parse
 from augment.config import build_config
+from augment.engine import KERNELS
+from augment.manifest import fingerprint
 from augment.presets import DEFAULT_PRESET, PRESETS
 from augment.runner import run
 
@@ -127,3 +131,22 @@ def test_file_mode_matches_directory_mode_for_prefixed_names_in_class_folders(tm
     args, _ = parse(["--in-file", str(folder / "circle.00.png"), "--out-directory", str(tmp_path / "file")])
     assert run(build_config(args, {}), lambda _: None) == 0
     assert images(tmp_path / "file") == images(tmp_path / "dir")
+
+
+def test_a_folder_made_by_older_kernels_is_refused(sample_dir, tmp_path):
+    """The header records which kernels made the bytes (KERNELS, with the OpenCV version): a rerun into a
+    folder whose outputs older kernels made would mix two kinds of bytes, so it is refused."""
+    out = tmp_path / "out"
+    assert run_dir(sample_dir, out)[0] == 0
+    manifest = out / "manifest.jsonl"
+    header, *lines = manifest.read_text().splitlines()
+    old = json.loads(header)
+    assert old["kernels"] == KERNELS and "opencv" in KERNELS
+    settings = {k: v for k, v in old.items() if k not in ("type", "fingerprint", "version")}
+    assert fingerprint(settings) == old["fingerprint"]  # the header is rebuilt faithfully, kernels aside
+    settings["kernels"] = 4
+    old |= {"kernels": 4, "fingerprint": fingerprint(settings)}
+    manifest.write_text("\n".join([json.dumps(old), *lines]) + "\n")
+    with pytest.raises(RuntimeError, match="another recipe, seed or format"):
+        run_dir(sample_dir, out)
+    assert run_dir(sample_dir, out, "--overwrite", "1")[0] == 0

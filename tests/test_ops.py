@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from augment.frame import Frame, from_frame, to_frame
+from augment.frame import Frame, from_frame, from_image, to_frame
 from augment.ops import REGISTRY, GeometricOp, Op, get_op
 from augment.ops.base import RecipeError, check_op
 from augment.ops.pixels import FILL_MODES
@@ -16,7 +16,7 @@ from tests.conftest import gradient
 
 
 def L(rows: list[list[int]]) -> Frame:
-    return Frame(Image.fromarray(np.array(rows, dtype=np.uint8), "L"))
+    return Frame(np.array(rows, dtype=np.uint8))
 
 
 def px(frame: Frame) -> list[list[int]]:
@@ -111,7 +111,7 @@ def test_noise_never_touches_alpha_but_geometry_moves_it():
         out = apply(name, frame, **params)
         assert out.alpha.tobytes() == frame.alpha.tobytes(), name
     flipped = apply("hflip", frame)
-    assert flipped.alpha.tobytes() == frame.alpha.transpose(Image.Transpose.FLIP_LEFT_RIGHT).tobytes()
+    assert flipped.alpha.tobytes() == frame.alpha[:, ::-1].tobytes()
     turned = apply("rotate", frame, degrees=180.0, **GEO)
     assert np.array_equal(np.asarray(turned.alpha), np.asarray(frame.alpha)[::-1, ::-1])
 
@@ -129,7 +129,7 @@ def test_zoom_scale_one_is_identity_and_zoom_crops_a_corner():
 def test_hue_saturation_only_changes_rgb():
     grey = L([[1, 2, 3]])
     assert px(apply("hue_saturation", grey, hue=0.3, saturation=0.0)) == px(grey)
-    rgb = Frame(Image.new("RGB", (4, 4), (200, 30, 30)))
+    rgb = from_image(Image.new("RGB", (4, 4), (200, 30, 30)))
     desaturated = np.asarray(apply("hue_saturation", rgb, hue=0.0, saturation=0.0).color)
     assert np.all(desaturated[..., 0] == desaturated[..., 1])
     shifted = np.asarray(apply("hue_saturation", rgb, hue=1 / 3, saturation=1.0).color)[0, 0]
@@ -138,10 +138,10 @@ def test_hue_saturation_only_changes_rgb():
 
 def test_blur_and_sharpen_keep_flat_images_and_work_on_16_bit():
     for mode in ("L", "RGB", "I;16"):
-        flat = Frame(Image.new(mode, (16, 16), 1000 if mode == "I;16" else (90 if mode == "L" else (90, 90, 90))))
+        flat = from_image(Image.new(mode, (16, 16), 1000 if mode == "I;16" else (90 if mode == "L" else (90, 90, 90))))
         for name, params in [("blur", {"sigma": 1.5}), ("sharpen", {"amount": 2.0})]:
             assert apply(name, flat, **params).color.tobytes() == flat.color.tobytes(), (mode, name)
-    edge = Frame(Image.fromarray(np.tile(np.repeat(np.array([0, 60000], np.uint16), 8), (16, 1))))
+    edge = Frame(np.tile(np.repeat(np.array([0, 60000], np.uint16), 8), (16, 1)))
     blurred = np.asarray(apply("blur", edge, sigma=2.0).color)
     assert blurred.dtype == np.uint16 and 0 < blurred[0, 7] < 60000
 
@@ -268,3 +268,35 @@ def test_a_geometric_op_must_say_where_pixels_and_boxes_go():
         with pytest.raises(TypeError, match=message):
             check_op(bad, FILL_MODES)
     assert {name for name, op in REGISTRY.items() if isinstance(op, GeometricOp)} >= {"hflip", "rotate", "scale"}
+
+
+@pytest.mark.parametrize("fill", FILL_MODES)
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+@pytest.mark.parametrize("mirror", [False, True])
+def test_exact_copies_match_the_warp_they_replace(fill, turns, mirror):
+    """Flips, quarter turns and whole-pixel shifts are copies (never a resample): the same pixels as OpenCV's
+    bilinear warp, which samples exactly at pixel centres for these maps, on a non-square image, near and far
+    shifts, for every fill."""
+    import cv2
+
+    from augment.ops import pixels
+
+    values = np.random.default_rng(turns).integers(0, 256, (7, 11, 3), dtype=np.uint8)
+    size = (11, 7)
+    linear = np.linalg.matrix_power(np.array([[0.0, 1.0], [-1.0, 0.0]]), turns) @ np.diag(
+        [-1.0 if mirror else 1.0, 1.0]
+    )
+    for dx, dy in [(0, 0), (2, -1), (-3, 4), (-12, 2), (5, 9)]:
+        centre = np.array([5.5, 3.5])  # the turn about the centre, then the shift
+        forward = np.eye(3)
+        forward[:2, :2], forward[:2, 2] = linear, centre - linear @ centre + (dx, dy)
+        inverse = pixels._cv_inverse(forward)
+        exact = pixels._exact_copy(values, inverse, size, fill, 77.0)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        warped = cv2.warpAffine(
+            values, inverse[:2], size, flags=flags, borderMode=pixels._BORDERS[fill], borderValue=(77,) * 4
+        )
+        if exact is None:  # shifted off the canvas, or a far reflection: the warp does it (exactly too)
+            assert (dx, dy) in ((-12, 2), (5, 9)) or fill == "reflect", (fill, turns, mirror, dx, dy)
+            continue
+        assert np.array_equal(exact, warped), (fill, turns, mirror, dx, dy)

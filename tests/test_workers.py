@@ -152,3 +152,31 @@ def test_a_killed_worker_fails_its_image_by_name_and_the_run_goes_on(tmp_path, w
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(list(out.rglob("a.big.*"))) == 4
+
+
+FORK_AFTER_OPENCV = """
+import sys
+import cv2
+import numpy as np
+from augment.cli import parse
+from augment.config import build_config
+from augment.runner import run
+
+cv2.setNumThreads(2)  # a caller that used OpenCV's thread pool before the run
+cv2.GaussianBlur(np.zeros((1500, 2000, 3), np.uint8), (0, 0), 3)
+args, _ = parse(["--in-directory", sys.argv[1], "--out-directory", sys.argv[2], "--workers", "2", "--copies", "1"])
+sys.exit(run(build_config(args, {}), lambda line: None))
+"""
+
+
+def test_workers_start_after_the_caller_used_opencv_threads(tmp_path):
+    """Workers are forked: one that inherits OpenCV's thread pool with its threads gone would hang in its
+    first OpenCV call. The pool is set to one thread before forking, so the run finishes."""
+    src = tmp_path / "in" / "a"
+    src.mkdir(parents=True)
+    for i in range(3):
+        gradient("RGB", (64, 48), seed=i).save(src / f"g{i}.png")
+    command = [sys.executable, "-c", FORK_AFTER_OPENCV, str(tmp_path / "in"), str(tmp_path / "out")]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(list((tmp_path / "out").rglob("*.png"))) == 6

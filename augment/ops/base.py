@@ -170,6 +170,10 @@ class GeometricOp(Op):
     def border(self, params: dict[str, Any]) -> Border | None:
         """How the pixels this op uncovers are filled; None for an op that resamples nothing (a flip)."""
 
+    def magnification(self, settings: dict[str, Any]) -> float:
+        """The most this op can enlarge content, from validated settings (how much detail it needs)."""
+        return 1.0
+
 
 def check_op(op: Op, fill_modes: tuple[str, ...]) -> None:
     """Refuse an op that would mislead the engine: a ``matrix`` outside GeometricOp (boxes would not follow

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import cv2
 import numpy as np
-from PIL import Image
 
 from augment.frame import Frame
 from augment.ops import pixels
@@ -19,14 +19,14 @@ FILL_VALUE = Number(0.0, (0.0, 1.0), "constant fill level, as a fraction of full
 class _Flip(GeometricOp):
     """A mirror: an exact transpose of the pixels, so it uncovers and resamples nothing."""
 
-    method: Image.Transpose
+    flip_code: int  # OpenCV's: 1 mirrors left-right, 0 top-bottom
 
     def sample(self, settings: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
         return {}
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
-        alpha = frame.alpha.transpose(self.method) if frame.alpha is not None else None
-        return Frame(frame.color.transpose(self.method), alpha)
+        alpha = cv2.flip(frame.alpha, self.flip_code) if frame.alpha is not None else None
+        return Frame(cv2.flip(frame.color, self.flip_code), alpha)
 
     def border(self, params: dict[str, Any]) -> None:
         return None
@@ -35,7 +35,7 @@ class _Flip(GeometricOp):
 class HFlip(_Flip):
     name = "hflip"
     summary = "mirror left-right"
-    method = Image.Transpose.FLIP_LEFT_RIGHT
+    flip_code = 1
 
     def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
         return np.array([[-1.0, 0.0, size[0]], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
@@ -44,7 +44,7 @@ class HFlip(_Flip):
 class VFlip(_Flip):
     name = "vflip"
     summary = "mirror top-bottom"
-    method = Image.Transpose.FLIP_TOP_BOTTOM
+    flip_code = 0
 
     def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
         return np.array([[1.0, 0.0, 0.0], [0.0, -1.0, size[1]], [0.0, 0.0, 1.0]])
@@ -101,6 +101,9 @@ class Zoom(_Warp):
 
     def border(self, params: dict[str, Any]) -> Border:
         return "edge", 0.0  # a zoom window may reach the border only through sub-pixel resampling
+
+    def magnification(self, settings: dict[str, Any]) -> float:
+        return settings["scale"][1]
 
     def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
         s = params["scale"]
@@ -175,6 +178,9 @@ class Scale(_Warp):
             "fill": settings["fill"],
             "fill_value": settings["fill_value"],
         }
+
+    def magnification(self, settings: dict[str, Any]) -> float:
+        return max(1.0, settings["factor"][1])
 
     def matrix(self, params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
         s = params["factor"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 
 from augment.frame import Frame
-from augment.ops import pixels
 from augment.ops.base import Choice, IntRange, Number, Op, Range, integer, noise_seed, uniform
 
 # What paints a cutout rectangle. The recipe key is ``fill`` (kept so recipes and recorded manifests stay
@@ -49,8 +49,11 @@ class Cutout(Op):
         values = np.array(frame.color)
         top = frame.max_value
         noise_rng = np.random.default_rng(params["seed"])
-        mean = np.rint(values.reshape(-1, *values.shape[2:]).mean(axis=0)).astype(values.dtype)
         paint = params["fill"]
+        if paint == "mean":
+            channels = 1 if values.ndim == 2 else values.shape[2]
+            mean = np.rint(cv2.mean(values)[:channels]).astype(values.dtype)
+            mean = mean[0] if values.ndim == 2 else mean
         for x, y, rw, rh in params["rects"]:
             region = values[y : y + rh, x : x + rw]
             if paint == "mean":
@@ -59,7 +62,7 @@ class Cutout(Op):
                 region[...] = noise_rng.integers(0, top + 1, region.shape, dtype=values.dtype)
             else:
                 region[...] = round(params["fill_value"] * top)
-        return frame.replace(color=pixels.to_image(values, frame.color.mode))
+        return frame.replace(color=values)
 
 
 OPS: tuple[Op, ...] = (Cutout(),)

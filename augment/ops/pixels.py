@@ -1,6 +1,8 @@
 """Shared pixel helpers for the op kernels: affine warps with border fill, point functions, blur.
 
-Pillow's C kernels do the heavy lifting; numpy handles padding, noise and the 16-bit paths Pillow lacks.
+OpenCV's C++ kernels do the heavy lifting (5-12x Pillow's on photos, README "Performance"); they run on
+the Frame's numpy arrays. Every kernel used is deterministic with one thread (set where workers start,
+``configure_threads``): fixed-point bilinear warps and bit-exact gaussian blur for 8-bit data.
 """
 
 from __future__ import annotations
@@ -8,14 +10,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import cv2
 import numpy as np
-from PIL import Image, ImageFilter
 
 from augment.frame import Frame
 
 Matrix = np.ndarray  # 3x3 forward affine: input pixel coords -> output pixel coords
 FILL_MODES = ("edge", "reflect", "constant")
-_PAD_MARGIN = 2  # extra border so bilinear sampling near the edge reads padded pixels, not the fill
+
+
+def configure_threads() -> None:
+    """One kernel thread per process: the block's parallelism is its worker processes (and OpenCV's own
+    thread pool would only add contention and start-up cost)."""
+    cv2.setNumThreads(1)
+    cv2.ocl.setUseOpenCL(False)
 
 
 def translation(tx: float, ty: float) -> Matrix:
@@ -37,36 +45,77 @@ def rotation(degrees: float, size: tuple[int, int]) -> Matrix:
     return about_center(np.array([[c, s], [-s, c]]), size)
 
 
-def warp(frame: Frame, forward: Matrix, fill: str, fill_value: float) -> Frame:
-    """Resample a frame through a forward affine map, keeping its size.
+def warp(frame: Frame, forward: Matrix, fill: str, fill_value: float, size: tuple[int, int] | None = None) -> Frame:
+    """Resample a frame through a forward affine map onto a canvas of ``size`` (default: the frame's own).
 
     Pixels that map from outside the source are filled by repeating the edge, reflecting, or with a
     constant (colour = ``fill_value`` as a fraction of full scale, alpha opaque). Colour and alpha are
     resampled as separate planes (not premultiplied), so colour values never lose precision to alpha;
-    an all-opaque alpha stays as it is (every fill is opaque).
+    an all-opaque alpha stays all-opaque (every fill is opaque). A map that moves whole pixels only (a
+    flip, a quarter turn, a whole-pixel shift, or any mix) is an exact copy, never a resample.
     """
-    color = _warp_plane(frame.color, forward, fill, _fill_color(frame.color.mode, fill_value))
-    if frame.alpha is None or _all_opaque(frame.alpha):
-        return Frame(color, frame.alpha)
-    return Frame(color, _warp_plane(frame.alpha, forward, fill, 255))
+    size = size or frame.size
+    inverse = _cv_inverse(forward)
+    color = _warp_plane(frame.color, inverse, size, fill, fill_value * frame.max_value)
+    if frame.alpha is None:
+        return Frame(color)
+    if _all_opaque(frame.alpha):
+        return Frame(color, np.full(color.shape[:2], 255, np.uint8))
+    return Frame(color, _warp_plane(frame.alpha, inverse, size, fill, 255.0))
 
 
-def _warp_plane(image: Image.Image, forward: Matrix, fill: str, constant: int | tuple[int, ...]) -> Image.Image:
-    if image.mode == "I;16":  # Pillow's bilinear transform garbles I;16: resample in 32-bit I, round back
-        wide = _warp_plane(image.convert("I"), forward, fill, constant)
-        return to_image(np.asarray(wide), "I;16")
-    size = image.size
-    inverse = invert_affine(forward)
-    if fill == "constant":
-        data = tuple(inverse[:2].ravel())
-        return image.transform(size, Image.Transform.AFFINE, data, Image.Resampling.BILINEAR, fillcolor=constant)
-    left, top, right, bottom = _padding_needed(inverse, size)
-    padded = _pad(image, (left, top, right, bottom), fill)
-    shifted = translation(left, top) @ inverse
-    if _whole_shift(shifted):  # e.g. translate: resampling at whole-pixel offsets is a plain copy
-        x, y = round(shifted[0, 2]), round(shifted[1, 2])
-        return padded.crop((x, y, x + size[0], y + size[1]))
-    return padded.transform(size, Image.Transform.AFFINE, tuple(shifted[:2].ravel()), Image.Resampling.BILINEAR)
+def _cv_inverse(forward: Matrix) -> Matrix:
+    """The inverse map in OpenCV's convention. The matrices here put pixel (i, j)'s centre at (i + 0.5,
+    j + 0.5), as Pillow and the boxes do; OpenCV puts it at (i, j)."""
+    return translation(-0.5, -0.5) @ invert_affine(forward) @ translation(0.5, 0.5)
+
+
+def _warp_plane(values: np.ndarray, inverse: Matrix, size: tuple[int, int], fill: str, constant: float) -> np.ndarray:
+    exact = _exact_copy(values, inverse, size, fill, constant)
+    if exact is not None:
+        return exact
+    border = _BORDERS[fill]
+    value = (round(constant),) * 4
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return cv2.warpAffine(values, inverse[:2], size, flags=flags, borderMode=border, borderValue=value)
+
+
+_BORDERS = {"edge": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT_101, "constant": cv2.BORDER_CONSTANT}
+
+
+def _exact_copy(
+    values: np.ndarray, inverse: Matrix, size: tuple[int, int], fill: str, constant: float
+) -> np.ndarray | None:
+    """The output of a map that sends pixel centres to pixel centres (flips, quarter turns, whole-pixel
+    shifts), by copying; None for any other map, or for a far shift whose reflection would need pixels the
+    copied window lacks (the warp does those, exactly too: every sample lands on a pixel centre)."""
+    linear, offset = inverse[:2, :2], inverse[:2, 2]
+    entries = linear.ravel().tolist()
+    if not (
+        set(entries) <= {-1.0, 0.0, 1.0} and entries.count(0.0) == 2 and all(v.is_integer() for v in offset.tolist())
+    ):
+        return None
+    swap = linear[0, 0] == 0  # output x reads source y: a quarter turn or a transpose (invertible: one 1 a row)
+    su, sv = (linear[0, 1], linear[1, 0]) if swap else (linear[0, 0], linear[1, 1])
+    turned = values.swapaxes(0, 1) if swap else values  # turned[y', x'] = values[v, u]
+    u_axis = 0 if swap else 1
+    flips = tuple(axis for axis, sign in ((u_axis, su), (1 - u_axis, sv)) if sign < 0)
+    turned = np.flip(turned, flips) if flips else turned
+    # turned(x', y') reads source L (x', y') + c; output (x, y) reads L (x, y) + offset: x' = x + L^T (offset - c)
+    c = np.array([0.0 if su > 0 else values.shape[1] - 1, 0.0 if sv > 0 else values.shape[0] - 1])
+    sx, sy = (int(v) for v in linear.T @ (offset - c))
+    hs, ws = turned.shape[:2]
+    w, h = size
+    x0, x1, y0, y1 = max(sx, 0), min(sx + w, ws), max(sy, 0), min(sy + h, hs)
+    left, right, top, bottom = x0 - sx, sx + w - x1, y0 - sy, sy + h - y1
+    if x0 >= x1 or y0 >= y1:
+        return None
+    if fill == "reflect" and (max(left, right) >= x1 - x0 or max(top, bottom) >= y1 - y0):
+        return None
+    window = np.ascontiguousarray(turned[y0:y1, x0:x1])
+    if not (left or right or top or bottom):
+        return window
+    return cv2.copyMakeBorder(window, top, bottom, left, right, _BORDERS[fill], value=(round(constant),) * 4)
 
 
 def invert_affine(forward: Matrix) -> Matrix:
@@ -80,88 +129,31 @@ def invert_affine(forward: Matrix) -> Matrix:
     )
 
 
-def _whole_shift(m: Matrix) -> bool:
-    """The matrix only moves by whole pixels (identity linear part, integer offsets)."""
-    return bool(np.array_equal(m[:2, :2], np.eye(2)) and float(m[0, 2]).is_integer() and float(m[1, 2]).is_integer())
-
-
-def _padding_needed(inverse: Matrix, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    w, h = size
-    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], dtype=float).T
-    src = inverse @ corners
-    xs, ys = src[0], src[1]
-    left = max(0, math.ceil(-xs.min())) + _PAD_MARGIN
-    top = max(0, math.ceil(-ys.min())) + _PAD_MARGIN
-    right = max(0, math.ceil(xs.max() - w)) + _PAD_MARGIN
-    bottom = max(0, math.ceil(ys.max() - h)) + _PAD_MARGIN
-    return left, top, right, bottom
-
-
-def _pad(image: Image.Image, pad: tuple[int, int, int, int], fill: str) -> Image.Image:
-    left, top, right, bottom = pad
-    arr = np.asarray(image)
-    widths = [(top, bottom), (left, right)] + [(0, 0)] * (arr.ndim - 2)
-    np_mode = "edge" if fill == "edge" else "reflect"
-    return array_image(np.pad(arr, widths, mode=np_mode), image.mode)
-
-
-def _fill_color(mode: str, fraction: float) -> int | tuple[int, ...]:
-    if mode == "I;16":
-        return round(fraction * 65535)
-    v = round(fraction * 255)
-    return (v, v, v) if mode == "RGB" else v
-
-
-def _all_opaque(alpha: Image.Image) -> bool:
+def _all_opaque(alpha: np.ndarray) -> bool:
     """All 255: warping it would give all 255 again (every fill is opaque), so it is not warped."""
-    return alpha.getextrema() == (255, 255)
+    return bool(cv2.minMaxLoc(alpha)[0] == 255)
 
 
-def point(color: Image.Image, fn: Callable[[np.ndarray], np.ndarray]) -> Image.Image:
+def point(color: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Apply ``fn`` to values normalised to [0, 1]; round and clip back to the image's range.
 
-    8-bit images go through a 256-entry lookup table (Pillow's ``point``), 16-bit ones through numpy.
+    8-bit images go through a 256-entry lookup table (OpenCV's LUT), 16-bit ones through numpy in float32.
     """
-    if color.mode == "I;16":
-        values = np.asarray(color).astype(np.float32) / 65535.0
-        return to_image(fn(values) * 65535.0, color.mode)
+    if color.dtype == np.uint16:
+        return to_image(fn(color.astype(np.float32) / np.float32(65535.0)) * np.float32(65535.0), np.uint16)
     lut = np.clip(np.rint(fn(np.arange(256, dtype=np.float64) / 255.0) * 255.0), 0, 255).astype(np.uint8)
-    # The public API. Pillow's private ``_new(im.point(...))`` would skip re-rounding the table in Python:
-    # 35-60 us a call on 96x96 RGB, one call per output, of 2-2.8 ms per output, so 1-2 % (workshop set,
-    # medium preset; bench/pixels_private.py): not worth depending on Pillow internals.
-    return color.point(lut.tolist() * len(color.getbands()))
+    return cv2.LUT(color, lut)
 
 
-def to_image(values: np.ndarray, mode: str) -> Image.Image:
-    """Round and clip float pixel values into an image of ``mode`` (L, RGB or I;16)."""
-    top = 65535 if mode == "I;16" else 255
-    dtype = np.uint16 if mode == "I;16" else np.uint8
-    return array_image(np.clip(np.rint(values), 0, top).astype(dtype), mode)
+def to_image(values: np.ndarray, dtype: type[np.integer]) -> np.ndarray:
+    """Round and clip pixel values into ``dtype`` (uint8 or uint16)."""
+    top = 65535 if dtype == np.uint16 else 255
+    return np.clip(np.rint(values), 0, top).astype(dtype)
 
 
-def array_image(values: np.ndarray, mode: str) -> Image.Image:
-    """An image from an array whose dtype and shape already imply ``mode`` (checked, not converted)."""
-    image = Image.fromarray(values)
-    if image.mode != mode:
-        raise ValueError(f"array of {values.dtype} {values.shape} gives mode {image.mode}, not {mode}")
-    return image
-
-
-def gaussian_blur(color: Image.Image, sigma: float) -> Image.Image:
-    """Gaussian blur with standard deviation ``sigma`` pixels (Pillow for 8-bit, numpy for 16-bit)."""
+def gaussian_blur(color: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur with standard deviation ``sigma`` pixels, edge pixels repeated beyond the border
+    (OpenCV: bit-exact fixed point for 8-bit)."""
     if sigma <= 0:
         return color
-    if color.mode != "I;16":
-        return color.filter(ImageFilter.GaussianBlur(sigma))
-    return to_image(blur_array(np.asarray(color).astype(np.float32), sigma), "I;16")
-
-
-def blur_array(values: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable gaussian blur of a 2-D float array with edge-replicated borders."""
-    radius = max(1, math.ceil(3 * sigma))
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    taps /= taps.sum()
-    padded = np.pad(values, radius, mode="edge")
-    h, w = values.shape
-    rows = sum(t * padded[:, i : i + w] for i, t in enumerate(taps))
-    return sum(t * rows[i : i + h, :] for i, t in enumerate(taps))
+    return cv2.GaussianBlur(color, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)

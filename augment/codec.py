@@ -237,8 +237,8 @@ def keyed(image: Image.Image, alpha: np.ndarray, preferred: int | tuple[int, ...
     now (an op changed colours); then the first colour no opaque pixel has; if every colour is taken, opaque
     pixels of the ``preferred`` colour move by one level in the lowest bit."""
     clear = np.asarray(alpha) < 128
-    if not clear.any():
-        return image, None
+    if not clear.any():  # nothing clear: the source's key stays declared while no pixel has that colour
+        return image, None if _is_key(np.asarray(image), preferred).any() else preferred
     values = np.asarray(image).copy()
     rgb = values.ndim == 3
     wide = values.astype(np.int64)

@@ -31,12 +31,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import field
-import trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = Path(__file__).resolve().parent / "recipes"  # <name>.json here is a condition called <name>
@@ -209,6 +207,8 @@ def augment(train: dict[str, list[Path]], work: Path, seed: int, args: list[str]
 
 def run_one(seed: int, condition: str, opts: argparse.Namespace, work: Path) -> dict:
     """Train and score one (seed, condition)."""
+    import trainer  # PyTorch: only where a model is trained (the tables, splits and conditions need none)
+
     train, test = split(opts.data, seed, opts.holdout)
     classes = sorted(train)
     args = block_args(condition)
@@ -272,6 +272,8 @@ def _field_set(data: Path, seed: int, holdout: int, originals: dict[str, np.ndar
 
 def run_task(seed: int, condition: str, opts: argparse.Namespace) -> dict:
     """Train and score one (seed, condition) in this process; the row is appended to ``--results`` at once."""
+    import torch
+
     torch.set_num_threads(opts.threads)
     with tempfile.TemporaryDirectory(prefix=f"quality-{seed}-") as tmp:
         r = run_one(seed, condition, opts, Path(tmp))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +56,13 @@ def gradient(mode: str = "RGB", size: tuple[int, int] = (32, 24), seed: int = 0)
     if mode == "RGBA":
         return Image.merge("RGBA", (*img.split(), Image.fromarray(base[:, ::-1].copy(), "L")))
     return img.convert(mode)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without PyTorch, a test marked ``torch`` is skipped, saying how to run it (``make test`` deselects them)."""
+    if importlib.util.find_spec("torch") is not None:
+        return
+    skip = pytest.mark.skip(reason="needs PyTorch: `make test-torch` installs it and runs the tests marked torch")
+    for item in items:
+        if "torch" in item.keywords:
+            item.add_marker(skip)

@@ -1,4 +1,8 @@
-"""The outcome benchmark's harness (bench/quality.py, field.py, trainer.py): a smoke run and its parts."""
+"""The outcome benchmark's harness (bench/quality.py, field.py, trainer.py): a smoke run and its parts.
+
+The tests that train a model need PyTorch: they are marked ``torch`` (``make test-torch``); the rest run in
+``make test`` without it.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,6 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
 import field  # noqa: E402
 import quality  # noqa: E402
-import trainer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +57,10 @@ def test_split_holds_out_exactly_per_class_and_depends_on_the_seed(tmp_path: Pat
     assert quality.split(tmp_path, seed=1, holdout=3)[1] != test
 
 
+@pytest.mark.torch
 def test_trainer_learns_a_separable_problem() -> None:
+    import trainer
+
     rng = np.random.default_rng(0)
     dark = rng.integers(0, 60, (40, 24, 24)).astype(np.uint8)
     light = rng.integers(180, 255, (40, 24, 24)).astype(np.uint8)
@@ -65,6 +71,7 @@ def test_trainer_learns_a_separable_problem() -> None:
     assert flipped == 0.0
 
 
+@pytest.mark.torch
 def test_smoke_run_on_one_seed_and_a_few_steps(tmp_path: Path) -> None:
     data = tmp_path / "data"
     write_sample_set(data, per_class=6)
@@ -102,6 +109,7 @@ def test_greyscale_is_eis_luma() -> None:
     assert Image.fromarray(quality.grey(rgb)).mode == "L"
 
 
+@pytest.mark.torch
 def test_seeds_trained_in_parallel_score_as_one_at_a_time(tmp_path: Path) -> None:
     data = tmp_path / "data"
     write_sample_set(data, per_class=5)
@@ -141,8 +149,11 @@ def test_table_only_needs_no_dataset_and_counts_a_repeated_seed_once(tmp_path: P
     assert done.stdout.count("| none | 2 |") == 1
 
 
+@pytest.mark.torch
 def test_the_standardize_what_if_ignores_exposure_and_contrast() -> None:
-    torch = pytest.importorskip("torch")
+    import torch
+    import trainer
+
     torch.manual_seed(0)
     model = trainer.build(3, 24, standardize=True).eval()
     x = torch.rand(4, 1, 24, 24)

@@ -117,7 +117,7 @@ def speed_chart(results: Path, path: Path) -> None:
     ax.set_xlabel("outputs per CPU-second (higher is faster)")
     ax.set_xlim(0, 1.25 * max(r["out_per_cpu_s"] for r in rows))
     fig.suptitle(
-        "250 workshop photos (96×96) × 18 outputs each: the block (blue), the workshop notebook (red), I/O floors "
+        "250 workshop photos (96x96), 18 outputs each: the block (blue), the workshop notebook (red), I/O floors "
         "(grey)\nbench/run.py, 2 cores, 2026-11-25; the block with --preset medium as it was then",
         fontsize=10,
         x=0.01,

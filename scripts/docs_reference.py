@@ -66,7 +66,13 @@ def render() -> str:
     blocks = {name: json.loads(path.read_text()) for name, path in BLOCKS.items()}
     params = {name: {p["param"]: p for p in spec["parameters"]} for name, spec in blocks.items()}
     out = [INTRO]
-    for group in build_parser()._action_groups:
+    parser = build_parser()
+    flags = {a.option_strings[0][2:] for a in parser._actions if a.option_strings}
+    for name, block in params.items():
+        missing = [p for p, v in block.items() if v["type"] != "secret" and p not in flags]
+        if missing:
+            raise SystemExit(f"{BLOCKS[name].name} declares {missing}, which augment/cli.py does not parse")
+    for group in parser._action_groups:
         actions = [a for a in group._group_actions if a.option_strings and a.dest not in ("help", "version")]
         if not actions:
             continue
@@ -77,8 +83,10 @@ def render() -> str:
             help_text = (a.help or "") % {"default": a.default}
             if a.choices:
                 help_text += " (" + ", ".join(f"`{c}`" for c in a.choices) + ")"
+            studio_help = dict.fromkeys(params[b][flag[2:]]["help"] for b in blocks if flag[2:] in params[b])
+            what = "<br>".join([_cell(help_text), *(f"*Studio:* {_cell(h)}" for h in studio_help)])
             studio = [_studio(params[b].get(flag[2:]), a.default) for b in blocks]
-            out.append(f"| `{flag}` | {_code(a.default)} | " + " | ".join(studio) + f" | {_cell(help_text)} |")
+            out.append(f"| `{flag}` | {_code(a.default)} | " + " | ".join(studio) + f" | {what} |")
         out.append("")
     out += ["## Secrets (environment variables)", ""]
     out += ["| variable | " + " | ".join(blocks) + " |", "|---" * (1 + len(blocks)) + "|"]

@@ -3,7 +3,7 @@
 ``workshop`` reproduces EI's Image Data Augmentation Workshop notebook (14 fixed variants, without its
 duplicated flips). ``light``/``medium``/``heavy`` are random compound chains that cover capture conditions
 (pose, framing, lighting, focus, sensor noise); ``trivial`` makes one wide change per copy and is the default
-(chosen on the outcome benchmark: README, "Model quality").
+(chosen on the outcome benchmark: docs/quality.md).
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ HEAVY = {
 
 # TrivialAugment-style (Mueller & Hutter 2021): one change per copy, drawn uniformly from the list, its magnitude
 # uniform over a wide range. Framing is listed twice (shifts were its weakest lever), borders extend the edge
-# pixels (a wider view shows more of the same background, not a mirror image). Measured: README, "Model quality".
+# pixels (a wider view shows more of the same background, not a mirror image). Measured: docs/quality.md.
 TRIVIAL = {
     "name": "trivial",
     "description": "one wide change per copy: pose, distance, framing, lighting, colour, focus or noise (default)",

@@ -7,7 +7,7 @@ optimizer steps whatever the condition (a recipe cannot win by making more image
 clean held-out photos and on the field set (``bench/field.py``: the same photos as a deployed camera sees
 them). Seeds are paired: one split, one initialisation and one batch order per seed, whatever the condition.
 
-    python bench/quality.py                              # the README table: 5 seeds, the default conditions
+    python bench/quality.py                              # the docs table: 5 seeds, the default conditions
     python bench/quality.py --conditions trivial@2,trivial@14 --reference trivial   # the copies curve
     python bench/quality.py --seed-list 0,3 --conditions my-recipe                # bench/recipes/my-recipe.json
 
@@ -122,7 +122,7 @@ CONDITIONS: dict[str, list[str] | None] = {
     "trivial-reflect": ["--recipe", json.dumps(TRIVIAL_REFLECT)],
     # References: upright, edge fill. Every candidate screened (medium-v1 = medium before the bench, medium-flat,
     # medium-frame, trivial-flat, duo, ws-light, ...) is a frozen recipe in bench/recipes/, so a condition of its
-    # name; the README's "Model quality" says what each one is and what it measured.
+    # name; docs/quality.md says what each one is and what it measured.
     "medium-upright": ["--preset", "medium"],
     "trivial-upright": ["--preset", "trivial"],
     "medium-edge": ["--preset", "medium", "--orientation", "any", "--fill", "edge"],

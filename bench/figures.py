@@ -145,7 +145,7 @@ def previews(out: Path) -> None:
 def _save(fig: object, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})  # no version stamp: a rerun on the same data gives the same file
-    print(f"wrote {path.relative_to(ROOT)}")
+    print(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     copies_chart(acc, opts.out / "copies-curve.png")
     speed_chart(opts.speed, opts.out / "speed.png")
     previews(opts.out)
-    print(f"wrote preview-{{{','.join(PREVIEWS)}}}.jpg in {opts.out.relative_to(ROOT)}")
+    print(f"wrote preview-{{{','.join(PREVIEWS)}}}.jpg in {opts.out}")
     return 0
 
 

@@ -62,6 +62,17 @@ def _studio(param: dict | None, cli_default: object) -> str:
     return _cell("; ".join(parts))
 
 
+def _in_studio(cells: dict[str, str]) -> str:
+    """One cell for both blocks: said once when they agree, else per block ("standalone block only: ...")."""
+    shown = {block: cell for block, cell in cells.items() if cell != NONE}
+    if not shown:
+        return NONE
+    if len(set(shown.values())) == 1:
+        only = f"{next(iter(shown))} only: " if len(shown) < len(cells) else ""
+        return only + next(iter(shown.values()))
+    return "<br>".join(f"{block}: {cell}" for block, cell in shown.items())
+
+
 def render() -> str:
     blocks = {name: json.loads(path.read_text()) for name, path in BLOCKS.items()}
     params = {name: {p["param"]: p for p in spec["parameters"]} for name, spec in blocks.items()}
@@ -77,7 +88,7 @@ def render() -> str:
         if not actions:
             continue
         out += [f"## {group.title[0].upper()}{group.title[1:]}", ""]
-        out += ["| flag | default | " + " | ".join(blocks) + " | what it does |", "|---" * (3 + len(blocks)) + "|"]
+        out += ["| flag | default | in Studio | what it does |", "|---|---|---|---|"]
         for a in actions:
             flag = a.option_strings[0]
             help_text = (a.help or "") % {"default": a.default}
@@ -85,8 +96,8 @@ def render() -> str:
                 help_text += " (" + ", ".join(f"`{c}`" for c in a.choices) + ")"
             studio_help = dict.fromkeys(params[b][flag[2:]]["help"] for b in blocks if flag[2:] in params[b])
             what = "<br>".join([_cell(help_text), *(f"*Studio:* {_cell(h)}" for h in studio_help)])
-            studio = [_studio(params[b].get(flag[2:]), a.default) for b in blocks]
-            out.append(f"| `{flag}` | {_code(a.default)} | " + " | ".join(studio) + f" | {what} |")
+            studio = _in_studio({b: _studio(params[b].get(flag[2:]), a.default) for b in blocks})
+            out.append(f"| `{flag}` | {_code(a.default)} | {studio} | {what} |")
         out.append("")
     out += ["## Secrets (environment variables)", ""]
     out += ["| variable | " + " | ".join(blocks) + " |", "|---" * (1 + len(blocks)) + "|"]

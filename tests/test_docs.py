@@ -61,6 +61,10 @@ def test_parameter_reference_is_what_the_code_says() -> None:
     page = (ROOT / "docs/parameters.md").read_text()
     for flag in ("--preset", "--orientation", "--copies", "--dest", "--since", "--shard-count", "--upload-label"):
         assert f"| `{flag}` |" in page
+    preview = next(line for line in page.splitlines() if line.startswith("| `--preview` |"))
+    assert "| `0` |" in preview and "default `1` in Studio" in preview  # EI's default differs from the CLI's
+    bucket = next(line for line in page.splitlines() if line.startswith("| `--bucket` |"))
+    assert "standalone block only: **Source bucket**" in bucket
 
 
 def test_parameter_reference_refuses_a_parameter_the_code_does_not_parse(

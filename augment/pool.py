@@ -246,7 +246,7 @@ class _Worker:
             return "the worker rendering it stopped answering"
         if code < 0:
             name = signal.Signals(-code).name
-            hint = " (the kernel's out-of-memory killer sends it: see README 'Memory and scale')"
+            hint = " (the kernel's out-of-memory killer sends it: see docs/performance.md, 'Memory and scale')"
             return f"the worker rendering it was killed by {name}" + (hint if -code == signal.SIGKILL else "")
         return f"the worker rendering it exited with code {code}"
 

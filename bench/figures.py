@@ -104,21 +104,27 @@ def copies_chart(acc: dict[str, dict[str, list[float]]], path: Path) -> None:
 
 
 def speed_chart(results: Path, path: Path) -> None:
+    """One panel per job of bench/results/speed.json: outputs per CPU-second of each contender."""
     import matplotlib.pyplot as plt
 
-    rows = json.loads(results.read_text())["rows"]
+    panels = json.loads(results.read_text())["panels"]
     colours = {"floor": "tab:gray", "peer": "tab:red", "block": "tab:blue"}
-    fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.6), dpi=100)
-    y = np.arange(len(rows))[::-1]
-    ax.barh(y, [r["out_per_cpu_s"] for r in rows], color=[colours[r["kind"]] for r in rows])
-    for yi, r in zip(y, rows, strict=True):
-        ax.text(r["out_per_cpu_s"] + 10, yi, f"{r['out_per_cpu_s']:,}  ({r['wall_s']} s wall)", va="center", fontsize=8)
-    ax.set_yticks(y, [r["run"] for r in rows], fontsize=8)
-    ax.set_xlabel("outputs per CPU-second (higher is faster)")
-    ax.set_xlim(0, 1.25 * max(r["out_per_cpu_s"] for r in rows))
+    heights = [0.42 * len(p["rows"]) + 0.9 for p in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, sum(heights) + 0.8), dpi=100, height_ratios=heights)
+    for ax, panel in zip(np.atleast_1d(axes), panels, strict=True):
+        rows = panel["rows"]
+        y = np.arange(len(rows))[::-1]
+        ax.barh(y, [r["out_per_cpu_s"] for r in rows], color=[colours[r["kind"]] for r in rows])
+        top = max(r["out_per_cpu_s"] for r in rows)
+        for yi, r in zip(y, rows, strict=True):
+            wall = f"  ({r['wall_s']} s wall)" if "wall_s" in r else ""
+            ax.text(r["out_per_cpu_s"] + top / 100, yi, f"{r['out_per_cpu_s']:,}{wall}", va="center", fontsize=8)
+        ax.set_yticks(y, [r["run"] for r in rows], fontsize=8)
+        ax.set_xlim(0, 1.25 * top)
+        ax.set_title(panel["title"], fontsize=9, loc="left")
+    np.atleast_1d(axes)[-1].set_xlabel("outputs per CPU-second (higher is faster)")
     fig.suptitle(
-        "250 workshop photos (96x96), 18 outputs each: the block (blue), the workshop notebook (red), I/O floors "
-        "(grey)\nbench/run.py, 2 cores, 2026-11-25; the block with --preset medium as it was then",
+        "The block (blue), its peers (red) and the I/O floors (grey), each measured side by side in one run",
         fontsize=10,
         x=0.01,
         ha="left",

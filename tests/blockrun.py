@@ -21,6 +21,24 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNNER = os.environ.get("EDGE_AUGMENT_RUNNER", "venv")
 
 
+# Why a test cannot run under the container runner (host_runner_only's reasons).
+LINKED_MOUNTS = (
+    "the container runner mounts each path argument as a volume of its own, "
+    "so host-side links between them are not what the block sees there"
+)
+MIXED_UIDS = (
+    "the test's other run is a host process (root) while the container runs as uid 54321; "
+    "outputs follow the umask, so the two cannot write into each other's folders"
+)
+
+
+def host_runner_only(why: str):
+    """Skip a test under the container runner, saying why its setup cannot be reproduced there."""
+    import pytest
+
+    return pytest.mark.skipif(RUNNER == "podman", reason=f"venv runner only: {why}")
+
+
 @dataclass
 class Completed:
     returncode: int

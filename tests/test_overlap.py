@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.blockrun import ROOT, ei_env, run_block
+from tests.blockrun import LINKED_MOUNTS, ROOT, ei_env, host_runner_only, run_block
 from tests.conftest import gradient
 from tests.s3server import SeaweedServer
 
@@ -34,7 +34,12 @@ def _class_folder(folder: Path, count: int = 3) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("via", ["plain", "symlinked-out", "symlinked-in"])
+_LINKS = host_runner_only(LINKED_MOUNTS)
+
+
+@pytest.mark.parametrize(
+    "via", ["plain", pytest.param("symlinked-out", marks=_LINKS), pytest.param("symlinked-in", marks=_LINKS)]
+)
 def test_output_folder_holding_a_single_class_input_is_refused(tmp_path, via):
     """``--in-directory data/led --out-directory data``: outputs would go to data/led, the input."""
     led = _class_folder(tmp_path / "data" / "led")
@@ -181,6 +186,7 @@ def test_bind_mounted_overlaps_are_seen_by_identity(sample_dir, tmp_path):
     assert len(_pngs(out)) == 48
 
 
+@_LINKS
 def test_hostile_output_paths_fail_with_one_line_and_touch_nothing(sample_dir, tmp_path):
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     for args in (["--out-directory", str(tmp_path / "loop")], ["--in-directory", str(tmp_path / "loop")]):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.blockrun import ei_env, run_block
+from tests.blockrun import MIXED_UIDS, ei_env, host_runner_only, run_block
 from tests.s3server import SeaweedServer
 from tests.test_outdir import make_inputs, outputs, run, start, wait_for
 
@@ -89,6 +89,9 @@ def test_overwrite_redoes_a_sharded_job_shard_by_shard(tmp_path):
     assert set(_records(out)) == set(_state(out))
 
 
+_TWO_UIDS = host_runner_only(MIXED_UIDS)
+
+
 @pytest.mark.parametrize(
     ("first", "second", "busy"),
     [
@@ -96,7 +99,7 @@ def test_overwrite_redoes_a_sharded_job_shard_by_shard(tmp_path):
         (SHARDS[0], (), True),  # and the other way round
         (SHARDS[0], ("--shard-index", "0", "--shard-count", "3"), True),  # shards of another count
         (SHARDS[0], SHARDS[0], True),  # the same shard twice
-        (SHARDS[0], SHARDS[1], False),  # shards of one job share the folder
+        pytest.param(SHARDS[0], SHARDS[1], False, marks=_TWO_UIDS),  # shards of one job share the folder
     ],
 )
 def test_runs_at_once_share_one_lock(tmp_path, first, second, busy):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.blockrun import ROOT, ei_env
+from tests.blockrun import MIXED_UIDS, ROOT, ei_env, host_runner_only
 from tests.test_outdir import (
     assert_manifest_matches_files,
     kill_under_way,
@@ -67,6 +67,7 @@ def test_temps_behind_a_zombie_writer_are_removed(tmp_path):
     zombie.wait()
 
 
+@host_runner_only(MIXED_UIDS)
 def test_a_shard_keeps_a_live_siblings_temps_and_removes_the_dead_ones(tmp_path):
     make_inputs(tmp_path / "in")
     out = tmp_path / "out"

@@ -6,13 +6,13 @@ import io
 import os
 import sys
 
-from augment.boxes import LabelsError
+from augment.books.manifest import ManifestMismatchError
 from augment.cli import parse, unknown_note
 from augment.config import ConfigError, build_config
-from augment.manifest import ManifestMismatchError
-from augment.ops.base import RecipeError
-from augment.plan import PlanError
-from augment.runner import EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, run
+from augment.plan.labels import LabelsError
+from augment.plan.tasks import PlanError
+from augment.render.ops.base import RecipeError
+from augment.run.runner import EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, run
 from augment.sinks import SinkError
 from augment.sources import SourceError
 

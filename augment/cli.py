@@ -10,10 +10,10 @@ import argparse
 import re
 
 from augment import __version__
-from augment.boxes import DEFAULT_MIN_BOX_VISIBILITY
-from augment.codec import OUTPUT_FORMATS
 from augment.config import FILL_CHOICES, LAYOUTS
-from augment.presets import DEFAULT_PRESET, ORIENTATIONS, PRESETS
+from augment.render.boxes import DEFAULT_MIN_BOX_VISIBILITY
+from augment.render.codec import OUTPUT_FORMATS
+from augment.render.presets import DEFAULT_PRESET, ORIENTATIONS, PRESETS
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,18 +10,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from augment import jsontext
-from augment.boxes import DEFAULT_MIN_BOX_VISIBILITY
-from augment.codec import EI_SAME, OUTPUT_FORMATS, PNG_STRATEGIES, EncodeOptions
-from augment.ops.pixels import FILL_MODES
-from augment.presets import ORIENTATIONS, get_preset
-from augment.recipe import MAX_COPIES, Recipe, load_recipe
-from augment.resize import RESIZE_MODES, max_zoom, parse_output_size
-from augment.s3_client import endpoint_problem
-from augment.samples import label_problem
-from augment.selection import Shard, parse_since, resolve_shard
+from augment.plan.samples import label_problem
+from augment.plan.selection import Shard, parse_since, resolve_shard
+from augment.render.boxes import DEFAULT_MIN_BOX_VISIBILITY
+from augment.render.codec import EI_SAME, OUTPUT_FORMATS, PNG_STRATEGIES, EncodeOptions
+from augment.render.ops.pixels import FILL_MODES
+from augment.render.presets import ORIENTATIONS, get_preset
+from augment.render.recipe import MAX_COPIES, Recipe, load_recipe
+from augment.render.resize import RESIZE_MODES, max_zoom, parse_output_size
 from augment.sinks import ingestion
-from augment.sources.s3 import parse_s3_url
+from augment.storage import jsontext
+from augment.storage.s3_client import endpoint_problem
+from augment.storage.s3_url import parse_s3_url
 
 LAYOUTS = ("folders", "flat")
 # Where the manifest, report and preview go when EI imports --out-directory into a project: EI's uploader
@@ -84,12 +84,12 @@ class RunConfig:
     source: str | None = None  # s3://bucket/prefix/ instead of in_directory/in_file
     dest: str | None = None  # s3://bucket/prefix/ instead of out_directory
     s3_endpoint: str | None = None  # overrides AWS_ENDPOINT_URL
-    # Scale-out and scheduled refresh (augment/selection.py).
+    # Scale-out and scheduled refresh (augment/plan/selection.py).
     shard: Shard = field(default_factory=Shard)  # this run's share of the samples, by hash of the key
     since: datetime | None = None  # only sources modified after this instant (None = all)
     balance: bool = False  # per-class copies so classes end near target_per_class outputs
     target_per_class: int | None = None  # None = match the largest class
-    # Edge Impulse project (augment/sinks/ingestion.py, augment/holdout.py).
+    # Edge Impulse project (augment/sinks/ingestion.py, augment/plan/holdout.py).
     test_fraction: float = 0.0  # hold this share of originals out for testing, unaugmented
     upload: ingestion.UploadSettings | None = None  # --dest ei: upload into a project (the key is not repr'd)
     write_ei_metadata: bool = False  # write ei-metadata.json (EI clinical data items)

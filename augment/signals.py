@@ -16,7 +16,7 @@ from typing import Any
 
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}  # 128 + the signal's number, as shells report it
 _active: list[Signals] = []  # the run's (a stack: nested runs in tests)
-stopping = threading.Event()  # set by a signal: for threads that must not wait on (augment.s3_limits)
+stopping = threading.Event()  # set by a signal: for threads that must not wait on (augment.storage.s3_limits)
 
 
 def stop_requested() -> bool:

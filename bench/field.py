@@ -1,7 +1,7 @@
 """The field-conditions test set: held-out photos "re-photographed" as a deployed camera would see them.
 
 Each condition is a fixed, named transformation written here with numpy and Pillow's public API, on purpose
-independent of the block's ops (``augment/ops``), so the block is not graded by its own code. A condition
+independent of the block's ops (``augment/render/ops``), so the block is not graded by its own code. A condition
 makes a few fixed instances (e.g. three quarter turns), so each one is measured on several images per
 held-out photo. Everything works on RGB uint8 arrays; the model's greyscale conversion comes after.
 """

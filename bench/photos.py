@@ -196,8 +196,8 @@ def ops_table() -> None:
     import numpy as np
     from PIL import Image, ImageFilter
 
-    from augment.frame import Frame
-    from augment.ops import get_op, pixels
+    from augment.render.frame import Frame
+    from augment.render.ops import get_op, pixels
 
     pixels.configure_threads()
     params = {

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from augment.codec import IMAGE_EXTENSIONS  # noqa: E402
+from augment.render.codec import IMAGE_EXTENSIONS  # noqa: E402
 from augment.sinks.s3 import content_type  # noqa: E402
 from bench.procfs import watch_memory  # noqa: E402
 from tests.s3server import SeaweedServer, weed_binary  # noqa: E402

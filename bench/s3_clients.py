@@ -97,9 +97,10 @@ def block_ops(server: SeaweedServer, threads: int) -> Ops:
     """The block's own S3 path: ``S3Sink.write`` (name check, MD5, listing lookup, PutObject) and
     ``S3Source.read`` (GetObject), with the AWS_* variables a run gets."""
     os.environ.update(server.env())
-    from augment.samples import Sample
+    from augment.plan.samples import Sample
     from augment.sinks.s3 import S3Sink
-    from augment.sources.s3 import S3Source, parse_s3_url
+    from augment.sources.s3 import S3Source
+    from augment.storage.s3_url import parse_s3_url
 
     sink = S3Sink(parse_s3_url(f"s3://{BUCKET}/"))
     source = S3Source(parse_s3_url(f"s3://{BUCKET}/"))

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from augment.codec import IMAGE_EXTENSIONS  # noqa: E402
+from augment.render.codec import IMAGE_EXTENSIONS  # noqa: E402
 from augment.sinks.s3 import content_type  # noqa: E402
 from bench.s3 import BUCKET, digests_local, digests_s3  # noqa: E402
 from tests.ingestion_server import IngestionServer  # noqa: E402

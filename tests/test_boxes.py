@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from augment.boxes import Box, LabelsError, hide, move, parse_boxes_file, parse_info_file
 from augment.cli import parse
 from augment.config import build_config
-from augment.ops import REGISTRY, GeometricOp
-from augment.ops.pixels import rotation
-from augment.runner import run
+from augment.plan.labels import LabelsError, parse_boxes_file, parse_info_file
+from augment.render.boxes import Box, hide, move
+from augment.render.ops import REGISTRY, GeometricOp
+from augment.render.ops.pixels import rotation
+from augment.run.runner import run
 from tests.blockrun import run_block
 from tests.boxes_data import RECTS, detection_folder
 

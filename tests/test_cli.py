@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from augment.presets import DEFAULT_PRESET, PRESETS
+from augment.render.presets import DEFAULT_PRESET, PRESETS
 from tests.blockrun import ei_env, run_block
 from tests.conftest import gradient
 
@@ -222,9 +222,9 @@ def test_bucket_parameter_without_mount_reads_from_s3_and_rejects_escapes(tmp_pa
 
 
 def test_one_label_rule_for_upload_label_and_labels_files(tmp_path):
-    from augment.boxes import LabelsError, parse_boxes_file
     from augment.cli import parse
     from augment.config import ConfigError, build_config
+    from augment.plan.labels import LabelsError, parse_boxes_file
 
     for label, problem in (("a/b", "has a slash"), ("..", "is not a label"), ("x\x7f", "has control characters")):
         args, _ = parse(["--in-directory", str(tmp_path), "--upload-label", label])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from augment.codec import DecodeError, EncodeOptions, decode, encode, output_format
+from augment.render.codec import DecodeError, EncodeOptions, decode, encode, output_format
 from tests.conftest import gradient
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from augment.books.manifest import fingerprint
 from augment.cli import parse
 from augment.config import build_config
-from augment.engine import KERNELS
-from augment.manifest import fingerprint
-from augment.presets import DEFAULT_PRESET, PRESETS
-from augment.runner import run
+from augment.render.engine import KERNELS
+from augment.render.presets import DEFAULT_PRESET, PRESETS
+from augment.run.runner import run
 
 PER_ORIGINAL = 1 + PRESETS[DEFAULT_PRESET]["copies"]  # outputs per image with the defaults (+ the original)
 

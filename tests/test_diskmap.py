@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import tempfile
 
-from augment.diskmap import DiskMap
-from augment.index import RunIndex
+from augment.plan.index import RunIndex
+from augment.storage.diskmap import DiskMap
 
 
 def test_names_round_trip_in_order_and_nothing_is_left_in_tmpdir(tmp_path, monkeypatch):

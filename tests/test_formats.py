@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from augment.codec import DecodeError, EncodeOptions, decode
-from augment.engine import render
-from augment.plan import PlannedOutput
-from augment.recipe import parse_recipe
+from augment.plan.tasks import PlannedOutput
+from augment.render.codec import DecodeError, EncodeOptions, decode
+from augment.render.engine import render
+from augment.render.recipe import parse_recipe
 from tests.blockrun import run_block
 from tests.conftest import gradient
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from augment.engine import FusedWarp, apply_chain, chain_matrix, steps
-from augment.frame import Frame, to_frame
-from augment.ops import get_op, pixels
+from augment.render.engine import FusedWarp, apply_chain, chain_matrix, steps
+from augment.render.frame import Frame, to_frame
+from augment.render.ops import get_op, pixels
 from tests.conftest import gradient
 
 SIZE = (32, 24)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from augment.holdout import TESTING, TRAINING, held_out_count, split
-from augment.index import RunIndex
-from augment.samples import Sample
+from augment.plan.holdout import TESTING, TRAINING, held_out_count, split
+from augment.plan.index import RunIndex
+from augment.plan.samples import Sample
 from tests.test_determinism import run_dir
 
 

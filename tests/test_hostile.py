@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from augment.boxes import LabelsError, parse_boxes_file, parse_info_file
-from augment.ops.base import RecipeError
-from augment.recipe import parse_recipe
+from augment.plan.labels import LabelsError, parse_boxes_file, parse_info_file
+from augment.render.ops.base import RecipeError
+from augment.render.recipe import parse_recipe
 from tests.blockrun import run_block
 from tests.conftest import gradient
 

@@ -50,7 +50,7 @@ def test_fifo_and_device_are_skipped_not_read(tmp_path):
 
 def test_read_regular_refuses_over_the_cap_and_special_files(tmp_path):
 
-    from augment.sources.files import FileRefused, read_regular
+    from augment.storage.files import FileRefused, read_regular
 
     (tmp_path / "big.png").write_bytes(b"x" * 101)
     assert read_regular(tmp_path / "big.png", limit=101) == b"x" * 101

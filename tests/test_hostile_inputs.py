@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from augment.boxes import WARNINGS_PER_FILE, LabelsError, parse_boxes_file, parse_info_file
-from augment.ops.base import RecipeError
-from augment.recipe import load_recipe
+from augment.plan.labels import WARNINGS_PER_FILE, LabelsError, parse_boxes_file, parse_info_file
+from augment.render.ops.base import RecipeError
+from augment.render.recipe import load_recipe
 from tests.blockrun import ROOT, ei_env, host_runner_only, run_block
 from tests.conftest import gradient
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from augment.holdout import TESTING, TRAINING, split
+from augment.plan.holdout import TESTING, TRAINING, split
 from augment.sinks.ingestion_api import DUPLICATE, encode_label, ingestion_url, resolve
 from tests.blockrun import ROOT, ei_env, run_block
 from tests.ingestion_server import IngestionServer
@@ -355,7 +355,13 @@ def test_push_script_builds_the_standalone_variant_in_its_own_folder():
         [str(ROOT / "scripts" / "push-block.sh"), "standalone", "--dry-run"], capture_output=True, text=True, check=True
     )
     assert "edge-impulse-blocks push" in result.stdout and '"operatesOn": "standalone"' in result.stdout
-    for needed in ("./Dockerfile", "./parameters.json", "./transform.py", "./augment/runner.py", "./requirements.txt"):
+    for needed in (
+        "./Dockerfile",
+        "./parameters.json",
+        "./transform.py",
+        "./augment/run/runner.py",
+        "./requirements.txt",
+    ):
         assert needed in result.stdout.splitlines()
     assert "__pycache__" not in result.stdout
 

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from augment.frame import Frame, from_frame, from_image, to_frame
-from augment.ops import REGISTRY, GeometricOp, Op, get_op
-from augment.ops.base import RecipeError, check_op
-from augment.ops.pixels import FILL_MODES
+from augment.render.frame import Frame, from_frame, from_image, to_frame
+from augment.render.ops import REGISTRY, GeometricOp, Op, get_op
+from augment.render.ops.base import RecipeError, check_op
+from augment.render.ops.pixels import FILL_MODES
 from tests.conftest import gradient
 
 
@@ -220,7 +220,7 @@ def test_invalid_settings_are_named(op, settings_, message):
 )
 def test_geometric_ops_keep_a_flat_image_flat_in_every_mode(mode, chain):
     """Resampling must interpolate real values: a flat image stays flat (catches garbled 16-bit warps)."""
-    from augment.engine import apply_chain
+    from augment.render.engine import apply_chain
 
     value = {"I;16": 40000, "L": 90, "LA": (90, 200), "RGB": (90, 30, 200), "RGBA": (90, 30, 200, 180)}
     flat = Image.new(mode if mode != "P" else "RGB", (33, 21), value.get(mode, (90, 30, 200)))
@@ -279,7 +279,7 @@ def test_exact_copies_match_the_warp_they_replace(fill, turns, mirror):
     shifts, for every fill."""
     import cv2
 
-    from augment.ops import pixels
+    from augment.render.ops import pixels
 
     values = np.random.default_rng(turns).integers(0, 256, (7, 11, 3), dtype=np.uint8)
     size = (11, 7)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from augment.presets import PRESETS, get_preset
-from augment.recipe import parse_recipe, sample_chain
+from augment.render.presets import PRESETS, get_preset
+from augment.render.recipe import parse_recipe, sample_chain
 from tests.blockrun import run_block
 
 RANDOM = [name for name, preset in PRESETS.items() if "pipeline" in preset]

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from augment.codec import decode
 from augment.config import ConfigError
-from augment.resize import RESIZE_MODES, OutputSize, needed_size, parse_output_size, resize_matrix
+from augment.render.codec import decode
+from augment.render.resize import RESIZE_MODES, OutputSize, needed_size, parse_output_size, resize_matrix
 from tests.test_boxes import ious, run_op
 from tests.test_determinism import run_dir, tree
 
@@ -145,10 +145,10 @@ def test_a_resumed_run_decodes_as_the_first(tmp_path):
 def test_every_mode_at_the_output_size_keeps_its_mode_and_a_flat_image_flat(mode, resize_mode):
     """Every colour mode through the resize alone (an original) and with a warp (rotate): mode and size as
     asked, and a flat image stays flat where the picture is (the letterbox bars aside)."""
-    from augment.codec import EncodeOptions
-    from augment.engine import render
-    from augment.plan import PlannedOutput
-    from augment.recipe import Step
+    from augment.plan.tasks import PlannedOutput
+    from augment.render.codec import EncodeOptions
+    from augment.render.engine import render
+    from augment.render.recipe import Step
 
     value = {"I;16": 40000, "L": 90, "LA": (90, 200), "RGBA": (90, 30, 200, 180), "1": 1, "CMYK": (10, 20, 30, 40)}
     flat = Image.new(mode if mode != "P" else "RGB", (120, 60), value.get(mode, (90, 30, 200)))

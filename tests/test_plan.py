@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from augment.codec import EncodeOptions
-from augment.plan import PlanError, PlanSettings, make_plan
-from augment.presets import get_preset
-from augment.samples import Sample, label_for_key, label_from_name, output_name, stable_hash
+from augment.plan.samples import Sample, label_for_key, label_from_name, output_name, stable_hash
+from augment.plan.tasks import PlanError, PlanSettings, make_plan
+from augment.render.codec import EncodeOptions
+from augment.render.presets import get_preset
 
 
 def test_labels_from_folders_prefixes_and_root():

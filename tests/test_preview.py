@@ -7,12 +7,12 @@ import json
 import numpy as np
 from PIL import Image
 
-from augment.backends import source_for as _source
+from augment.books.preview import CAPTION, CELL, build, caption
 from augment.cli import parse
 from augment.config import build_config
-from augment.ops import REGISTRY
-from augment.plan import PlanSettings, make_plan
-from augment.preview import CAPTION, CELL, build, caption
+from augment.plan.tasks import PlanSettings, make_plan
+from augment.render.ops import REGISTRY
+from augment.run.backends import source_for as _source
 from tests.blockrun import run_block
 from tests.boxes_data import detection_folder
 
@@ -95,7 +95,7 @@ def test_preview_flag_writes_a_sheet_after_the_run(sample_dir, tmp_path):
 def test_thousands_of_classes_show_a_bounded_number_and_count_the_rest(tmp_path):
     """2,000 tiny classes: the preview reads and renders at most MAX_CLASSES classes (3 originals each),
     writes one sheet per shown class plus preview.png, and counts the classes it left out."""
-    from augment.preview import MAX_CLASSES, SHEET_CLASSES
+    from augment.books.preview import MAX_CLASSES, SHEET_CLASSES
 
     for i in range(2000):
         folder = tmp_path / "in" / f"c{i:04d}"

@@ -74,7 +74,7 @@ def test_first_push_of_the_standalone_variant_inits_with_the_bucket_mount_then_l
     assert init["asked_for_buckets"] is False  # the mount was declared, not asked for
     assert push["operatesOn"] == "standalone"
     assert push["mounts"] == [{"bucketId": 7, "mountPoint": "/mnt/s3fs/raw-images"}]
-    assert {"Dockerfile", "parameters.json", "transform.py", "augment/runner.py"} <= set(push["files"])
+    assert {"Dockerfile", "parameters.json", "transform.py", "augment/run/runner.py"} <= set(push["files"])
     assert (tmp_path / "kept" / ".ei-block-config").is_file()
 
     again = subprocess.run([str(SCRIPT), "standalone"], env=stub_env(tmp_path), capture_output=True, text=True)

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from augment.ops import REGISTRY
-from augment.ops.base import RecipeError
-from augment.presets import DEFAULT_PRESET, PRESETS, get_preset
-from augment.recipe import load_recipe, parse_recipe, sample_chain
+from augment.render.ops import REGISTRY
+from augment.render.ops.base import RecipeError
+from augment.render.presets import DEFAULT_PRESET, PRESETS, get_preset
+from augment.render.recipe import load_recipe, parse_recipe, sample_chain
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 
 from augment.cli import parse
-from augment.codec import decode, encode, output_format
 from augment.config import build_config
-from augment.engine import apply_chain
-from augment.ops import REGISTRY
-from augment.presets import PRESETS
-from augment.samples import ORIGINAL
+from augment.plan.samples import ORIGINAL
+from augment.render.codec import decode, encode, output_format
+from augment.render.engine import apply_chain
+from augment.render.ops import REGISTRY
+from augment.render.presets import PRESETS
 from tests.blockrun import run_block
 from tests.conftest import gradient
 

@@ -26,11 +26,12 @@ from PIL import Image
 
 from augment.cli import parse
 from augment.config import ConfigError, build_config
-from augment.runner import run
-from augment.s3_client import S3Client, S3Error
+from augment.run.runner import run
 from augment.sinks import SinkError
 from augment.sinks.s3 import S3Sink, content_type
-from augment.sources.s3 import S3Source, parse_s3_url, unsafe_key_reason
+from augment.sources.s3 import S3Source
+from augment.storage.s3_client import S3Client, S3Error
+from augment.storage.s3_url import parse_s3_url, unsafe_key_reason
 from tests.blockrun import ROOT, ei_env, run_block, terminate_when_under_way
 from tests.s3server import SECRET_KEY, SeaweedServer
 

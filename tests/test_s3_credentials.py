@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-import augment.s3_client as s3_client
-from augment.s3_client import S3Client, S3Error
+import augment.storage.s3_client as s3_client
+from augment.storage.s3_client import S3Client, S3Error
 from tests.fault_proxy import FaultProxy
 from tests.s3server import ACCESS_KEY, SECRET_KEY, SeaweedServer
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from augment.s3_client import S3Client, S3Error
+from augment.storage.s3_client import S3Client, S3Error
 from tests.fault_proxy import FaultProxy
 from tests.s3server import SeaweedServer
 
@@ -66,7 +66,7 @@ def test_retries_run_out_in_one_line(client_env: SeaweedServer, monkeypatch, pla
 def test_a_large_manifest_goes_up_in_parts_and_reads_back_line_by_line(client_env: SeaweedServer):
     """The final manifest is spooled and uploaded multipart past 8 MB; reading it streams its lines."""
     from augment.sinks.s3_journal import read_lines, write_lines
-    from augment.sources.s3 import parse_s3_url
+    from augment.storage.s3_url import parse_s3_url
 
     url = parse_s3_url(f"s3://{BUCKET}/big-manifest/")
     lines = [json.dumps({"output": f"c/{i:07}.png", "pad": "x" * 90}) for i in range(110_000)]  # ~13 MB

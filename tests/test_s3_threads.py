@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
-from augment.diskmap import DiskMap
-from augment.s3_client import S3Client
-from augment.samples import Sample
+from augment.plan.samples import Sample
 from augment.sinks.s3 import S3Sink
-from augment.sources.s3 import S3Source, parse_s3_url
+from augment.sources.s3 import S3Source
+from augment.storage.diskmap import DiskMap
+from augment.storage.s3_client import S3Client
+from augment.storage.s3_url import parse_s3_url
 from tests.s3server import SlowS3
 from tests.test_s3 import bucket_bytes, png8, put_all
 

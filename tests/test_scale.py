@@ -14,10 +14,10 @@ import pytest
 
 from augment.cli import parse
 from augment.config import ConfigError, build_config
-from augment.presets import DEFAULT_PRESET, PRESETS
-from augment.runner import run
-from augment.samples import Sample
-from augment.selection import Shard, balance_copies, parse_since, resolve_shard, shard_of
+from augment.plan.samples import Sample
+from augment.plan.selection import Shard, balance_copies, parse_since, resolve_shard, shard_of
+from augment.render.presets import DEFAULT_PRESET, PRESETS
+from augment.run.runner import run
 from tests.test_determinism import images, run_dir
 
 OLD = 1_700_000_000  # 2023-11-14T22:13:20Z: the mtime every input gets before a --since test
@@ -164,7 +164,7 @@ def test_since_defaults_to_ei_last_successful_run_and_can_be_turned_off(sample_d
 
 
 def test_since_uses_unknown_mtime_as_new():
-    from augment.selection import split_since
+    from augment.plan.selection import split_since
 
     samples = [Sample("a/1.png", "a", 1, OLD), Sample("a/2.png", "a", 1, None), Sample("a/3.png", "a", 1, OLD + 10)]
     new, unchanged = split_since(samples, parse_since("2023-11-14T22:13:25Z"))

@@ -137,7 +137,7 @@ def test_an_s3_request_has_a_total_time_limit(s3server: SeaweedServer, tmp_path:
 def test_the_s3_limits_find_their_way_into_botocore():
     """The limits hook into botocore's pool manager (no public hook exists): if an upgrade moves it, this fails
     instead of the limits silently going away."""
-    from augment import s3_limits
+    from augment.storage import s3_limits
     from tests.s3server import s3_client
 
     client = s3_client("http://127.0.0.1:9")

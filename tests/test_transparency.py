@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from augment.codec import Decoded, EncodeOptions
-from augment.engine import render, render_one
-from augment.frame import to_frame
-from augment.ops import REGISTRY
-from augment.plan import PlannedOutput
-from augment.recipe import parse_recipe
+from augment.plan.tasks import PlannedOutput
+from augment.render.codec import Decoded, EncodeOptions
+from augment.render.engine import render, render_one
+from augment.render.frame import to_frame
+from augment.render.ops import REGISTRY
+from augment.render.recipe import parse_recipe
 from tests.blockrun import run_block
 from tests.conftest import gradient
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from augment.presets import DEFAULT_PRESET, PRESETS
+from augment.render.presets import DEFAULT_PRESET, PRESETS
 from tests.blockrun import ROOT, ei_env
 from tests.conftest import gradient
 
@@ -160,7 +160,7 @@ import cv2
 import numpy as np
 from augment.cli import parse
 from augment.config import build_config
-from augment.runner import run
+from augment.run.runner import run
 
 cv2.setNumThreads(2)  # a caller that used OpenCV's thread pool before the run
 cv2.GaussianBlur(np.zeros((1500, 2000, 3), np.uint8), (0, 0), 3)

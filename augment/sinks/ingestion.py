@@ -32,7 +32,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from augment.selection import Shard
+from augment.plan.selection import Shard
 from augment.sinks import Journal, Sink, SinkError
 from augment.sinks.ingestion_api import (
     CATEGORIES,

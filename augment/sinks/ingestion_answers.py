@@ -16,7 +16,7 @@ import json
 import re
 from typing import Any
 
-from augment.boxes import BOXES_FILE
+from augment.plan.labels import BOXES_FILE
 
 LANDED, FAILED, UNCONFIRMED = "landed", "failed", "unconfirmed"
 _NO_REASON = "rejected, no reason given"

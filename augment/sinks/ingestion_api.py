@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from augment.holdout import DEFAULT_TEST_FRACTION
-from augment.samples import has_control_characters
+from augment.plan.holdout import DEFAULT_TEST_FRACTION
+from augment.plan.samples import has_control_characters
 from augment.sinks.http import Limits
 
 DEST = "ei"  # --dest ei

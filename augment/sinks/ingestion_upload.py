@@ -17,7 +17,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from augment import __version__
-from augment.diskmap import DiskMap
 from augment.signals import stop_requested
 from augment.sinks import SinkError
 from augment.sinks.http import OutOfTime, Session, Stopped
@@ -25,6 +24,7 @@ from augment.sinks.ingestion_answers import FAILED, LANDED, UNCONFIRMED, answer_
 from augment.sinks.ingestion_api import DUPLICATE, MAX_REQUEST_BYTES, UPLOADS, UploadSettings, encode_label
 from augment.sinks.local import LocalSink
 from augment.sinks.s3 import content_type
+from augment.storage.diskmap import DiskMap
 
 
 @dataclass

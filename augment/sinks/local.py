@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from augment.selection import Shard
+from augment.plan.selection import Shard
 from augment.sinks import Journal, Sink, SinkError
 from augment.sinks.lock import FolderLock, remove_stale_temps
-from augment.sources.files import read_regular
+from augment.storage.files import read_regular
 
 
 def _libc() -> ctypes.CDLL | None:

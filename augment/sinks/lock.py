@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from augment.selection import Shard
+from augment.plan.selection import Shard
 from augment.sinks import SinkError
 
 LOCK_FILE = ".edge-augment.lock"

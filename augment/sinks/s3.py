@@ -25,10 +25,10 @@ import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import PurePosixPath
 
-from augment.diskmap import DiskMap
-from augment.s3_client import S3Client, S3Error
 from augment.sinks import Journal, Sink, SinkError, s3_journal
-from augment.sources.s3 import S3Url, iter_objects, unsafe_key_reason
+from augment.storage.diskmap import DiskMap
+from augment.storage.s3_client import S3Client, S3Error
+from augment.storage.s3_url import S3Url, iter_objects, unsafe_key_reason
 
 CONTENT_TYPES = {
     ".png": "image/png",

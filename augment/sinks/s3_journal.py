@@ -12,9 +12,9 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterable, Iterator
 
-from augment.s3_client import S3Client, S3Error
 from augment.sinks import Journal, SinkError
-from augment.sources.s3 import S3Url
+from augment.storage.s3_client import S3Client, S3Error
+from augment.storage.s3_url import S3Url
 
 _PART_BYTES = 4 * 1024 * 1024  # a part is uploaded when this many bytes are waiting, or at a checkpoint
 _PART = ".part-"

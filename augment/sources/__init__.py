@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from augment.boxes import attach
-from augment.samples import Sample
+from augment.plan.labels import attach
+from augment.plan.samples import Sample
 
 IGNORED_DIRS = {"__MACOSX", ".ipynb_checkpoints", ".git"}  # folders that are never data (macOS, notebooks, git)
 

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from augment.boxes import BOXES_FILE, LABELS_FILES
-from augment.codec import IMAGE_EXTENSIONS
-from augment.overlap import below, identity
-from augment.samples import Sample, label_for_key, label_from_name
+from augment.plan.labels import BOXES_FILE, LABELS_FILES
+from augment.plan.samples import Sample, label_for_key, label_from_name
+from augment.render.codec import IMAGE_EXTENSIONS
 from augment.sources import IGNORED_DIRS, Listing, Source, SourceError
-from augment.sources.files import MAX_FILE_BYTES, read_regular, refusal
+from augment.storage.files import MAX_FILE_BYTES, read_regular, refusal
+from augment.storage.overlap import below, identity
 
 
 @dataclass(frozen=True)

@@ -4,96 +4,26 @@ The layout and label rules are the local folder's: ``s3://bucket/prefix/<class>/
 ``<label>.<uid>.<ext>`` keys; a sample's key is the object key relative to the prefix, so an S3 run and a
 local run of the same images give the same output names and bytes.
 
-The client (``augment.s3_client``: obstore for objects, botocore for credentials) is imported only when S3 is
-first used, so local runs never load it. URL and key checks shared with the sink live here.
+The client (``augment.storage.s3_client``: obstore for objects, botocore for credentials) is imported only when S3 is
+first used, so local runs never load it. URL and key checks shared with the sink are ``augment.storage.s3_url``'s.
 
 Thread safety: ``S3Source.read`` may be called from many threads of one process at once (the run's I/O
-threads, ``augment.concurrency.io_threads``). The client is made once per process under a lock; obstore
+threads, ``augment.run.concurrency.io_threads``). The client is made once per process under a lock; obstore
 releases the GIL while a request is under way and opens as many connections as there are requests.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from augment.boxes import LABELS_FILES
-from augment.codec import IMAGE_EXTENSIONS
-from augment.s3_client import S3Client, S3Error
-from augment.samples import Sample, label_for_key
+from augment.plan.labels import LABELS_FILES
+from augment.plan.samples import Sample, label_for_key
+from augment.render.codec import IMAGE_EXTENSIONS
 from augment.sources import IGNORED_DIRS, Listing, Source, SourceError
-
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-@dataclass(frozen=True)
-class S3Url:
-    """``s3://bucket/prefix/``; ``prefix`` is empty or ends with ``/``."""
-
-    bucket: str
-    prefix: str = ""
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
-
-    def key(self, name: str) -> str:
-        return self.prefix + name
-
-    @property
-    def root_name(self) -> str:
-        """What a local folder holding this prefix would be called (labels flat files without a prefix)."""
-        return self.prefix.rstrip("/").rpartition("/")[2] or self.bucket
-
-    def contains(self, other: S3Url) -> bool:
-        return other.bucket == self.bucket and other.prefix.startswith(self.prefix)
-
-
-def parse_s3_url(text: str) -> S3Url:
-    """Parse ``s3://bucket[/prefix[/]]``; raises ValueError with a one-line reason."""
-    text = (text or "").strip()
-    if not text.startswith("s3://"):
-        raise ValueError(f"expected s3://bucket/prefix/, got {text!r}")
-    bucket, _, prefix = text[len("s3://") :].partition("/")
-    if not _BUCKET.match(bucket) or ".." in bucket:
-        raise ValueError(
-            f"{bucket!r} is not a valid bucket name (3-63 characters: lowercase letters, digits, '.', '-')"
-        )
-    if prefix:
-        reason = unsafe_key_reason(prefix.rstrip("/"))
-        if reason:
-            raise ValueError(f"prefix {prefix!r}: {reason}")
-        prefix = prefix.rstrip("/") + "/"
-    return S3Url(bucket, prefix)
-
-
-def unsafe_key_reason(key: str) -> str | None:
-    """Why a relative key cannot become a file or object name safely (it could escape its folder), or None."""
-    if not key:
-        return "empty key"
-    if key.startswith("/"):
-        return "absolute path"
-    if "\\" in key:
-        return "backslash in key (a Windows path?)"
-    if _CONTROL.search(key):
-        return "control character in key"
-    if any(0xDC80 <= ord(c) <= 0xDCFF for c in key):  # a local name that is not UTF-8
-        return "not valid UTF-8 (S3 keys must be)"
-    parts = key.split("/")
-    if any(p == "" for p in parts):
-        return "empty path segment ('//')"
-    if any(p in (".", "..") for p in parts):
-        return "'.' or '..' path segment (would escape the folder)"
-    return None
-
-
-def iter_objects(client: S3Client, url: S3Url) -> Iterator[dict[str, Any]]:
-    """Every object under ``url``'s prefix (listed a page of 1,000 keys at a time)."""
-    for page in client.pages(url.bucket, url.prefix):
-        yield from page
+from augment.storage.s3_client import S3Client, S3Error
+from augment.storage.s3_url import S3Url, iter_objects, unsafe_key_reason
 
 
 class S3Source(Source):

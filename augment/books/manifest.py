@@ -1,0 +1,202 @@
+"""``manifest.jsonl``: a ``run`` header line (which settings the files belong to), then one JSON line per output.
+
+During a run the file is a journal: the header lands before the first output, and each result's lines are
+appended as it is booked, so a rerun after a crash at any moment knows what the folder holds (a line
+repeated by a resumed run: the last one counts). It is never rewritten during the run. A run that resumed an
+earlier manifest rewrites it once at the end, streamed from the run's on-disk index, in plan order with one
+line per output: the same bytes whether the run went in one go or was interrupted and resumed (a run that
+started the file wrote exactly that already).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from augment.plan.index import RunIndex
+from augment.sinks import Journal, Sink
+
+MANIFEST = "manifest.jsonl"
+_BATCH = 1000  # output names looked up at once while writing the final manifest
+
+
+class ManifestMismatchError(RuntimeError):
+    """The out-directory holds outputs made with another recipe, seed or encoding."""
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def output_line(
+    name: str,
+    source: str,
+    label: str,
+    variant: str,
+    seed: int,
+    ops: list[dict[str, Any]],
+    sha256: str,
+    size: int,
+    source_sha256: str,
+    boxes: list[dict[str, Any]] | None = None,
+    category: str | None = None,
+) -> str:
+    """The manifest line of one output: enough to replay it (source, seed, recorded ops) and check it."""
+    line: dict[str, Any] = {
+        "output": name,
+        "source": source,
+        "label": label,
+        "variant": variant,
+        "seed": seed,
+        "ops": ops,
+        "sha256": sha256,
+        "bytes": size,
+        "source_sha256": source_sha256,
+    }
+    if boxes is not None:
+        line["boxes"] = boxes
+    if category is not None:
+        line["category"] = category
+    return json.dumps(line, sort_keys=True)
+
+
+def read_entries(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """``(output, line)`` for every well-formed output line (a line cut by a hard kill is skipped)."""
+    for line in lines:
+        entry = _json(line)
+        if entry is not None and isinstance(entry.get("output"), str):
+            yield entry["output"], line
+
+
+class Manifest:
+    """One run's manifest: the previous one's lines (in ``index``), the journal, the final rewrite."""
+
+    def __init__(self, sink: Sink, header: dict[str, Any], overwrite: bool, name: str, index: RunIndex) -> None:
+        self.sink, self.name, self.index = sink, name, index
+        self.header = {"type": "run", **header}
+        self.journal: Journal | None = None
+        self.resumed = False  # an earlier manifest of these settings is continued
+        self.adopted = False  # booked outputs another manifest recorded: the final rewrite puts them in order
+        lines = None if overwrite else sink.read_lines(name)
+        if lines is None:
+            return
+        first = next(lines, None)
+        if first is None:
+            return
+        old = _json(first)
+        if old is None or old.get("fingerprint") != header["fingerprint"]:
+            raise ManifestMismatchError(
+                f"{sink.describe()} holds outputs of another recipe, seed or format (see its {name}); "
+                "use an empty --out-directory, or --overwrite 1 to regenerate"
+            )
+        index.load_previous(read_entries(lines))
+        self.resumed = True
+
+    def recorded(self, names: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """Outputs an earlier run recorded (here, or in another manifest of these settings in the folder, so
+        a run never rewrites a file another run recorded): name -> (bytes, sha256)."""
+        found = {}
+        for name, line in self._earlier(list(names)).items():
+            entry = _json(line) or {}
+            try:
+                found[name] = (int(entry.get("bytes", -1)), str(entry.get("sha256", "")))
+            except (TypeError, ValueError):
+                continue  # a damaged line: the output is made again
+        return found
+
+    def source_sha256(self, names: Iterable[str]) -> str | None:
+        """The source bytes' sha256 an earlier run made these outputs from ("" if unknown); None if none
+        of them is recorded (here, or by another run of these settings whose outputs this run adopts)."""
+        for line in self._earlier(list(names)).values():
+            return str((_json(line) or {}).get("source_sha256", ""))
+        return None
+
+    def _earlier(self, names: list[str]) -> dict[str, str]:
+        """Earlier lines of ``names``: this manifest's, else another manifest's of these settings."""
+        lines = self.index.others(names)
+        lines.update(self.index.previous(names))
+        return lines
+
+    def start(self) -> None:
+        """Open the journal: a new file with the header, or the earlier manifest continued."""
+        self.sink.sync()  # outputs an earlier run left (and a rerun adopts) are durable before any record
+        self.journal = self.sink.open_journal(self.name, None if self.resumed else self._header_line())
+
+    def record(self, written: list[tuple[str, str]], existing: list[str]) -> dict[str, str]:
+        """Book one result: ``(output, line)`` pairs written now (appended to the journal) and the names of
+        outputs an earlier run made (their lines are in the journal already, or appended when another
+        manifest recorded them); both kept in the index as this run's. Returns every booked output's line."""
+        assert self.journal is not None
+        adopted = self.index.others(existing) if existing else {}  # recorded by another run: not in our journal
+        for name in self.index.previous(adopted):
+            del adopted[name]
+        if written or adopted:
+            self.journal.append([line for _, line in written] + list(adopted.values()))
+            self.adopted = self.adopted or bool(adopted)
+        lines = dict(written)
+        if existing:
+            lines.update(self._earlier(existing))
+        self.index.add_lines(lines.items())
+        return lines
+
+    def checkpoint(self) -> None:
+        """Outputs written so far reach storage, then the lines that record them."""
+        self.sink.sync()
+        if self.journal is not None:
+            self.journal.sync()
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.sink.sync()
+            self.journal.close()
+            self.journal = None
+
+    def finish(self, planned: Iterable[tuple[list[str], bool]], planned_here: Callable[[str], bool]) -> None:
+        """Rewrite the manifest once: the header; for each planned task (its output names in plan order, and
+        whether it ran) the line of each output this run booked, or for a task that did not run (--since)
+        the earlier line; then earlier lines of outputs this run does not plan (e.g. after lowering --copies:
+        their files are still there). A run that started a file it appends to in place has nothing to
+        rewrite: it appended each output once, in plan order."""
+        in_place = self.journal is not None and self.journal.in_place
+        self.close()
+        if self.resumed or self.adopted or not in_place:
+            self.sink.sync()
+            self.sink.write_lines(self.name, self._final(planned, planned_here))
+
+    def lines(self, planned: Iterable[tuple[list[str], bool]], planned_here: Callable[[str], bool]) -> Iterator[str]:
+        """The output lines of the final manifest (as ``finish`` writes them), streamed."""
+        batch: list[tuple[str, bool]] = []
+        for names, ran in planned:
+            batch += [(name, ran) for name in names]
+            if len(batch) >= _BATCH:
+                yield from self._lines_of(batch)
+                batch = []
+        yield from self._lines_of(batch)
+        yield from self.index.unplanned_previous(planned_here)
+
+    def _lines_of(self, batch: list[tuple[str, bool]]) -> Iterator[str]:
+        """In ``batch`` order: this run's line of each output; for a task that did not run, the earlier one.
+        (An output of a task that ran but could not remake it has no line: its file is gone or wrong.)"""
+        now = self.index.lines(name for name, _ in batch)
+        before = self.index.previous(name for name, ran in batch if not ran and name not in now)
+        for name, _ in batch:
+            line = now.get(name) or before.get(name)
+            if line is not None:
+                yield line
+
+    def _final(self, planned: Iterable[tuple[list[str], bool]], planned_here: Callable[[str], bool]) -> Iterator[str]:
+        yield self._header_line()
+        yield from self.lines(planned, planned_here)
+
+    def _header_line(self) -> str:
+        return json.dumps(self.header, sort_keys=True)
+
+
+def _json(line: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

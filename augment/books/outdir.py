@@ -1,0 +1,162 @@
+"""What an output folder holds beside the outputs: images no manifest records, per-shard file names, and
+the ``bounding_boxes.labels`` of each folder.
+
+The manifest header is written before the first output, so every file a run of these settings wrote is
+either recorded or was cut off by a hard kill; a rerun regenerates planned outputs that are not recorded
+(the same bytes, so it adopts them verified). Images that are neither planned nor recorded by any manifest
+in the folder belong to someone or something else: the run refuses to write beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from augment.books.manifest import MANIFEST, ManifestMismatchError, read_entries
+from augment.config import RunConfig
+from augment.plan.index import RunIndex
+from augment.plan.labels import BOXES_FILE, labels_file_text
+from augment.plan.samples import printable
+from augment.plan.selection import Shard
+from augment.render.codec import IMAGE_EXTENSIONS
+from augment.sinks import Sink
+from augment.storage.overlap import below
+from augment.storage.s3_url import parse_s3_url
+
+_OWN = ("preview.png", "preview-")  # contact sheets the block writes at the top level
+
+
+def check_manifests(
+    config: RunConfig, sink: Sink, index: RunIndex, own: str, fingerprint: str, mine: Callable[[str], bool]
+) -> None:
+    """Every manifest in the destination (this run's ``own`` and any other run's, sharded or not): another
+    run's must be of these settings, else ManifestMismatchError (writing here would overwrite or mix with
+    the files it records); with --overwrite 1 a sibling shard's (same count) may differ, its files being
+    disjoint from this shard's. Their outputs go into the index: known to ``foreign_images``, and, when
+    another run of these settings recorded one this run plans (``mine``), adopted (never rewritten)."""
+    for name in sink.manifests(config.books):
+        lines = sink.read_lines(name)
+        first = next(lines, None) if lines is not None else None
+        if lines is None or first is None:
+            continue
+        header = _json_object(first)
+        same = header is not None and header.get("fingerprint") == fingerprint
+        if name != own and not same and not (config.overwrite and _sibling(name, config.shard)):
+            raise ManifestMismatchError(
+                f"{sink.describe()} holds {name} of another run with another recipe, seed, format or layout;"
+                " this run would overwrite or mix with the files it records: use another destination, or"
+                " remove that run's outputs and manifest"
+            )
+        adopt = same and name != own
+        index.load_others((out, line if adopt and mine(out) else None) for out, line in read_entries(lines))
+
+
+def _sibling(name: str, shard: Shard) -> bool:
+    """Whether manifest ``name`` is another shard's of this run's shard count."""
+    match = re.search(r"manifest\.shard-\d+-of-(\d+)\.jsonl$", name)
+    return shard.active and match is not None and int(match.group(1)) == shard.count
+
+
+def _json_object(line: str) -> dict | None:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def unrecorded_images(root: Path, known: Callable[[str], bool], skip: Path | None = None) -> Iterator[str]:
+    """Image files under ``root`` (relative, posix, in walk order) that ``known`` does not accept; ``skip``
+    is a folder not to look into (an input folder inside the output folder)."""
+    if not root.is_dir():
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (skip is None or here / d != skip))
+        for name in sorted(filenames):
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+                continue
+            relative = (here / name).relative_to(root).as_posix()
+            if not (here == root and name.startswith(_OWN)) and not known(relative):
+                yield relative
+
+
+def foreign_images(config: RunConfig, sink: Sink, index: RunIndex) -> str | None:
+    """Why a local output folder cannot be written: it holds images neither planned nor recorded by any
+    manifest there (another tool's, or an older version's unrecorded outputs). Planned but unrecorded
+    outputs (a run killed before its checkpoint) are simply regenerated."""
+    root = sink.local_root
+    if root is None or not root.is_dir():
+        return None
+    inside = config.in_directory.resolve() if config.in_directory is not None else None
+    foreign = unrecorded_images(root.resolve(), index.known, inside)
+    first = next(foreign, None)
+    if first is None:
+        return None
+    total = 1 + sum(1 for _ in foreign)  # the same walk, counted on
+    return (
+        f"{root} holds {total} image(s) that no manifest there records and this run would not write"
+        f" (e.g. {printable(first)!r}); move them away or use an empty --out-directory"
+    )
+
+
+def input_inside_output(config: RunConfig) -> str | None:
+    """Where the input sits inside the output (``""``: they are one, say through a bind mount): a local
+    folder by real path and identity, an S3 source prefix below the --dest prefix; None when it does not."""
+    if config.source is not None and config.dest is not None:
+        source, dest = parse_s3_url(config.source), parse_s3_url(config.dest)
+        return source.prefix.removeprefix(dest.prefix).rstrip("/") if dest.contains(source) else None
+    if config.dest is not None or config.in_directory is None:
+        return None
+    return below(config.out_directory, config.in_directory)
+
+
+def into_input(config: RunConfig, name: str) -> str:
+    """Why a run whose output ``name`` would land in its own input is refused."""
+    if config.dest is not None:
+        where, what = f"--dest {config.dest}", f"--source {config.source}"
+    else:
+        where, what = f"--out-directory {config.out_directory}", f"--in-directory {config.in_directory}"
+    return (
+        f"{where} holds the input ({what}): outputs such as {printable(name)!r} would land in it and be read as"
+        " inputs by the next run; write outside the input (or inside it)"
+    )
+
+
+def suffixed(name: str, suffix: str) -> str:
+    """``manifest.jsonl`` -> ``manifest.shard-0-of-4.jsonl``."""
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}{suffix}{dot}{ext}" if suffix else name
+
+
+def write_box_labels(sink: Sink, lines: Iterable[str], shard: Shard, books: str = "") -> None:
+    """A ``bounding_boxes.labels`` in every output folder that holds images with boxes, from this run's
+    manifest ``lines`` and every other manifest in the folder (other shards', an unsharded run's; this run's
+    lines win for an output both record).
+
+    Runs sharing a folder each write the union, so the last one to finish leaves complete files (two
+    shards finishing at the same instant can still race: rerun one). Memory: the boxes of a detection
+    dataset's outputs, while the files are made."""
+    own = books + suffixed(MANIFEST, shard.suffix())
+    sources: list[Iterable[str]] = []
+    for name in sink.manifests(books):
+        text = sink.read_lines(name) if name != own else None
+        if text is not None:
+            sources.append(line for i, line in enumerate(text) if i > 0)
+    sources.append(lines)
+    folders: dict[str, dict[str, list]] = {}
+    for source in sources:
+        for line in source:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # another shard's manifest, cut by a hard kill
+                continue
+            if isinstance(entry, dict) and "boxes" in entry:
+                folder, filename = posixpath.split(entry["output"])
+                folders.setdefault(folder, {})[filename] = entry["boxes"]
+    for folder, boxes in folders.items():
+        sink.write_text(posixpath.join(folder, BOXES_FILE), labels_file_text(boxes))

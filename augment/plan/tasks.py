@@ -1,0 +1,99 @@
+"""The plan: which outputs each sample gets, and their names. Pure bookkeeping, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from augment.plan.holdout import TESTING, split
+from augment.plan.samples import ORIGINAL, Sample, folded, output_name, output_names
+from augment.render.codec import EncodeOptions, output_format
+from augment.render.recipe import Node, Recipe
+
+
+class PlanError(ValueError):
+    """The plan cannot be made (e.g. two sources would write the same output)."""
+
+
+@dataclass(frozen=True)
+class PlannedOutput:
+    name: str  # relative output path
+    variant: str  # "orig", a fixed variant's name, or "augNN"
+    index: int  # copy index (seeds the output's rng); -1 for the original
+    pipeline: tuple[Node, ...] | None  # None = the original, copied through
+    image_format: str  # Pillow format to encode
+    category: str | None = None  # training | testing with a hold-out (--test-fraction): also the name's folder
+
+
+@dataclass(frozen=True)
+class Task:
+    """One sample and all its outputs: decoded once, augmented per output."""
+
+    sample: Sample
+    outputs: tuple[PlannedOutput, ...]
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    recipe: Recipe
+    copies: int | None  # None = the recipe's own count
+    include_originals: bool
+    layout: str  # folders | flat
+    encode: EncodeOptions
+    # Class balancing (augment.plan.selection.balance_copies): copies per sample key, replacing ``copies``.
+    copies_per_sample: dict[str, int] | None = None
+    # Hold-out (augment.plan.holdout): this share of originals goes, unaugmented, to testing/; the rest to training/.
+    test_fraction: float = 0.0
+
+
+def plan_task(sample: Sample, settings: PlanSettings, category: str | None, copies: int | None = None) -> Task:
+    """The outputs of one sample: its original (when kept, or held out) and its copies (``copies`` when
+    balanced, else the settings'), under ``category``'s folder with a hold-out."""
+    variants = [] if category == TESTING else settings.recipe.outputs(settings.copies if copies is None else copies)
+    fmt, ext = output_format(settings.encode, sample.suffix)
+    original = settings.include_originals or category == TESTING  # a held-out original is its only output
+    kinds = [(ORIGINAL, -1, None)] if original else []
+    kinds += [(variant, index, pipeline) for index, variant, pipeline in variants]
+    names = output_names(sample, [variant for variant, _, _ in kinds], ext, settings.layout)
+    folder = "" if category is None else f"{category}/"
+    outputs = [
+        PlannedOutput(folder + name, variant, index, pipeline, fmt, category)
+        for name, (variant, index, pipeline) in zip(names, kinds, strict=True)
+    ]
+    return Task(sample, tuple(outputs))
+
+
+def make_plan(samples: Iterable[Sample], settings: PlanSettings) -> list[Task]:
+    """A task per sample, in the samples' order, all in memory (for tools and tests; a run plans one sample
+    at a time from its on-disk index); raises PlanError if two outputs share a name."""
+    samples = list(samples)
+    categories = split(((s.key, s.label) for s in samples), settings.test_fraction)
+    tasks: list[Task] = []
+    owner: dict[str, tuple[Sample, str]] = {}  # casefolded name -> (the sample writing it, the exact name)
+    for sample in samples:
+        copies = None if settings.copies_per_sample is None else settings.copies_per_sample.get(sample.key, 0)
+        task = plan_task(sample, settings, categories.get(sample.key), copies)
+        for out in task.outputs:
+            other, name = owner.setdefault(folded(out.name), (sample, out.name))
+            if other.key != sample.key:
+                raise PlanError(collision(sample, out.name, other, name, settings.layout))
+        tasks.append(task)
+    return tasks
+
+
+def collision(sample: Sample, name: str, other: Sample, other_name: str, layout: str) -> str:
+    """What two sources really collide on: one name, or names that differ only in case or normalisation."""
+    if name == other_name:
+        what = f"would both write {name!r}"
+    else:
+        what = (
+            f"would write {other_name!r} and {name!r}, which differ only in case or Unicode normalisation (one"
+            " file on case-insensitive or normalising file systems such as macOS's, and in Edge Impulse)"
+        )
+    hint = "; rename one"
+    if layout == "flat" and output_name(sample, "x", "", "folders") != output_name(other, "x", "", "folders"):
+        hint += " or use --output-layout folders (the flat layout folds folders into names)"
+    elif PurePosixPath(sample.key).stem == PurePosixPath(other.key).stem:
+        hint += " (same name, other extension: outputs share one format)"
+    return f"{other.key!r} and {sample.key!r} {what}{hint}"

@@ -1,0 +1,1 @@
+"""Rendering one sample: recipes and presets, the op chain, boxes, decode and encode."""

@@ -1,0 +1,1 @@
+"""The run loop: which source and sink, read -> render -> write, the render workers."""

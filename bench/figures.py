@@ -27,12 +27,9 @@ from PIL import Image
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT))
-import field  # noqa: E402
-import quality  # noqa: E402
-
 from augment.demo import write_sample_set  # noqa: E402
+from bench import field, quality  # noqa: E402
 
 PRESETS = ["none", "workshop", "light", "medium", "heavy", "trivial"]
 COPIES = {"trivial@2": 2, "trivial@4": 4, "trivial": 8, "trivial@14": 14}

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from augment.demo import write_sample_set  # noqa: E402
 from augment.sinks.ingestion import DEFAULT_BATCH, DEFAULT_CONCURRENCY, IngestionSink, UploadSettings  # noqa: E402
 from augment.sinks.local import LocalSink  # noqa: E402
-from tests.ingestion_server import IngestionServer  # noqa: E402
+from tests.support.ingestion_server import IngestionServer  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "electronic-components-png"
 KEY = "bench-key-not-real"
@@ -74,7 +74,8 @@ def upload_phase(entries: list[tuple[str, str]], folder: Path, latency: float, b
 def client_cpu(entries: list[tuple[str, str]], folder: Path, latency: float, batch: int, threads: int) -> float:
     """Milliseconds of this process's CPU per file sent, with the service in another process (as on EI)."""
     code = (
-        "import sys, time; sys.path.insert(0, sys.argv[1]); from tests.ingestion_server import IngestionServer\n"
+        "import sys, time; sys.path.insert(0, sys.argv[1])\n"
+        "from tests.support.ingestion_server import IngestionServer\n"
         "with IngestionServer('" + KEY + "', latency=float(sys.argv[2])) as s:\n"
         "    print(s.url, flush=True); time.sleep(3600)"
     )

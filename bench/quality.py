@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import field
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench import field  # noqa: E402
+
 RECIPES = Path(__file__).resolve().parent / "recipes"  # <name>.json here is a condition called <name>
 DATA = ROOT.parent / "shared" / "data" / "electronic-components-png"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -207,7 +207,7 @@ def augment(train: dict[str, list[Path]], work: Path, seed: int, args: list[str]
 
 def run_one(seed: int, condition: str, opts: argparse.Namespace, work: Path) -> dict:
     """Train and score one (seed, condition)."""
-    import trainer  # PyTorch: only where a model is trained (the tables, splits and conditions need none)
+    from bench import trainer  # PyTorch: only where a model is trained (the tables, splits and conditions need none)
 
     train, test = split(opts.data, seed, opts.holdout)
     classes = sorted(train)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from augment.render.codec import IMAGE_EXTENSIONS  # noqa: E402
 from augment.sinks.s3 import content_type  # noqa: E402
 from bench.procfs import watch_memory  # noqa: E402
-from tests.s3server import SeaweedServer, weed_binary  # noqa: E402
+from tests.support.s3server import SeaweedServer, weed_binary  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "electronic-components-png"
 BUCKET = "bench-data"

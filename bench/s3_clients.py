@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.s3server import ACCESS_KEY, SECRET_KEY, SeaweedServer, running_server  # noqa: E402
+from tests.support.s3server import ACCESS_KEY, SECRET_KEY, SeaweedServer, running_server  # noqa: E402
 
 BUCKET = "bench-clients"
 Ops = tuple[Callable[[str, bytes], None], Callable[[str], bytes]]

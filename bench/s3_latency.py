@@ -5,7 +5,7 @@ a 50 ms round trip, and --dest ei through the same delay, measured in one run.
                                [--repeat 1] [--skip-ingestion]
 
 SeaweedFS (`weed`, as the tests) and the loopback ingestion service of the tests run on 127.0.0.1; the delay
-comes from ``tests.latency_proxy`` (``--delay`` each way). Every run is ``transform.py`` as a subprocess with
+comes from ``tests.support.latency_proxy`` (``--delay`` each way). Every run is ``transform.py`` as a subprocess with
 the default preset and ``--workers``; outputs/s is outputs written / wall time (interpreter start, listing
 and manifest included). Every remote run's outputs are checked byte for byte against the local run. The
 issue's target: S3 -> S3 at 50 ms >= 0.8x the local rate. Exits 0 with a note when the dataset is absent.
@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 from augment.render.codec import IMAGE_EXTENSIONS  # noqa: E402
 from augment.sinks.s3 import content_type  # noqa: E402
 from bench.s3 import BUCKET, digests_local, digests_s3  # noqa: E402
-from tests.ingestion_server import IngestionServer  # noqa: E402
-from tests.latency_proxy import LatencyProxy, measure_delay  # noqa: E402
-from tests.s3server import SeaweedServer, running_server  # noqa: E402
+from tests.support.ingestion_server import IngestionServer  # noqa: E402
+from tests.support.latency_proxy import LatencyProxy, measure_delay  # noqa: E402
+from tests.support.s3server import SeaweedServer, running_server  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "electronic-components-png"
 KEY = "bench-key-not-real"

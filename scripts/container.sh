@@ -9,7 +9,7 @@
 #   scripts/container.sh test [PYTEST ARGS]  build, then the container tests and the end-to-end tests in the image
 #   scripts/container.sh ei-local     build, then run the image as EI does (tests/test_ei_local.py)
 #   scripts/container.sh info         image size and start-up times (container vs. venv)
-#   scripts/container.sh env          what tests/podman.py uses (IMAGE=, CONTAINERS_CONF=, SOURCE= hash)
+#   scripts/container.sh env          what tests/support/podman.py uses (IMAGE=, CONTAINERS_CONF=, SOURCE= hash)
 #
 # The base image stands in for python:3.11-slim-bookworm (same Debian release, Python 3.11): a debootstrap
 # rootfs imported with `podman import`. Its tarball is cached in .cache/container/, the image in podman's store.
@@ -138,7 +138,7 @@ info() {
 
 run_tests() {
   build
-  # The container tests, plus every test file that runs the block through tests.blockrun.run_block (directly or
+  # The container tests, plus every test file that runs the block through tests.support.blockrun.run_block (directly or
   # through test_ingestion's upload helper).
   local files
   mapfile -t files < <(grep -l -e 'run_block' -e 'from tests.test_ingestion import' tests/test_*.py \

@@ -88,7 +88,7 @@ def _inputs(work: Path) -> dict[str, Path]:
             for i in range(6):
                 Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(png / label / f"{i}.png")
     sys.path.insert(0, str(ROOT))
-    from tests.boxes_data import detection_folder
+    from tests.support.boxes_data import detection_folder
 
     boxes = detection_folder(work / "boxes", n=6)
     photos = work / "photos" / "thing"

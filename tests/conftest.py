@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from augment.demo import write_sample_set
-from tests.s3server import s3server, slow_s3  # noqa: F401  (session fixtures: real S3 on loopback, and behind a proxy)
+from tests.support.s3server import s3server, slow_s3  # noqa: F401  (session fixtures: real S3 on loopback, and behind a proxy)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 WORKSHOP_FOLDERS = SHARED_DATA / "electronic-components-png"

@@ -16,8 +16,8 @@ from augment.render.boxes import Box, hide, move
 from augment.render.ops import REGISTRY, GeometricOp
 from augment.render.ops.pixels import rotation
 from augment.run.runner import run
-from tests.blockrun import run_block
-from tests.boxes_data import RECTS, detection_folder
+from tests.support.blockrun import run_block
+from tests.support.boxes_data import RECTS, detection_folder
 
 
 def mask_box(image: Image.Image, colour: tuple[int, int, int]) -> tuple[int, int, int, int] | None:

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from augment.render.presets import DEFAULT_PRESET, PRESETS
-from tests.blockrun import ei_env, run_block
 from tests.conftest import gradient
+from tests.support.blockrun import ei_env, run_block
 
 PER_ORIGINAL = 1 + PRESETS[DEFAULT_PRESET]["copies"]  # outputs per image with the defaults (+ the original)
 

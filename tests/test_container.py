@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from augment.demo import write_sample_set
-from tests.blockrun import Completed, ei_env, run_block
-from tests.podman import make_writable, podman_run, require_image, run_in_container
+from tests.support.blockrun import Completed, ei_env, run_block
+from tests.support.podman import make_writable, podman_run, require_image, run_in_container
 
 pytestmark = pytest.mark.container
 
@@ -99,10 +99,10 @@ def test_runner_passes_env_not_host_path(image: str, tmp_path: Path) -> None:
 
 
 def test_same_outputs_as_the_venv(image: str, tmp_path: Path, sample_dir: Path, monkeypatch) -> None:
-    """The two runners of tests.blockrun give byte-identical outputs for the same inputs and seed."""
+    """The two runners of tests.support.blockrun give byte-identical outputs for the same inputs and seed."""
     results = {}
     for runner in ("venv", "podman"):
-        monkeypatch.setattr("tests.blockrun.RUNNER", runner)
+        monkeypatch.setattr("tests.support.blockrun.RUNNER", runner)
         out = tmp_path / f"out-{runner}"
         args = ["--in-directory", str(sample_dir), "--out-directory", str(out), "--copies", "2", "--seed", "7"]
         ok(run_block(args, workdir=sample_dir.parent, timeout=120))

@@ -13,10 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "bench"))
 import docs_reference  # noqa: E402
-import figures  # noqa: E402
-import quality  # noqa: E402
 
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
@@ -76,20 +73,6 @@ def test_parameter_reference_refuses_a_parameter_the_code_does_not_parse(
     monkeypatch.setitem(docs_reference.BLOCKS, "directory block", tmp_path / "parameters.json")
     with pytest.raises(SystemExit, match="ghost"):
         docs_reference.render()
-
-
-def test_charts_plot_the_figures_of_the_quality_tables() -> None:
-    results = ROOT / "bench/results/quality.jsonl"
-    acc = figures.accuracy(results, figures.PRESETS + list(figures.COPIES))
-    assert set(acc) == set(figures.PRESETS) | set(figures.COPIES)
-    rows = [r for (seed, _, steps), r in quality.load_results(results).items() if steps == 705 and seed < 5]
-    table = quality.table(rows, figures.PRESETS)
-    for condition, columns in acc.items():
-        assert all(len(v) == 5 for v in columns.values()), condition  # five seeds, as the tables
-        if condition in figures.PRESETS:
-            clean, field = (f"{sum(columns[k]) / 5:.1f} ± " for k in ("clean", "field"))
-            assert f"| {condition} | 5 |" in table and clean in table and field in table
-    assert round(sum(acc["trivial"]["field"]) / 5, 1) == 85.4  # the README's figure
 
 
 def test_images_the_docs_show_are_committed() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.blockrun import ROOT, ei_env, run_block
-from tests.ingestion_server import IngestionServer
+from tests.support.blockrun import ROOT, ei_env, run_block
+from tests.support.ingestion_server import IngestionServer
 from tests.test_ingestion import ARGS, FAST, KEY, upload
 
 VARIANTS = (ROOT / "parameters.json", ROOT / "blocks" / "standalone" / "parameters.json")
@@ -72,7 +72,7 @@ def picked_up_by_eis_uploader(folder: Path) -> set[str]:
 
 
 def test_an_ei_import_picks_up_only_the_images_and_a_rerun_still_resumes(tmp_path: Path):
-    from tests.boxes_data import detection_folder
+    from tests.support.boxes_data import detection_folder
 
     src = detection_folder(tmp_path / "in", 3)
     out = tmp_path / "out"

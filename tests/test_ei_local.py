@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from augment.demo import write_sample_set
-from tests.blockrun import ROOT, Completed, ei_env
-from tests.ingestion_server import IngestionServer
-from tests.podman import podman_run, require_image
+from tests.support.blockrun import ROOT, Completed, ei_env
+from tests.support.ingestion_server import IngestionServer
+from tests.support.podman import podman_run, require_image
 from tests.test_parameters_json import ei_arguments
 
 pytestmark = pytest.mark.container

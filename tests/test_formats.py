@@ -16,8 +16,8 @@ from augment.plan.tasks import PlannedOutput
 from augment.render.codec import DecodeError, EncodeOptions, decode
 from augment.render.engine import render
 from augment.render.recipe import parse_recipe
-from tests.blockrun import run_block
 from tests.conftest import gradient
+from tests.support.blockrun import run_block
 
 
 def saved(image: Image.Image, fmt: str = "PNG", **kw) -> bytes:

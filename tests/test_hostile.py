@@ -18,8 +18,8 @@ from PIL import Image
 from augment.plan.labels import LabelsError, parse_boxes_file, parse_info_file
 from augment.render.ops.base import RecipeError
 from augment.render.recipe import parse_recipe
-from tests.blockrun import run_block
 from tests.conftest import gradient
+from tests.support.blockrun import run_block
 
 
 def png_header_only(width: int, height: int) -> bytes:

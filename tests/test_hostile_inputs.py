@@ -21,8 +21,8 @@ from PIL import Image
 from augment.plan.labels import WARNINGS_PER_FILE, LabelsError, parse_boxes_file, parse_info_file
 from augment.render.ops.base import RecipeError
 from augment.render.recipe import load_recipe
-from tests.blockrun import ROOT, ei_env, host_runner_only, run_block
 from tests.conftest import gradient
+from tests.support.blockrun import ROOT, ei_env, host_runner_only, run_block
 
 HUGE = st.integers(min_value=10**30, max_value=10**900) | st.integers(min_value=-(10**900), max_value=-(10**30))
 VALUE = st.none() | st.booleans() | st.integers() | HUGE | st.floats(allow_nan=False) | st.text(max_size=6)

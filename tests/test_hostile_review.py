@@ -1,6 +1,6 @@
 """A hostile review of issue #22's fixes (ingestion answers, time limits): answers that are almost right and
 Retry-After headers no clock can hold, each tried against the parser and, where a process is needed, against
-the loopback ingestion service (tests/ingestion_server.py)."""
+the loopback ingestion service (tests/support/ingestion_server.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 
 from augment.sinks.ingestion_answers import FAILED, LANDED, UNCONFIRMED, answer_results
 from augment.sinks.lock import LOCK_FILE
-from tests.blockrun import ROOT, ei_env
-from tests.ingestion_server import IngestionServer
+from tests.support.blockrun import ROOT, ei_env
+from tests.support.ingestion_server import IngestionServer
 from tests.test_ingestion import KEY, manifest_lines, upload
 from tests.test_outdir import make_inputs, outputs, wait_for
 from tests.test_overlap import _block, _pngs

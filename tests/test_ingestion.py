@@ -1,7 +1,7 @@
 """Upload into an Edge Impulse project (--dest ei) against a loopback ingestion service, and the hold-out.
 
-The block runs as a subprocess (tests.blockrun.run_block) with EI_PROJECT_API_KEY and --ingestion-url
-http://127.0.0.1:PORT (tests/ingestion_server.py implements the documented contract, faults included).
+The block runs as a subprocess (tests.support.blockrun.run_block) with EI_PROJECT_API_KEY and --ingestion-url
+http://127.0.0.1:PORT (tests/support/ingestion_server.py implements the documented contract, faults included).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import pytest
 
 from augment.plan.holdout import TESTING, TRAINING, split
 from augment.sinks.ingestion_api import DUPLICATE, encode_label, ingestion_url, resolve
-from tests.blockrun import ROOT, ei_env, run_block
-from tests.ingestion_server import IngestionServer
-from tests.latency_proxy import LatencyProxy
+from tests.support.blockrun import ROOT, ei_env, run_block
+from tests.support.ingestion_server import IngestionServer
+from tests.support.latency_proxy import LatencyProxy
 
 KEY = "test-project-key-0123"  # a dummy; real keys look nothing like it
 ARGS = ["--copies", "2", "--seed", "7", "--workers", "2"]
@@ -367,7 +367,7 @@ def test_push_script_builds_the_standalone_variant_in_its_own_folder():
 
 
 def test_detection_outputs_land_with_their_boxes(tmp_path: Path):
-    from tests.boxes_data import detection_folder
+    from tests.support.boxes_data import detection_folder
 
     src = detection_folder(tmp_path / "in", 3)
     out = tmp_path / "stage"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from augment.sinks.ingestion_answers import FAILED, LANDED, UNCONFIRMED, answer_results
-from tests.boxes_data import detection_folder
-from tests.ingestion_server import ANSWERS, IngestionServer
+from tests.support.boxes_data import detection_folder
+from tests.support.ingestion_server import ANSWERS, IngestionServer
 from tests.test_ingestion import KEY, manifest_lines, upload
 
 OK, BAD, DUP = {"success": True}, {"success": False, "error": "invalid image"}, {"success": False, "error": "dup"}

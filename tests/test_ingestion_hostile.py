@@ -1,5 +1,5 @@
 """The upload against a broken network or a wrong host, each case a loopback server misbehaving for real
-(tests/ingestion_server.py): answers that do not say "stored", redirects to another host, trickled bytes,
+(tests/support/ingestion_server.py): answers that do not say "stored", redirects to another host, trickled bytes,
 silence, resets, long Retry-After, and SIGTERM while any of that goes on.
 
 What must hold: a file is booked as landed (``uploads.jsonl``) only on an answer that says so; nothing is
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.blockrun import ei_env, sigterm_when
-from tests.ingestion_server import BAD_ANSWERS, IngestionServer
+from tests.support.blockrun import ei_env, sigterm_when
+from tests.support.ingestion_server import BAD_ANSWERS, IngestionServer
 from tests.test_ingestion import ARGS, KEY, assert_key_nowhere, manifest_lines, upload
 
 TIGHT = ["--upload-timeout", "2", "--upload-retry-time", "4"]  # seconds: small limits for the tests

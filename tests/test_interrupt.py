@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from augment.demo import write_sample_set
-from tests.blockrun import ROOT, ei_env, terminate_when_under_way
+from tests.support.blockrun import ROOT, ei_env, terminate_when_under_way
 
 
 def files(folder: Path) -> dict[str, bytes]:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.latency_proxy import LatencyProxy, measure_delay
-from tests.s3server import SLOW_DELAY, SlowS3
+from tests.support.latency_proxy import LatencyProxy, measure_delay
+from tests.support.s3server import SLOW_DELAY, SlowS3
 from tests.test_s3 import MIXED, block, bucket_bytes, digests, put_all, tree_bytes
 
 pytestmark = pytest.mark.xdist_group("s3")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from augment.render.presets import PRESETS, get_preset
 from augment.render.recipe import parse_recipe, sample_chain
-from tests.blockrun import run_block
+from tests.support.blockrun import run_block
 
 RANDOM = [name for name, preset in PRESETS.items() if "pipeline" in preset]
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.blockrun import ROOT, ei_env, run_block
 from tests.conftest import gradient
+from tests.support.blockrun import ROOT, ei_env, run_block
 
 
 def make_inputs(folder: Path, count: int = 24, size: int = 320) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.blockrun import LINKED_MOUNTS, ROOT, ei_env, host_runner_only, run_block
 from tests.conftest import gradient
-from tests.s3server import SeaweedServer
+from tests.support.blockrun import LINKED_MOUNTS, ROOT, ei_env, host_runner_only, run_block
+from tests.support.s3server import SeaweedServer
 
 
 def _pngs(folder: Path) -> list[str]:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from augment.cli import build_parser
-from tests.blockrun import ROOT, ei_env, run_block
-from tests.ingestion_server import IngestionServer
+from tests.support.blockrun import ROOT, ei_env, run_block
+from tests.support.ingestion_server import IngestionServer
 
 EI_TYPES = {"string", "int", "float", "select", "boolean", "bucket", "dataset", "flag", "secret"}
 INFO_KEYS = {

@@ -13,8 +13,8 @@ from augment.config import build_config
 from augment.plan.tasks import PlanSettings, make_plan
 from augment.render.ops import REGISTRY
 from augment.run.backends import source_for as _source
-from tests.blockrun import run_block
-from tests.boxes_data import detection_folder
+from tests.support.blockrun import run_block
+from tests.support.boxes_data import detection_folder
 
 
 def tasks_for(folder, *extra):

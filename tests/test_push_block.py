@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.blockrun import ROOT
+from tests.support.blockrun import ROOT
 
 SCRIPT = ROOT / "scripts" / "push-block.sh"
 STUB = """#!{python}

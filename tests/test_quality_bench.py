@@ -16,11 +16,9 @@ import pytest
 from PIL import Image
 
 from augment.demo import write_sample_set
+from bench import field, figures, quality
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-sys.path.insert(0, str(BENCH))
-import field  # noqa: E402
-import quality  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +57,7 @@ def test_split_holds_out_exactly_per_class_and_depends_on_the_seed(tmp_path: Pat
 
 @pytest.mark.torch
 def test_trainer_learns_a_separable_problem() -> None:
-    import trainer
+    from bench import trainer
 
     rng = np.random.default_rng(0)
     dark = rng.integers(0, 60, (40, 24, 24)).astype(np.uint8)
@@ -152,7 +150,8 @@ def test_table_only_needs_no_dataset_and_counts_a_repeated_seed_once(tmp_path: P
 @pytest.mark.torch
 def test_the_standardize_what_if_ignores_exposure_and_contrast() -> None:
     import torch
-    import trainer
+
+    from bench import trainer
 
     torch.manual_seed(0)
     model = trainer.build(3, 24, standardize=True).eval()
@@ -161,3 +160,17 @@ def test_the_standardize_what_if_ignores_exposure_and_contrast() -> None:
         assert torch.allclose(model(x), model(0.4 * x + 0.3), atol=5e-3)  # the 1e-3 guard in the std
         plain = trainer.build(3, 24).eval()
         assert not torch.allclose(plain(x), plain(0.4 * x + 0.3), atol=5e-3)
+
+
+def test_charts_plot_the_figures_of_the_quality_tables() -> None:
+    results = BENCH / "results" / "quality.jsonl"
+    acc = figures.accuracy(results, figures.PRESETS + list(figures.COPIES))
+    assert set(acc) == set(figures.PRESETS) | set(figures.COPIES)
+    rows = [r for (seed, _, steps), r in quality.load_results(results).items() if steps == 705 and seed < 5]
+    table = quality.table(rows, figures.PRESETS)
+    for condition, columns in acc.items():
+        assert all(len(v) == 5 for v in columns.values()), condition  # five seeds, as the tables
+        if condition in figures.PRESETS:
+            clean, in_field = (f"{sum(columns[k]) / 5:.1f} ± " for k in ("clean", "field"))
+            assert f"| {condition} | 5 |" in table and clean in table and in_field in table
+    assert round(sum(acc["trivial"]["field"]) / 5, 1) == 85.4  # the README's figure

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.blockrun import ei_env, run_block
-from tests.s3server import SeaweedServer
+from tests.support.blockrun import ei_env, run_block
+from tests.support.s3server import SeaweedServer
 from tests.test_determinism import images
 
 OLD = 1_700_000_000  # 2023-11-14T22:13:20Z: every input's mtime, long before --since

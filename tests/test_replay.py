@@ -14,8 +14,8 @@ from augment.render.codec import decode, encode, output_format
 from augment.render.engine import apply_chain
 from augment.render.ops import REGISTRY
 from augment.render.presets import PRESETS
-from tests.blockrun import run_block
 from tests.conftest import gradient
+from tests.support.blockrun import run_block
 
 EVERY_OP = {
     "name": "every-op",

@@ -1,6 +1,6 @@
 """S3 source and sink, end to end against a real S3 server (SeaweedFS on 127.0.0.1, signatures checked).
 
-The block runs as a subprocess (tests.blockrun.run_block) with only AWS_* variables pointing it at the server,
+The block runs as a subprocess (tests.support.blockrun.run_block) with only AWS_* variables pointing it at the server,
 as a user's `docker run -e AWS_...` would. All S3 tests share one server and run on one xdist worker.
 """
 
@@ -32,8 +32,8 @@ from augment.sinks.s3 import S3Sink, content_type
 from augment.sources.s3 import S3Source
 from augment.storage.s3_client import S3Client, S3Error
 from augment.storage.s3_url import parse_s3_url, unsafe_key_reason
-from tests.blockrun import ROOT, ei_env, run_block, terminate_when_under_way
-from tests.s3server import SECRET_KEY, SeaweedServer
+from tests.support.blockrun import ROOT, ei_env, run_block, terminate_when_under_way
+from tests.support.s3server import SECRET_KEY, SeaweedServer
 
 pytestmark = pytest.mark.xdist_group("s3")
 

@@ -24,8 +24,8 @@ import pytest
 
 import augment.storage.s3_client as s3_client
 from augment.storage.s3_client import S3Client, S3Error
-from tests.fault_proxy import FaultProxy
-from tests.s3server import ACCESS_KEY, SECRET_KEY, SeaweedServer
+from tests.support.fault_proxy import FaultProxy
+from tests.support.s3server import ACCESS_KEY, SECRET_KEY, SeaweedServer
 
 pytestmark = pytest.mark.xdist_group("s3")
 

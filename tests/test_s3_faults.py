@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from augment.storage.s3_client import S3Client, S3Error
-from tests.fault_proxy import FaultProxy
-from tests.s3server import SeaweedServer
+from tests.support.fault_proxy import FaultProxy
+from tests.support.s3server import SeaweedServer
 
 pytestmark = pytest.mark.xdist_group("s3")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.blockrun import ei_env, run_block
 from tests.conftest import gradient
+from tests.support.blockrun import ei_env, run_block
 
 pytestmark = pytest.mark.xdist_group("s3")
 

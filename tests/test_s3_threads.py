@@ -16,7 +16,7 @@ from augment.sources.s3 import S3Source
 from augment.storage.diskmap import DiskMap
 from augment.storage.s3_client import S3Client
 from augment.storage.s3_url import parse_s3_url
-from tests.s3server import SlowS3
+from tests.support.s3server import SlowS3
 from tests.test_s3 import bucket_bytes, png8, put_all
 
 pytestmark = pytest.mark.xdist_group("s3")

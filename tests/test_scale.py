@@ -215,7 +215,7 @@ def test_balance_end_to_end(sample_dir, tmp_path):
 
 
 def test_shards_sharing_a_folder_leave_complete_box_labels(tmp_path):
-    from tests.boxes_data import detection_folder
+    from tests.support.boxes_data import detection_folder
 
     src = detection_folder(tmp_path / "in", 8)
     assert run_dir(src, tmp_path / "single", "--copies", "1")[0] == 0

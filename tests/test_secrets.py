@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.blockrun import ei_env, run_block
-from tests.boxes_data import detection_folder
-from tests.ingestion_server import IngestionServer
-from tests.s3server import ACCESS_KEY, SECRET_KEY, SeaweedServer
+from tests.support.blockrun import ei_env, run_block
+from tests.support.boxes_data import detection_folder
+from tests.support.ingestion_server import IngestionServer
+from tests.support.s3server import ACCESS_KEY, SECRET_KEY, SeaweedServer
 
 pytestmark = pytest.mark.xdist_group("s3")  # shares the session's SeaweedFS with test_s3.py
 

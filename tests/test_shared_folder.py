@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.blockrun import MIXED_UIDS, ei_env, host_runner_only, run_block
-from tests.s3server import SeaweedServer
+from tests.support.blockrun import MIXED_UIDS, ei_env, host_runner_only, run_block
+from tests.support.s3server import SeaweedServer
 from tests.test_outdir import make_inputs, outputs, run, start, wait_for
 
 SHARDS = [("--shard-index", str(i), "--shard-count", "2") for i in range(2)]
@@ -176,7 +176,7 @@ def test_many_runs_racing_into_one_folder_never_mix(tmp_path):
 
 
 def test_box_labels_stay_complete_when_a_shard_follows_an_unsharded_run(tmp_path):
-    from tests.boxes_data import detection_folder
+    from tests.support.boxes_data import detection_folder
 
     src = detection_folder(tmp_path / "in", 8)
     out = tmp_path / "out"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.blockrun import MIXED_UIDS, ROOT, ei_env, host_runner_only
+from tests.support.blockrun import MIXED_UIDS, ROOT, ei_env, host_runner_only
 from tests.test_outdir import (
     assert_manifest_matches_files,
     kill_under_way,
@@ -95,7 +95,7 @@ def test_a_run_stopped_while_it_checks_the_folder_does_not_hold_others_for_ever(
     import os
     import struct
 
-    from tests.blockrun import run_block
+    from tests.support.blockrun import run_block
 
     make_inputs(tmp_path / "in", count=2, size=32)
     out = tmp_path / "out"

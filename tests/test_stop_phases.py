@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from augment.demo import write_sample_set
-from tests.blockrun import ROOT, ei_env, sigterm_when
-from tests.latency_proxy import LatencyProxy
-from tests.s3server import SeaweedServer
+from tests.support.blockrun import ROOT, ei_env, sigterm_when
+from tests.support.latency_proxy import LatencyProxy
+from tests.support.s3server import SeaweedServer
 
 pytestmark = pytest.mark.xdist_group("s3")  # shares the session's SeaweedFS with test_s3.py
 
@@ -138,7 +138,7 @@ def test_the_s3_limits_find_their_way_into_botocore():
     """The limits hook into botocore's pool manager (no public hook exists): if an upgrade moves it, this fails
     instead of the limits silently going away."""
     from augment.storage import s3_limits
-    from tests.s3server import s3_client
+    from tests.support.s3server import s3_client
 
     client = s3_client("http://127.0.0.1:9")
     assert s3_limits.install(client)

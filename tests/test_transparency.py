@@ -16,8 +16,8 @@ from augment.render.engine import render, render_one
 from augment.render.frame import to_frame
 from augment.render.ops import REGISTRY
 from augment.render.recipe import parse_recipe
-from tests.blockrun import run_block
 from tests.conftest import gradient
+from tests.support.blockrun import run_block
 
 
 def saved(image: Image.Image, fmt: str = "PNG", **kw) -> bytes:

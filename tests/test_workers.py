@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from augment.render.presets import DEFAULT_PRESET, PRESETS
-from tests.blockrun import ROOT, ei_env
 from tests.conftest import gradient
+from tests.support.blockrun import ROOT, ei_env
 
 
 def children(pid: int) -> list[int]:
@@ -67,7 +67,7 @@ def test_workers_exit_when_the_main_process_is_killed(tmp_path):
 def test_huge_images_render_one_at_a_time_with_the_same_bytes(tmp_path):
     """With every image counted as huge (EDGE_AUGMENT_HUGE_PIXELS=100), two workers share the lock and
     still produce exactly what one worker does."""
-    from tests.blockrun import run_block
+    from tests.support.blockrun import run_block
 
     folder = tmp_path / "in" / "a"
     folder.mkdir(parents=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.blockrun import run_block
+from tests.support.blockrun import run_block
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RUNNER = os.environ.get("EDGE_AUGMENT_RUNNER", "venv")
 
 
@@ -70,7 +70,7 @@ def run_block(args: list[str], *, workdir: Path, env: dict[str, str] | None = No
     """Run ``transform.py args`` with the selected runner; ``workdir`` is an empty scratch folder."""
     env = ei_env() if env is None else env
     if RUNNER == "podman":
-        from tests.podman import run_in_container  # provided by the container test support
+        from tests.support.podman import run_in_container  # provided by the container test support
 
         return run_in_container(args, workdir=workdir, env=env, timeout=timeout)
     proc = subprocess.run(

@@ -3,7 +3,7 @@
 SeaweedFS checks request signatures like AWS, so wrong credentials really fail. One server per test session
 (``s3server`` fixture), on free ports, in a temp dir, stopped by PID. It can be killed and restarted on the
 same ports and data dir (``kill``/``start``) to test a store that goes away mid-run. ``slow_s3`` is the same
-server behind a latency proxy (``tests.latency_proxy``): a bucket 50 ms a round trip away.
+server behind a latency proxy (``tests.support.latency_proxy``): a bucket 50 ms a round trip away.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.latency_proxy import LatencyProxy
+from tests.support.latency_proxy import LatencyProxy
 
 ACCESS_KEY = "edgeaugment-test"
 SECRET_KEY = "edgeaugment-test-secret-0123456789"

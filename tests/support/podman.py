@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.blockrun import ROOT, Completed
+from tests.support.blockrun import ROOT, Completed
 
 SCRIPT = ROOT / "scripts" / "container.sh"
 PATH_OPTIONS = ("--in-directory", "--in-file", "--out-directory")
@@ -145,7 +145,7 @@ def podman_run(
 def run_in_container(
     args: list[str], *, workdir: Path, env: dict[str, str], timeout: float = 300, podman_args: Sequence[str] = ()
 ) -> Completed:
-    """tests.blockrun's container runner: the same arguments and env vars as the venv runner."""
+    """tests.support.blockrun's container runner: the same arguments and env vars as the venv runner."""
     reason = unavailable_reason()
     if reason:  # EDGE_AUGMENT_RUNNER=podman was asked for explicitly: don't pass by skipping everything
         pytest.fail(f"EDGE_AUGMENT_RUNNER=podman: {reason}")

@@ -17,7 +17,7 @@ import contextlib
 import socket
 import struct
 
-from tests.latency_proxy import LOOPBACK, LatencyProxy
+from tests.support.latency_proxy import LOOPBACK, LatencyProxy
 
 _ANSWERS = {"503": "503 Slow Down", "429": "429 Too Many Requests"}
 

@@ -1,0 +1,1 @@
+"""The benchmarks; their own modules import each other as ``bench.<name>``."""

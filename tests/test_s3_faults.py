@@ -65,16 +65,17 @@ def test_retries_run_out_in_one_line(client_env: SeaweedServer, monkeypatch, pla
 
 def test_a_large_manifest_goes_up_in_parts_and_reads_back_line_by_line(client_env: SeaweedServer):
     """The final manifest is spooled and uploaded multipart past 8 MB; reading it streams its lines."""
+    from augment.sinks.s3 import S3Sink
     from augment.sinks.s3_journal import read_lines, write_lines
     from augment.storage.s3_url import parse_s3_url
 
-    url = parse_s3_url(f"s3://{BUCKET}/big-manifest/")
+    sink = S3Sink(parse_s3_url(f"s3://{BUCKET}/big-manifest/"))
     lines = [json.dumps({"output": f"c/{i:07}.png", "pad": "x" * 90}) for i in range(110_000)]  # ~13 MB
-    client = S3Client()
-    write_lines(client, url, "manifest.jsonl", iter(lines), "application/x-ndjson")
+    write_lines(sink, "manifest.jsonl", iter(lines), "application/x-ndjson")
+    sink.settle()
     head = client_env.client().head_object(Bucket=BUCKET, Key="big-manifest/manifest.jsonl", PartNumber=1)
     assert head["PartsCount"] >= 2 and head["ContentType"] == "application/x-ndjson"
-    assert list(read_lines(client, url, "manifest.jsonl") or []) == lines
+    assert list(read_lines(sink, "manifest.jsonl") or []) == lines
     assert not client_env.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads")
 
 

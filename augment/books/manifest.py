@@ -160,10 +160,12 @@ class Manifest:
         their files are still there). A run that started a file it appends to in place has nothing to
         rewrite: it appended each output once, in plan order."""
         in_place = self.journal is not None and self.journal.in_place
-        self.close()
-        if self.resumed or self.adopted or not in_place:
-            self.sink.sync()
-            self.sink.write_lines(self.name, self._final(planned, planned_here))
+        if not (self.resumed or self.adopted or not in_place):
+            self.close()
+            return
+        self.sink.sync()  # the outputs, then the lines: the journal's last ones, and the whole file
+        journal, self.journal = self.journal, None
+        self.sink.write_lines(self.name, self._final(planned, planned_here), journal)
 
     def lines(self, planned: Iterable[tuple[list[str], bool]], planned_here: Callable[[str], bool]) -> Iterator[str]:
         """The output lines of the final manifest (as ``finish`` writes them), streamed."""

@@ -157,6 +157,8 @@ def _prepare(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log
     """List the source into the index (reporting what it skips), decide the split and copies per original,
     check every planned name, load the earlier manifest; then, one run at a time (``lock.checking``), check
     every manifest in the destination and write this run's header."""
+    if not config.dry_run:
+        sink.prefetch()  # (S3: the destination is listed while the source is)
     listing = Listing(on_skip=lambda key, reason: log(f"skipped {printable(key)}: {reason}"))
     count = index.add_samples(source.scan(listing))
     if listing.labels_files:  # a detection dataset
@@ -371,6 +373,7 @@ def _finish(config: RunConfig, plan: _Plan, done: _Outcome, source: Source, sink
     )
     if config.write_ei_metadata:
         sink.write_text(EI_METADATA, _ei_metadata(report, config))
+    sink.settle()
     for line in progress.summary_lines():
         log(line)
     if config.since is not None:

@@ -58,8 +58,9 @@ class Sink:
         """The lines of a text file (manifest and its journal), streamed; None if there is none."""
         raise NotImplementedError
 
-    def write_lines(self, name: str, lines: Iterable[str]) -> None:
-        """Replace a text file with ``lines`` (each ending in a newline), whole or not at all, streamed."""
+    def write_lines(self, name: str, lines: Iterable[str], journal: Journal | None = None) -> None:
+        """Replace a text file with ``lines`` (each ending in a newline), whole or not at all, streamed;
+        ``journal``, that file's open journal, is closed first (or, where that is safe, meanwhile)."""
         raise NotImplementedError
 
     def open_journal(self, name: str, header: str | None) -> Journal:
@@ -100,6 +101,13 @@ class Sink:
         if root is None or not (root / books).is_dir():
             return []
         return sorted(books + p.name for p in (root / books).glob("manifest*.jsonl") if p.is_file())
+
+    def prefetch(self) -> None:
+        """Start, in the background, what the run will soon ask of the destination (S3: its listing)."""
+
+    def settle(self) -> None:
+        """Wait for the work the last writes left in the background (S3: deleting the manifest's journal
+        parts); raise its error."""
 
     def sync(self) -> None:
         """Every output written so far is durable (before the manifest records it)."""

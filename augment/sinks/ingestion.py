@@ -120,8 +120,8 @@ class IngestionSink(Sink):
     def read_lines(self, name: str) -> Iterator[str] | None:
         return self.staging.read_lines(name)
 
-    def write_lines(self, name: str, lines: Iterable[str]) -> None:
-        self.staging.write_lines(name, lines)
+    def write_lines(self, name: str, lines: Iterable[str], journal: Journal | None = None) -> None:
+        self.staging.write_lines(name, lines, journal)
 
     def open_journal(self, name: str, header: str | None) -> Journal:
         return self.staging.open_journal(name, header)

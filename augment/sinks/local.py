@@ -91,9 +91,11 @@ class LocalSink(Sink):
     def write_text(self, name: str, text: str) -> None:
         self.write(name, text.encode("utf-8"))
 
-    def write_lines(self, name: str, lines: Iterable[str]) -> None:
+    def write_lines(self, name: str, lines: Iterable[str], journal: Journal | None = None) -> None:
         """Each line plus a newline, written atomically and durably (fsync of the file and its folder),
-        streamed (the manifest of a large run is many MB)."""
+        streamed (the manifest of a large run is many MB); ``journal`` closed first."""
+        if journal is not None:
+            journal.close()
         lines_ = ((line + "\n").encode("utf-8", "surrogateescape") for line in lines)
         _atomic_write(self.path(name), lines_, self.tag, durable=True)
 

@@ -9,6 +9,11 @@ N outputs costs N/1000 requests instead of N. The same listing makes uploads ide
 is already there with the same size and MD5 ETag is not uploaded again, so a run resumed without its
 manifest (say the store went down before it could be saved) re-renders but never rewrites an output.
 
+A run starts that listing in the background (``prefetch``) while it lists its source, and then answers from
+it which manifests the destination holds, whether this run's exists and which journal parts it has (every
+object the sink writes or deletes is noted in it): a request saved each, and at 50 ms a round trip each is
+50 ms the run waits for (``tests/test_s3_round_trips.py``).
+
 The listing lives in a ``DiskMap`` (a temporary SQLite file), so memory stays flat whatever the number of
 objects. Every method may be called from many threads of one process at once: the first caller that needs
 the listing makes it, under a lock, while the others wait for it; it is made once per process, never once
@@ -17,13 +22,14 @@ per thread. The temp file is deleted by ``release()``, or when the sink is colle
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
 import os
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from pathlib import PurePosixPath
+from typing import IO
 
 from augment.sinks import Journal, Sink, SinkError, s3_journal
 from augment.storage.diskmap import DiskMap
@@ -61,6 +67,8 @@ class S3Sink(Sink):
         self._present: DiskMap | None = None  # name -> "size etag", listed in this process
         self._pid = 0
         self._drop: weakref.finalize | None = None
+        self._listed: tuple[int, Future[None]] | None = None  # (pid, the listing started by ``prefetch``)
+        self._background: list[tuple[threading.Thread, list[BaseException]]] = []  # ``later``'s work
 
     def __getstate__(self) -> dict[str, object]:
         return {"url": self.url, "client": self.client}
@@ -90,30 +98,14 @@ class S3Sink(Sink):
     def write(self, name: str, data: bytes) -> None:
         """Upload ``data`` as one object, unless the identical object is already there."""
         self._key(name)
-        entry = _entry(len(data), hashlib.md5(data, usedforsecurity=False).hexdigest())
-        listing = self._listing()
-        if listing.get(name) == entry:
+        entry = s3_journal.entry(data)
+        if self._listing().get(name) == entry:
             return  # already there, byte for byte
-        self._put(name, data)
-        listing.set(name, entry)
+        self.put_object(name, data, content_type(name), entry)
 
     def delete(self, name: str) -> None:
-        key = self._key(name)
-        try:
-            refused = self.client.delete(self.url.bucket, [key])
-        except S3Error as e:
-            raise SinkError(str(e)) from None
-        if refused:
-            first = refused[0]
-            raise SinkError(f"cannot remove s3://{self.url.bucket}/{key}: {first.get('Code')}: {first.get('Message')}")
-        self._listing().set(name, "")  # gone
-
-    def _put(self, name: str, data: bytes) -> None:
-        key = self._key(name)
-        try:
-            self.client.put(self.url.bucket, key, data, content_type(name))
-        except S3Error as e:
-            raise SinkError(str(e)) from None
+        for refused in self.delete_objects([name]):
+            raise SinkError(f"cannot remove {refused['Key']}: {refused.get('Code')}: {refused.get('Message')}")
 
     def read_text(self, name: str) -> str | None:
         data = self.read(name)
@@ -122,38 +114,127 @@ class S3Sink(Sink):
     def write_text(self, name: str, text: str) -> None:
         """The manifest and report: always uploaded (needs no listing; updates it if there is one)."""
         data = text.encode("utf-8")
-        self._put(name, data)
-        with _LISTING_LOCK:  # after a listing in progress, so the entry it records is not the old object's
-            if self._present is not None and self._pid == os.getpid():
-                self._present.set(name, _entry(len(data), hashlib.md5(data, usedforsecurity=False).hexdigest()))
+        self.put_object(name, data, content_type(name), s3_journal.entry(data))
 
     def release(self) -> None:
         """Delete the listing's temp file now (a later call lists the destination again)."""
         with _LISTING_LOCK:
             if self._drop is not None:
                 self._drop()
-            self._present, self._pid, self._drop = None, 0, None
+            self._present, self._pid, self._drop, self._listed = None, 0, None, None
+
+    def prefetch(self) -> None:
+        """Start listing the destination in a background thread (the run lists its source meanwhile)."""
+        pid = os.getpid()
+        if self._pid == pid or (self._listed is not None and self._listed[0] == pid):
+            return
+        listed: Future[None] = Future()
+        self._listed = (pid, listed)
+
+        def make() -> None:
+            try:
+                self._list()
+            except BaseException as e:  # noqa: BLE001  (raised again by whoever needs the listing)
+                listed.set_exception(e)
+            else:
+                listed.set_result(None)
+
+        threading.Thread(target=make, name="s3-dest-listing", daemon=True).start()
+
+    def settle(self) -> None:
+        """Wait for the work ``later`` started (deleting the manifest's journal parts); raise its error."""
+        background, self._background = self._background, []
+        for thread, failed in background:
+            thread.join()
+            if failed:
+                raise failed[0]
 
     def read_lines(self, name: str) -> Iterator[str] | None:
         self._key(name)
-        return s3_journal.read_lines(self.client, self.url, name)
+        if self._known() and self.size(name) is None:
+            return None  # not in the listing: no request
+        return s3_journal.read_lines(self, name)
 
-    def write_lines(self, name: str, lines: Iterable[str]) -> None:
+    def write_lines(self, name: str, lines: Iterable[str], journal: Journal | None = None) -> None:
         self._key(name)
-        s3_journal.write_lines(self.client, self.url, name, lines, content_type(name))
+        s3_journal.write_lines(self, name, lines, content_type(name), journal)
 
     def open_journal(self, name: str, header: str | None) -> Journal:
         self._key(name)
-        return s3_journal.open_journal(self.client, self.url, name, header)
+        return s3_journal.open_journal(self, name, header)
 
     def manifests(self, books: str) -> list[str]:
-        """Every ``manifest*.jsonl`` object in the ``books`` folder (one small listing; part objects left out)."""
-        url = S3Url(self.url.bucket, self.url.key(books + "manifest"))
+        """Every ``manifest*.jsonl`` object in the ``books`` folder (from the listing, else one small
+        listing of its own; part objects left out)."""
+        names = self.names_under(books + "manifest")
+        return sorted(n for n in names if n.endswith(".jsonl") and "/" not in n[len(books) :])
+
+    # -- objects of the manifest (augment.sinks.s3_journal), noted in the listing --
+
+    def put_object(self, name: str, data: bytes | IO[bytes], content_type: str, entry: str) -> None:
+        """Upload ``data`` as ``name`` and note it (``entry``: "size etag") in the listing, if there is one."""
+        key = self._key(name)
         try:
-            names = [obj["Key"][len(self.url.prefix) :] for obj in iter_objects(self.client, url)]
+            self.client.put(self.url.bucket, key, data, content_type)
         except S3Error as e:
             raise SinkError(str(e)) from None
-        return sorted(n for n in names if n.endswith(".jsonl") and "/" not in n[len(books) :])
+        self._note([name], entry)
+
+    def delete_objects(self, names: list[str]) -> list[dict[str, str | None]]:
+        """DeleteObjects (1,000 keys a request); the refused ones (``Key``: the s3:// URL, ``Code``,
+        ``Message``). The others are noted as gone in the listing."""
+        try:
+            refused = self.client.delete(self.url.bucket, [self._key(n) for n in names])
+        except S3Error as e:
+            raise SinkError(str(e)) from None
+        kept = {r.get("Key") for r in refused}
+        self._note([n for n in names if self.url.key(n) not in kept], "")
+        return [{**r, "Key": f"s3://{self.url.bucket}/{r.get('Key')}"} for r in refused]
+
+    def names_under(self, prefix: str) -> list[str]:
+        """Objects whose names start with ``prefix``: from the listing when this process makes one, else
+        listed now."""
+        if self._known():
+            return [name for name, found in self._listing().items(prefix=prefix) if found]
+        url = S3Url(self.url.bucket, self.url.key(prefix))
+        try:
+            return [obj["Key"][len(self.url.prefix) :] for obj in iter_objects(self.client, url)]
+        except S3Error as e:
+            raise SinkError(str(e)) from None
+
+    def chunks(self, name: str) -> Iterator[bytes] | None:
+        """The object's bytes a chunk at a time (a broken stream is a SinkError), or None if it is not there."""
+        try:
+            chunks = self.client.chunks(self.url.bucket, self._key(name))
+        except S3Error as e:
+            raise SinkError(str(e)) from None
+        return None if chunks is None else _sink_errors(chunks)
+
+    def later(self, work: Callable[[], None]) -> None:
+        """Run ``work`` in a thread; ``settle`` waits for it and raises its error."""
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                work()
+            except BaseException as e:  # noqa: BLE001  (raised by ``settle``)
+                failed.append(e)
+
+        thread = threading.Thread(target=run, name="s3-later", daemon=True)
+        thread.start()
+        self._background.append((thread, failed))
+
+    def _note(self, names: list[str], entry: str) -> None:
+        """Record what this process just wrote or deleted in the listing (after a listing in progress, so
+        the entry it records is not the old object's)."""
+        with _LISTING_LOCK:
+            if self._present is not None and self._pid == os.getpid():
+                self._present.update((name, entry) for name in names)
+
+    def _known(self) -> bool:
+        """Whether this process has listed the destination, or is listing it."""
+        pid = os.getpid()
+        return self._pid == pid or (self._listed is not None and self._listed[0] == pid)
 
     def _key(self, name: str) -> str:
         reason = unsafe_key_reason(name)
@@ -168,6 +249,13 @@ class S3Sink(Sink):
             present = self._present
             if present is not None:
                 return present
+        listed = self._listed
+        if listed is not None and listed[0] == pid:
+            listed[1].result()  # the prefetch's error, if it failed (not listed twice, retries and all)
+        return self._list()
+
+    def _list(self) -> DiskMap:
+        pid = os.getpid()
         with _LISTING_LOCK:
             if self._present is None or self._pid != pid:
                 present = DiskMap()
@@ -199,6 +287,13 @@ class S3Sink(Sink):
 
 def _entry(size: int, etag: str) -> str:
     return f"{size} {etag}"
+
+
+def _sink_errors(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    except S3Error as e:
+        raise SinkError(str(e)) from None
 
 
 def _close_in(present: DiskMap, pid: int) -> None:

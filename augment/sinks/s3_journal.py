@@ -3,28 +3,48 @@
 ``<name>`` holds the header (and, after a finished run, every line); a run appends by uploading the lines
 booked since the last part as ``<name>.part-000001``, ``-000002``, ... (at each checkpoint, or every
 ``_PART_BYTES``). Reading gives the object's lines, then every part's in order. The final manifest is
-streamed to a temp file and uploaded by obstore (multipart when over 8 MB), then the parts
-are deleted.
+streamed to a temp file and uploaded by obstore (multipart when over 8 MB) while the journal's last part goes
+up beside it (either holds those lines: a crash in between loses none); once both are stored the parts are
+deleted, in the background (``S3Sink.settle`` waits for it).
+
+The objects are reached through the sink (``Objects``), which keeps its listing of the destination up to date
+with them: which parts exist is read from that listing, not asked of the store again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Protocol
 
 from augment.sinks import Journal, SinkError
-from augment.storage.s3_client import S3Client, S3Error
-from augment.storage.s3_url import S3Url
 
 _PART_BYTES = 4 * 1024 * 1024  # a part is uploaded when this many bytes are waiting, or at a checkpoint
 _PART = ".part-"
+NDJSON = "application/x-ndjson"
+
+
+class Objects(Protocol):
+    """What the journal needs of the S3 sink (``augment.sinks.s3.S3Sink``)."""
+
+    def put_object(self, name: str, data: bytes | IO[bytes], content_type: str, entry: str) -> None: ...
+
+    def delete_objects(self, names: list[str]) -> list[dict[str, str | None]]: ...
+
+    def names_under(self, prefix: str) -> list[str]: ...
+
+    def chunks(self, name: str) -> Iterator[bytes] | None: ...
+
+    def later(self, work: Callable[[], None]) -> None: ...
 
 
 class S3Journal(Journal):
     in_place = False  # parts beside the object: the finished run writes the whole manifest
 
-    def __init__(self, client: S3Client, url: S3Url, name: str, next_part: int) -> None:
-        self._client, self._url, self._name = client, url, name
+    def __init__(self, store: Objects, name: str, next_part: int) -> None:
+        self._store, self._name = store, name
         self._next = next_part
         self._waiting: list[str] = []
         self._bytes = 0
@@ -39,7 +59,7 @@ class S3Journal(Journal):
         if not self._waiting:
             return
         body = "".join(line + "\n" for line in self._waiting).encode("utf-8")
-        put(self._client, self._url, part_name(self._name, self._next), body)
+        self._store.put_object(part_name(self._name, self._next), body, NDJSON, entry(body))
         self._next += 1
         self._waiting, self._bytes = [], 0
 
@@ -48,95 +68,97 @@ def part_name(name: str, number: int) -> str:
     return f"{name}{_PART}{number:06d}"
 
 
-def parts(client: S3Client, url: S3Url, name: str) -> list[str]:
+def entry(data: bytes) -> str:
+    """An object's listing entry: its size and MD5 (its ETag when uploaded in one request)."""
+    return f"{len(data)} {hashlib.md5(data, usedforsecurity=False).hexdigest()}"
+
+
+def parts(store: Objects, name: str) -> list[str]:
     """The names of ``name``'s part objects, in order."""
-    try:
-        found = [
-            obj["Key"][len(url.prefix) :] for page in client.pages(url.bucket, url.key(name + _PART)) for obj in page
-        ]
-    except S3Error as e:
-        raise SinkError(str(e)) from None
-    return sorted(found)
+    return sorted(store.names_under(name + _PART))
 
 
-def read_lines(client: S3Client, url: S3Url, name: str) -> Iterator[str] | None:
+def read_lines(store: Objects, name: str) -> Iterator[str] | None:
     """The object's lines then its parts', or None when there is no object."""
-    first = _chunks(client, url, name)
+    first = store.chunks(name)
     if first is None:
         return None
-    return _stream(client, url, name, first)
+    return _stream(store, name, first)
 
 
-def _stream(client: S3Client, url: S3Url, name: str, first: Iterator[bytes]) -> Iterator[str]:
+def _stream(store: Objects, name: str, first: Iterator[bytes]) -> Iterator[str]:
     yield from _lines(first)
-    for part in parts(client, url, name):  # each fetched once the one before is read
-        chunks = _chunks(client, url, part)
+    for part in parts(store, name):  # each fetched once the one before is read
+        chunks = store.chunks(part)
         if chunks is not None:
             yield from _lines(chunks)
 
 
 def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
-    """The lines of a stream of chunks (without their ends); a break in the stream is a SinkError."""
+    """The lines of a stream of chunks (without their ends)."""
     rest = b""
-    try:
-        for chunk in chunks:
-            *lines, rest = (rest + chunk).split(b"\n")
-            yield from (line.rstrip(b"\r").decode("utf-8") for line in lines)
-    except S3Error as e:
-        raise SinkError(str(e)) from None
+    for chunk in chunks:
+        *lines, rest = (rest + chunk).split(b"\n")
+        yield from (line.rstrip(b"\r").decode("utf-8") for line in lines)
     if rest:
         yield rest.rstrip(b"\r").decode("utf-8")
 
 
-def _chunks(client: S3Client, url: S3Url, name: str) -> Iterator[bytes] | None:
-    try:
-        return client.chunks(url.bucket, url.key(name))
-    except S3Error as e:
-        raise SinkError(str(e)) from None
-
-
-def open_journal(client: S3Client, url: S3Url, name: str, header: str | None) -> S3Journal:
+def open_journal(store: Objects, name: str, header: str | None) -> S3Journal:
     """A new journal (old parts deleted first, then the header replaces the object) or the existing one
     continued. Deleting first: a crash in between leaves the old header alone, which the next run refuses
     or continues as it should; never a new header over old parts."""
-    existing = parts(client, url, name)
+    existing = parts(store, name)
     if header is None:
         last = int(existing[-1].rpartition(_PART)[2]) if existing else 0
-        return S3Journal(client, url, name, last + 1)
-    delete(client, url, existing)
-    put(client, url, name, (header + "\n").encode("utf-8"))
-    return S3Journal(client, url, name, 1)
+        return S3Journal(store, name, last + 1)
+    delete(store, existing)
+    body = (header + "\n").encode("utf-8")
+    store.put_object(name, body, NDJSON, entry(body))
+    return S3Journal(store, name, 1)
 
 
-def write_lines(client: S3Client, url: S3Url, name: str, lines: Iterable[str], content_type: str) -> None:
-    """Replace ``name`` with ``lines`` (spooled to a temp file, uploaded whole: multipart when large), then
-    drop its parts."""
+def write_lines(
+    store: Objects, name: str, lines: Iterable[str], content_type: str, journal: Journal | None = None
+) -> None:
+    """Replace ``name`` with ``lines`` (spooled to a temp file, uploaded whole: multipart when large) while
+    ``journal``'s last lines go up as its last part; then drop the parts (in the background)."""
     with tempfile.TemporaryFile() as spool:
+        digest, size = hashlib.md5(usedforsecurity=False), 0
         for line in lines:
-            spool.write((line + "\n").encode("utf-8"))
+            data = (line + "\n").encode("utf-8")
+            spool.write(data)
+            digest.update(data)
+            size += len(data)
         spool.seek(0)
+        closed: list[BaseException] = []
+        closing = threading.Thread(target=_close, args=(journal, closed), name="s3-journal-close", daemon=True)
+        closing.start()
         try:
-            client.put(url.bucket, url.key(name), spool, content_type)
-        except S3Error as e:
-            raise SinkError(str(e)) from None
-    delete(client, url, parts(client, url, name))
+            multipart = size > 8 * 1024 * 1024  # (its ETag is not an MD5: the entry says so)
+            store.put_object(name, spool, content_type, f"{size} {'' if multipart else digest.hexdigest()}")
+        finally:
+            closing.join()
+    # The whole manifest is stored: the journal's last part (stored or not) is no longer needed.
+    done = parts(store, name)
+    store.later(lambda: delete(store, done))
 
 
-def put(client: S3Client, url: S3Url, name: str, body: bytes) -> None:
+def _close(journal: Journal | None, failed: list[BaseException]) -> None:
     try:
-        client.put(url.bucket, url.key(name), body, "application/x-ndjson")
-    except S3Error as e:
-        raise SinkError(str(e)) from None
+        if journal is not None:
+            journal.close()
+    except BaseException as e:  # noqa: BLE001  (the whole manifest holds these lines: only it must be stored)
+        failed.append(e)
 
 
-def delete(client: S3Client, url: S3Url, names: list[str]) -> None:
-    try:
-        errors = client.delete(url.bucket, [url.key(n) for n in names])
-    except S3Error as e:
-        raise SinkError(str(e)) from None
+def delete(store: Objects, names: list[str]) -> None:
+    if not names:
+        return
+    errors = store.delete_objects(names)
     if errors:  # per-key refusals come back in a 200 answer
         first = errors[0]
         raise SinkError(
-            f"cannot delete s3://{url.bucket}/{first.get('Key')} (manifest journal part): "
+            f"cannot delete {first.get('Key')} (manifest journal part): "
             f"{first.get('Code')}: {first.get('Message')} ({len(errors)} refused; the run needs s3:DeleteObject)"
         )

@@ -80,18 +80,23 @@ class DiskMap:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM map").fetchone()[0])
 
-    def items(self, batch: int = 1000) -> Iterator[tuple[str, str]]:
-        """Entries in key order, fetched ``batch`` at a time (never all at once)."""
-        after = b""
+    def items(self, batch: int = 1000, prefix: str = "") -> Iterator[tuple[str, str]]:
+        """Entries (whose keys start with ``prefix``) in key order, fetched ``batch`` at a time (never all at
+        once)."""
+        start = encode(prefix)
+        after, compare = start, ">="  # the prefix itself may be a key
         while True:
             with self._lock:
                 rows = self._db.execute(
-                    "SELECT key, value FROM map WHERE key > ? ORDER BY key LIMIT ?", (after, batch)
+                    f"SELECT key, value FROM map WHERE key {compare} ? ORDER BY key LIMIT ?", (after, batch)
                 ).fetchall()
-            if not rows:
+            for key, value in rows:
+                if not key.startswith(start):
+                    return
+                yield decode(key), decode(value)
+            if len(rows) < batch:
                 return
-            yield from ((decode(k), decode(v)) for k, v in rows)
-            after = rows[-1][0]
+            after, compare = rows[-1][0], ">"
 
     def close(self) -> None:
         """Drop the database (its space on disk is freed)."""

@@ -1,0 +1,104 @@
+"""The S3 requests a run waits for one after another, and the order the manifest's requests keep, read from
+the latency proxy's log of every request (``tests.latency_proxy``: 50 ms a round trip, so each request made
+while nothing else is in flight is 50 ms of wall time). Counts and orders only: nothing here is timed.
+
+Request A is over before B starts when B reached the proxy after A's answer left it (``A.end <= B.start``):
+the client could not have sent B before it had A's answer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.latency_proxy import Exchange, serial_round_trips
+from tests.s3server import SlowS3
+from tests.test_s3 import MIXED, block, put_all
+
+pytestmark = pytest.mark.xdist_group("s3")
+
+BUCKET = "edge-round-trips"
+OUTPUTS = 20  # MIXED: 10 images, --copies 1 and the originals
+
+
+def _path(exchange: Exchange) -> str:
+    return exchange.line.split(" ")[1]
+
+
+def _object(exchange: Exchange, name: str) -> bool:
+    return _path(exchange).endswith("/" + name) and exchange.method in ("GET", "PUT")
+
+
+def _bookkeeping(exchange: Exchange) -> bool:
+    """A request that is neither a source image read nor an output write: listings, deletes, the manifest
+    and its parts, the report."""
+    path = _path(exchange)
+    return "list-type=2" in path or "?delete" in path or "/manifest.jsonl" in path or path.endswith("/report.json")
+
+
+def _run(slow_s3: SlowS3, tmp_path: Path, dest: str, *extra: str) -> list[Exchange]:
+    """One S3 -> S3 run through the proxy; the requests it made, in the order they reached the proxy."""
+    first = len(slow_s3.proxy.exchanges)
+    result = block(slow_s3, ["--source", f"s3://{BUCKET}/raw/", "--dest", f"s3://{BUCKET}/{dest}/", *extra], tmp_path)
+    assert result.returncode == 0, result.output
+    return sorted(slow_s3.proxy.exchanges[first:], key=lambda e: e.start)
+
+
+@pytest.fixture(scope="module")
+def seeded(slow_s3: SlowS3) -> SlowS3:
+    client = slow_s3.direct.client()
+    client.create_bucket(Bucket=BUCKET)
+    put_all(client, BUCKET, {"raw/" + k: v for k, v in MIXED.items()})
+    return slow_s3
+
+
+def test_a_run_waits_for_few_bookkeeping_round_trips(seeded: SlowS3, tmp_path: Path):
+    """A fresh run: the source and destination listed at once, the header, then at the end the final
+    manifest with the journal's last part, then the deletes with the report. 11 lone requests before."""
+    exchanges = _run(seeded, tmp_path / "w", "fresh")
+    puts = [e for e in exchanges if e.method == "PUT" and _path(e).endswith(".png")]
+    assert len(puts) == OUTPUTS
+    lone = [e for e in serial_round_trips(exchanges) if _bookkeeping(e)]
+    print(f"\n{len(exchanges)} requests, {len(lone)} bookkeeping requests alone:", *(e.line for e in lone), sep="\n")
+    assert len(lone) <= 6, [e.line for e in lone]
+    listings = [e for e in exchanges if "list-type=2" in _path(e)]
+    assert len(listings) == 2, [e.line for e in listings]  # the source's and the destination's, nothing more
+    source, dest = sorted(listings, key=lambda e: "prefix=raw" not in _path(e))
+    assert dest.start < source.end and source.start < dest.end  # in flight together
+
+
+def test_the_manifest_requests_keep_their_order(seeded: SlowS3, tmp_path: Path):
+    """What must be stored before what, whatever now goes concurrently: the header before any output; every
+    output before the final manifest and the journal part recording it; the final manifest (and the part)
+    before the parts are deleted and before the report."""
+    exchanges = _run(seeded, tmp_path / "w", "ordered")
+    header = next(e for e in exchanges if _object(e, "manifest.jsonl") and e.method == "PUT")
+    final = [e for e in exchanges if _object(e, "manifest.jsonl") and e.method == "PUT"][-1]
+    assert final is not header
+    outputs = [e for e in exchanges if e.method == "PUT" and _path(e).endswith(".png")]
+    parts = [e for e in exchanges if e.method == "PUT" and ".jsonl.part-" in _path(e)]
+    deletes = [e for e in exchanges if "?delete" in _path(e)]
+    report = next(e for e in exchanges if _object(e, "report.json") and e.method == "PUT")
+    assert parts and deletes, [e.line for e in exchanges if _bookkeeping(e)]
+    assert all(header.end <= e.start for e in outputs)
+    assert all(e.end <= min(final.start, *(p.start for p in parts)) for e in outputs)
+    assert all(d.start >= max(final.end, *(p.end for p in parts)) for d in deletes)
+    assert report.start >= final.end
+    objects = seeded.direct.client().list_objects_v2(Bucket=BUCKET, Prefix="ordered/").get("Contents", [])
+    names = sorted(o["Key"][len("ordered/") :] for o in objects)
+    assert len(names) == OUTPUTS + 2 and "manifest.jsonl" in names and "report.json" in names  # the parts gone
+
+
+def test_a_rerun_reads_its_manifest_without_listing_it_again(seeded: SlowS3, tmp_path: Path):
+    """A rerun over a finished destination: one listing each side, the manifest read, nothing rewritten
+    but the manifest and the report."""
+    _run(seeded, tmp_path / "w1", "again")
+    exchanges = _run(seeded, tmp_path / "w2", "again")
+    assert len([e for e in exchanges if "list-type=2" in _path(e)]) == 2
+    assert not [e for e in exchanges if e.method == "PUT" and _path(e).endswith(".png")]
+    lone = [e for e in serial_round_trips(exchanges) if _bookkeeping(e)]
+    assert len(lone) <= 8, [e.line for e in lone]
+    report = json.loads(seeded.direct.client().get_object(Bucket=BUCKET, Key="again/report.json")["Body"].read())
+    assert report["totals"]["existing"] == OUTPUTS and report["totals"]["written"] == 0

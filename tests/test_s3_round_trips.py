@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from augment.sinks import SinkError
+from augment.sinks.s3 import S3Sink
+from augment.sources.s3 import parse_s3_url
+from tests.fault_proxy import FaultProxy
 from tests.latency_proxy import Exchange, serial_round_trips
 from tests.s3server import SlowS3
 from tests.test_s3 import MIXED, block, put_all
@@ -102,3 +106,30 @@ def test_a_rerun_reads_its_manifest_without_listing_it_again(seeded: SlowS3, tmp
     assert len(lone) <= 8, [e.line for e in lone]
     report = json.loads(seeded.direct.client().get_object(Bucket=BUCKET, Key="again/report.json")["Body"].read())
     assert report["totals"]["existing"] == OUTPUTS and report["totals"]["written"] == 0
+
+
+def test_no_write_goes_before_the_header_nor_after_it_failed(seeded: SlowS3, monkeypatch: pytest.MonkeyPatch):
+    """The header goes up in the background: a write made meanwhile is held until it is stored; when it
+    cannot be stored, every later write and ``settle`` fail with its one-line error, and nothing is written."""
+    for name, value in seeded.env().items():
+        monkeypatch.setenv(name, value)
+    sink = S3Sink(parse_s3_url(f"s3://{BUCKET}/held/"))
+    sink.open_journal("manifest.jsonl", '{"type": "run"}')
+    sink.write_text("report.json", "{}")  # held until the header is stored
+    objects = seeded.direct.client().list_objects_v2(Bucket=BUCKET, Prefix="held/")["Contents"]
+    assert sorted(o["Key"] for o in objects) == ["held/manifest.jsonl", "held/report.json"]
+    header, report = sorted((o for o in objects), key=lambda o: o["Key"])
+    assert header["LastModified"] <= report["LastModified"]
+
+    with FaultProxy(seeded.direct.ports["s3.port"], ["pass", "503"]) as proxy:  # the parts' listing, the header
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        failing = S3Sink(parse_s3_url(f"s3://{BUCKET}/unheaded/"), endpoint=proxy.url)
+        failing.open_journal("manifest.jsonl", '{"type": "run"}')
+        for attempt in (lambda: failing.write_text("report.json", "{}"), failing.settle):
+            with pytest.raises(SinkError) as error:
+                attempt()
+            text = str(error.value)
+            assert text.startswith(f"cannot write s3://{BUCKET}/unheaded/manifest.jsonl: "), text
+            assert "\n" not in text
+        assert proxy.faults == ["503"]
+    assert not seeded.direct.client().list_objects_v2(Bucket=BUCKET, Prefix="unheaded/").get("Contents")

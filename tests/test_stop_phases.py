@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,36 @@ def test_a_signal_while_listing_a_slow_bucket(s3server: SeaweedServer, tmp_path:
     assert f"interrupted ({name})" in stopped.stdout and "Traceback" not in stopped.output
     assert not out.exists() or not [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")]
     assert_no_partial_outputs(out)
+
+
+def test_sigterm_while_waiting_for_the_destination_listing(s3server: SeaweedServer, tmp_path: Path):
+    """An S3 destination is listed in the background while the source is: the source's one page is in, the
+    destination's second page (of 1,001 objects) is 6 s away when SIGTERM comes. Exit 143 at once, in one
+    line, nothing written."""
+    source = seeded(s3server, tmp_path, "stop-dest-listing")
+    client = s3server.client()
+    with ThreadPoolExecutor(24) as pool:  # two listing pages
+        list(
+            pool.map(
+                lambda n: client.put_object(Bucket="stop-dest-listing", Key=f"out/old/{n:04}.txt", Body=b""),
+                range(1001),
+            )
+        )
+    with LatencyProxy(s3server.ports["s3.port"], delay=3.0) as far:
+        args = ["--source", source, "--dest", "s3://stop-dest-listing/out/", "--copies", "1", "--workers", "1"]
+        env = ei_env(s3server.env(AWS_ENDPOINT_URL=far.url))
+
+        def waiting() -> bool:
+            pages = [e for e in far.exchanges if "list-type=2" in e.line]
+            source_done = any("prefix=raw" in e.line and e.end > e.start for e in pages)
+            return source_done and any("continuation-token" in e.line for e in pages)
+
+        stopped, seconds = sigterm_when(args, workdir=tmp_path, env=env, ready=waiting, guard=60)
+    print(f"\nSIGTERM while waiting for the destination's listing (6 s a page): exited in {seconds:.1f} s")
+    assert stopped.returncode == 143, stopped.output
+    assert "interrupted (SIGTERM)" in stopped.stdout and "Traceback" not in stopped.output
+    written = client.list_objects_v2(Bucket="stop-dest-listing", Prefix="out/", MaxKeys=1100).get("Contents", [])
+    assert len(written) == 1001  # only what was there
 
 
 def test_sigterm_while_drawing_the_preview(s3server: SeaweedServer, tmp_path: Path):

@@ -69,6 +69,7 @@ class S3Sink(Sink):
         self._drop: weakref.finalize | None = None
         self._listed: tuple[int, Future[None]] | None = None  # (pid, the listing started by ``prefetch``)
         self._background: list[tuple[threading.Thread, list[BaseException]]] = []  # ``later``'s work
+        self._header: Future[None] | None = None  # the manifest's header going up (``put_header``)
 
     def __getstate__(self) -> dict[str, object]:
         return {"url": self.url, "client": self.client}
@@ -143,6 +144,7 @@ class S3Sink(Sink):
 
     def settle(self) -> None:
         """Wait for the work ``later`` started (deleting the manifest's journal parts); raise its error."""
+        self._header_stored()
         background, self._background = self._background, []
         for thread, failed in background:
             thread.join()
@@ -172,7 +174,34 @@ class S3Sink(Sink):
     # -- objects of the manifest (augment.sinks.s3_journal), noted in the listing --
 
     def put_object(self, name: str, data: bytes | IO[bytes], content_type: str, entry: str) -> None:
-        """Upload ``data`` as ``name`` and note it (``entry``: "size etag") in the listing, if there is one."""
+        """Upload ``data`` as ``name`` and note it (``entry``: "size etag") in the listing, if there is one;
+        after the manifest's header (``put_header``) is stored."""
+        self._header_stored()
+        self._put_now(name, data, content_type, entry)
+
+    def put_header(self, name: str, data: bytes, content_type: str, entry: str) -> None:
+        """Upload the manifest's header in the background (the run reads its first sources meanwhile); every
+        later write or delete waits until it is stored, and fails with its error if it could not be."""
+        self._header_stored()
+        header: Future[None] = Future()
+        self._header = header
+
+        def put() -> None:
+            try:
+                self._put_now(name, data, content_type, entry)
+            except BaseException as e:  # noqa: BLE001  (raised by every write that waits for it)
+                header.set_exception(e)
+            else:
+                header.set_result(None)
+
+        threading.Thread(target=put, name="s3-manifest-header", daemon=True).start()
+
+    def _header_stored(self) -> None:
+        header = self._header
+        if header is not None:
+            header.result()
+
+    def _put_now(self, name: str, data: bytes | IO[bytes], content_type: str, entry: str) -> None:
         key = self._key(name)
         try:
             self.client.put(self.url.bucket, key, data, content_type)
@@ -183,6 +212,7 @@ class S3Sink(Sink):
     def delete_objects(self, names: list[str]) -> list[dict[str, str | None]]:
         """DeleteObjects (1,000 keys a request); the refused ones (``Key``: the s3:// URL, ``Code``,
         ``Message``). The others are noted as gone in the listing."""
+        self._header_stored()
         try:
             refused = self.client.delete(self.url.bucket, [self._key(n) for n in names])
         except S3Error as e:

@@ -2,7 +2,8 @@
 
 ``<name>`` holds the header (and, after a finished run, every line); a run appends by uploading the lines
 booked since the last part as ``<name>.part-000001``, ``-000002``, ... (at each checkpoint, or every
-``_PART_BYTES``). Reading gives the object's lines, then every part's in order. The final manifest is
+``_PART_BYTES``). The header goes up while the run reads its first sources; the sink holds every other
+write back until it is stored. Reading gives the object's lines, then every part's in order. The final manifest is
 streamed to a temp file and uploaded by obstore (multipart when over 8 MB) while the journal's last part goes
 up beside it (either holds those lines: a crash in between loses none); once both are stored the parts are
 deleted, in the background (``S3Sink.settle`` waits for it).
@@ -30,6 +31,8 @@ class Objects(Protocol):
     """What the journal needs of the S3 sink (``augment.sinks.s3.S3Sink``)."""
 
     def put_object(self, name: str, data: bytes | IO[bytes], content_type: str, entry: str) -> None: ...
+
+    def put_header(self, name: str, data: bytes, content_type: str, entry: str) -> None: ...
 
     def delete_objects(self, names: list[str]) -> list[dict[str, str | None]]: ...
 
@@ -114,7 +117,7 @@ def open_journal(store: Objects, name: str, header: str | None) -> S3Journal:
         return S3Journal(store, name, last + 1)
     delete(store, existing)
     body = (header + "\n").encode("utf-8")
-    store.put_object(name, body, NDJSON, entry(body))
+    store.put_header(name, body, NDJSON, entry(body))  # stored before any other write
     return S3Journal(store, name, 1)
 
 

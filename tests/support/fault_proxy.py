@@ -5,9 +5,9 @@
 
 Each planned fault takes one new connection: it reads the request head, then answers ``503 Slow Down`` or
 ``429 Too Many Requests`` (S3's XML error body, ``Connection: close``) or resets the connection (RST, no
-answer: a dropped connection). Connections after the plan are piped to ``127.0.0.1:target_port`` untouched
-(``LatencyProxy`` with no delay). ``sent`` holds every byte the client sent (faulted connections' request
-heads included), for assertions on headers.
+answer: a dropped connection); ``"pass"`` in the plan lets that connection through. Connections after the
+plan are piped to ``127.0.0.1:target_port`` untouched (``LatencyProxy`` with no delay). ``sent`` holds every
+byte the client sent (faulted connections' request heads included), for assertions on headers.
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ class FaultProxy(LatencyProxy):
             client_w.close()
             return
         self.sent += head
-        if self.plan:
-            self.faults.append(self.plan.pop(0))
-            await _fail(self.faults[-1], client_w)
+        planned = self.plan.pop(0) if self.plan else "pass"
+        if planned != "pass":
+            self.faults.append(planned)
+            await _fail(planned, client_w)
             return
         try:
             target_r, target_w = await asyncio.open_connection(LOOPBACK, self.target_port)

@@ -133,3 +133,20 @@ def test_no_write_goes_before_the_header_nor_after_it_failed(seeded: SlowS3, mon
             assert "\n" not in text
         assert proxy.faults == ["503"]
     assert not seeded.direct.client().list_objects_v2(Bucket=BUCKET, Prefix="unheaded/").get("Contents")
+
+
+def test_the_labels_files_of_a_detection_run_go_up_together(seeded: SlowS3, tmp_path: Path):
+    """A detection dataset in three folders: its three bounding_boxes.labels are written at once."""
+    from tests.boxes_data import detection_folder
+
+    client = seeded.direct.client()
+    for folder in ("a", "b", "c"):
+        local = detection_folder(tmp_path / "seed" / folder, n=2)
+        put_all(client, BUCKET, {f"boxes/{folder}/{p.name}": p.read_bytes() for p in local.iterdir()})
+    first = len(seeded.proxy.exchanges)
+    args = ["--source", f"s3://{BUCKET}/boxes/", "--dest", f"s3://{BUCKET}/boxes-out/"]
+    result = block(seeded, args, tmp_path / "w")
+    assert result.returncode == 0, result.output
+    labels = [e for e in seeded.proxy.exchanges[first:] if e.method == "PUT" and "bounding_boxes.labels" in e.line]
+    assert len(labels) == 3, [e.line for e in labels]
+    assert max(e.start for e in labels) < min(e.end for e in labels)  # all three in flight at once

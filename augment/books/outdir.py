@@ -14,6 +14,7 @@ import os
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from augment.books.manifest import MANIFEST, ManifestMismatchError, read_entries
@@ -140,7 +141,7 @@ def write_box_labels(sink: Sink, lines: Iterable[str], shard: Shard, books: str 
 
     Runs sharing a folder each write the union, so the last one to finish leaves complete files (two
     shards finishing at the same instant can still race: rerun one). Memory: the boxes of a detection
-    dataset's outputs, while the files are made."""
+    dataset's outputs, while the files are made. The files are written at once (on S3 each is a round trip)."""
     own = books + suffixed(MANIFEST, shard.suffix())
     sources: list[Iterable[str]] = []
     for name in sink.manifests(books):
@@ -158,5 +159,10 @@ def write_box_labels(sink: Sink, lines: Iterable[str], shard: Shard, books: str 
             if isinstance(entry, dict) and "boxes" in entry:
                 folder, filename = posixpath.split(entry["output"])
                 folders.setdefault(folder, {})[filename] = entry["boxes"]
-    for folder, boxes in folders.items():
-        sink.write_text(posixpath.join(folder, BOXES_FILE), labels_file_text(boxes))
+    with ThreadPoolExecutor(min(16, len(folders) or 1), thread_name_prefix="labels") as pool:  # at 50 ms a file
+        list(
+            pool.map(
+                lambda item: sink.write_text(posixpath.join(item[0], BOXES_FILE), labels_file_text(item[1])),
+                folders.items(),
+            )
+        )

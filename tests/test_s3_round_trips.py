@@ -15,10 +15,10 @@ import pytest
 
 from augment.sinks import SinkError
 from augment.sinks.s3 import S3Sink
-from augment.sources.s3 import parse_s3_url
-from tests.fault_proxy import FaultProxy
-from tests.latency_proxy import Exchange, serial_round_trips
-from tests.s3server import SlowS3
+from augment.storage.s3_url import parse_s3_url
+from tests.support.fault_proxy import FaultProxy
+from tests.support.latency_proxy import Exchange, serial_round_trips
+from tests.support.s3server import SlowS3
 from tests.test_s3 import MIXED, block, put_all
 
 pytestmark = pytest.mark.xdist_group("s3")
@@ -137,7 +137,7 @@ def test_no_write_goes_before_the_header_nor_after_it_failed(seeded: SlowS3, mon
 
 def test_the_labels_files_of_a_detection_run_go_up_together(seeded: SlowS3, tmp_path: Path):
     """A detection dataset in three folders: its three bounding_boxes.labels are written at once."""
-    from tests.boxes_data import detection_folder
+    from tests.support.boxes_data import detection_folder
 
     client = seeded.direct.client()
     for folder in ("a", "b", "c"):

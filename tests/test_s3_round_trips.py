@@ -150,3 +150,19 @@ def test_the_labels_files_of_a_detection_run_go_up_together(seeded: SlowS3, tmp_
     labels = [e for e in seeded.proxy.exchanges[first:] if e.method == "PUT" and "bounding_boxes.labels" in e.line]
     assert len(labels) == 3, [e.line for e in labels]
     assert max(e.start for e in labels) < min(e.end for e in labels)  # all three in flight at once
+
+
+def test_another_runs_manifest_found_in_the_listing_is_refused(seeded: SlowS3, tmp_path: Path):
+    """The destination's manifests come from its listing now: a shard's manifest of other settings there
+    still stops a run of other settings before it writes anything (one line, exit 1)."""
+    source = ["--source", f"s3://{BUCKET}/raw/", "--dest", f"s3://{BUCKET}/mixed-runs/"]
+    first = block(seeded, [*source, "--shard-index", "0", "--shard-count", "2"], tmp_path / "w1")
+    assert first.returncode == 0, first.output
+    client = seeded.direct.client()
+    before = client.list_objects_v2(Bucket=BUCKET, Prefix="mixed-runs/")["Contents"]
+    assert "mixed-runs/manifest.shard-0-of-2.jsonl" in {o["Key"] for o in before}
+    other = block(seeded, [*source, "--seed", "8"], tmp_path / "w2")
+    assert other.returncode == 1, other.output
+    assert "manifest.shard-0-of-2.jsonl of another run" in other.stdout and "Traceback" not in other.output
+    after = client.list_objects_v2(Bucket=BUCKET, Prefix="mixed-runs/")["Contents"]
+    assert [(o["Key"], o["ETag"]) for o in after] == [(o["Key"], o["ETag"]) for o in before]

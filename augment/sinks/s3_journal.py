@@ -14,6 +14,7 @@ with them: which parts exist is read from that listing, not asked of the store a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
 import threading
@@ -134,8 +135,7 @@ def write_lines(
             digest.update(data)
             size += len(data)
         spool.seek(0)
-        closed: list[BaseException] = []
-        closing = threading.Thread(target=_close, args=(journal, closed), name="s3-journal-close", daemon=True)
+        closing = threading.Thread(target=_close, args=(journal,), name="s3-journal-close", daemon=True)
         closing.start()
         try:
             multipart = size > 8 * 1024 * 1024  # (its ETag is not an MD5: the entry says so)
@@ -147,12 +147,11 @@ def write_lines(
     store.later(lambda: delete(store, done))
 
 
-def _close(journal: Journal | None, failed: list[BaseException]) -> None:
-    try:
+def _close(journal: Journal | None) -> None:
+    """Store the journal's last part; a failure does not matter: the whole manifest holds those lines."""
+    with contextlib.suppress(SinkError):
         if journal is not None:
             journal.close()
-    except BaseException as e:  # noqa: BLE001  (the whole manifest holds these lines: only it must be stored)
-        failed.append(e)
 
 
 def delete(store: Objects, names: list[str]) -> None:

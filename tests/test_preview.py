@@ -82,6 +82,33 @@ def test_dry_run_prints_the_plan_and_writes_only_the_preview(sample_dir, tmp_pat
     assert circle.split()[-2:] == ["24", "0"]  # a rerun would skip all 24 outputs of the class
 
 
+def _to_make(result, label: str) -> tuple[int, int]:
+    """(skip, to make) of ``label``'s line in a dry run's table."""
+    line = next(line for line in result.stdout.splitlines() if line.startswith(label + " "))
+    skip, todo = line.split()[-2:]
+    return int(skip), int(todo)
+
+
+def test_a_dry_run_promises_only_the_skips_the_run_makes(sample_dir, tmp_path):
+    """A truncated output and (with --verify-outputs) a same-size changed one: the run remakes them, so the dry
+    run counts them to make (it used to count any recorded file that exists as a skip)."""
+    out = tmp_path / "out"
+    args = ["--in-directory", str(sample_dir), "--out-directory", str(out), "--copies", "2"]
+    assert run_block(args, workdir=tmp_path).returncode == 0
+    circles = sorted((out / "circle").glob("*.png"))
+    circles[0].write_bytes(circles[0].read_bytes()[:-10])  # truncated
+    data = bytearray(circles[1].read_bytes())
+    data[-20] ^= 0xFF  # the same size, other bytes
+    circles[1].write_bytes(bytes(data))
+    assert _to_make(run_block([*args, "--dry-run", "1"], workdir=tmp_path), "circle") == (23, 1)
+    verify = [*args, "--verify-outputs", "1"]
+    assert _to_make(run_block([*verify, "--dry-run", "1"], workdir=tmp_path), "circle") == (22, 2)
+    assert run_block(verify, workdir=tmp_path).returncode == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["totals"]["written"] == 2  # what the dry run said
+    assert _to_make(run_block([*verify, "--dry-run", "1"], workdir=tmp_path), "circle") == (24, 0)
+
+
 def test_preview_flag_writes_a_sheet_after_the_run(sample_dir, tmp_path):
     out = tmp_path / "out"
     result = run_block(

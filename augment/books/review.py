@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
+from augment.books.done import is_done
 from augment.books.manifest import Manifest
 from augment.books.preview import MAX_CLASSES, build
 from augment.books.report import Log
@@ -60,7 +61,7 @@ def dry_run(
         for out in task.outputs:
             planned[label] += 1
             categories[out.category or "-"] += 1
-            if out.name in recorded and sink.exists(out.name):
+            if is_done(out, recorded, sink, config.verify_outputs):
                 skip[label] += 1
     log("dry run: nothing is written except the preview")
     header = f"{'class':<24} {'originals':>9} {'outputs':>8} {'skip':>6} {'to make':>8}"

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from augment.books.done import Recorded, is_done
 from augment.books.manifest import output_line
 from augment.books.report import OutputRecord, TaskResult
 from augment.plan.tasks import Task
@@ -33,8 +33,6 @@ _POLL_SECONDS = 0.2  # how often a wait for results looks for a stop request
 _WINDOW_BYTES = 16 * 1024 * 1024  # source bytes of the chunks under way (large images: fewer chunks at once)
 _CHUNK_BYTES = 4 * 1024 * 1024  # ... or fewer when they are large: bounds bytes in flight per chunk
 _OUTPUT_BYTES = 32 * 1024 * 1024  # outputs being written at once (or one larger output)
-
-Recorded = dict[str, tuple[int, str]]  # output name -> (bytes, sha256) from the manifest
 
 
 @dataclass(frozen=True)
@@ -215,11 +213,7 @@ class _Driver:
         result = TaskResult(sample.key, sample.label)
         todo = []
         for planned in task.outputs:
-            if (
-                not settings.overwrite
-                and planned.name in recorded
-                and self._intact(planned.name, recorded[planned.name])
-            ):
+            if not settings.overwrite and is_done(planned, recorded, settings.sink, settings.verify):
                 result.records.append(OutputRecord(planned.name, planned.variant, "existing", ""))
             else:
                 todo.append(planned)
@@ -232,17 +226,6 @@ class _Driver:
         except OSError as e:  # gone or unreadable since listing; a whole-source failure raises SourceError
             result.error = f"cannot read: {e.strerror or e}"
         return staged
-
-    def _intact(self, name: str, expected: tuple[int, str]) -> bool:
-        """A recorded output is still there with its recorded size (a zero-byte or truncated file is not);
-        with --verify-outputs, also with its recorded sha256."""
-        sink = self.settings.sink
-        if expected[0] <= 0 or sink.size(name) != expected[0]:
-            return False
-        if not self.settings.verify:
-            return True
-        data = sink.read(name)
-        return data is not None and hashlib.sha256(data).hexdigest() == expected[1]
 
     def _take(self, staged: _Staged, part: RenderPart) -> None:
         """(a lane thread) Book a part of a render and start writing its outputs, within the byte budget."""

@@ -1,7 +1,7 @@
 """The hold-out is exact per class (round(fraction x n), at least 1 and at most n - 1 from two originals),
 chosen by a stable hash of the key: the same whatever the order, shard or machine, and adding an image moves
-at most one existing original between the sets. The in-memory rule (``split``) and a run's on-disk ranking
-(``RunIndex``) agree."""
+at most one existing original between the sets. The tests ask the run's own on-disk ranking (``RunIndex``, via
+tests/support/plans.py); a plain in-memory twin (tests/support/oracles.py) agrees with it."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from augment.plan.holdout import TESTING, TRAINING, held_out_count, split
-from augment.plan.index import RunIndex
-from augment.plan.samples import Sample
+from augment.plan.holdout import TESTING, TRAINING, held_out_count
+from tests.support import oracles
+from tests.support.plans import holdout as split
 from tests.test_determinism import run_dir
 
 
@@ -56,16 +58,14 @@ def test_adding_an_image_moves_at_most_one_existing_original(fraction):
         before = after
 
 
-def test_the_run_index_ranks_as_split_does():
-    pairs = keys("five", 5) + keys("ten", 10) + keys("many", 250) + keys("one", 1)
-    index = RunIndex()
-    try:
-        index.add_samples(Sample(k, label) for k, label in random.Random(1).sample(pairs, len(pairs)))
-        index.assign_holdout(0.2)
-        on_disk = {row.sample.key: row.category for row in index.rows()}
-    finally:
-        index.close()
-    assert on_disk == split(pairs, 0.2)
+@settings(max_examples=40, deadline=None)
+@given(
+    st.dictionaries(st.text(min_size=1, max_size=12), st.sampled_from(["a", "b", "c", "d"]), max_size=60),
+    st.sampled_from([0.0, 0.1, 0.2, 0.5, 0.9]),
+)
+def test_the_run_index_ranks_as_the_plain_rule_does(labels: dict[str, str], fraction: float):
+    pairs = list(labels.items())
+    assert split(pairs, fraction) == oracles.split(pairs, fraction)
 
 
 def test_a_run_holds_out_exactly_per_class_and_shards_agree(tmp_path: Path):

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from augment.plan.holdout import TESTING, TRAINING, split
+from augment.plan.holdout import TESTING, TRAINING
 from augment.sinks.ingestion_api import DUPLICATE, encode_label, ingestion_url, resolve
 from tests.support.blockrun import ROOT, ei_env, run_block
 from tests.support.ingestion_server import IngestionServer
 from tests.support.latency_proxy import LatencyProxy
+from tests.support.plans import holdout as split
 
 KEY = "test-project-key-0123"  # a dummy; real keys look nothing like it
 ARGS = ["--copies", "2", "--seed", "7", "--workers", "2"]

@@ -10,19 +10,21 @@ from PIL import Image
 from augment.books.preview import CAPTION, CELL, build, caption
 from augment.cli import parse
 from augment.config import build_config
-from augment.plan.tasks import PlanSettings, make_plan
+from augment.plan.tasks import PlanSettings
 from augment.render.ops import REGISTRY
 from augment.run.backends import source_for as _source
 from tests.support.blockrun import run_block
 from tests.support.boxes_data import detection_folder
+from tests.support.plans import plan_source
 
 
 def tasks_for(folder, *extra):
+    """The run's config, source and tasks: listed and planned by the run's own code."""
     args, _ = parse(["--in-directory", str(folder), "--out-directory", str(folder.parent / "out"), *extra])
     config = build_config(args, {})
     source = _source(config)
     settings = PlanSettings(config.recipe, config.copies, config.include_originals, config.layout, config.encode)
-    return config, source, make_plan(source.list().samples, settings)
+    return config, source, plan_source(source, settings)
 
 
 def test_sheet_has_a_row_per_original_and_a_cell_per_copy(sample_dir):

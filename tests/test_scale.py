@@ -11,13 +11,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from augment.cli import parse
 from augment.config import ConfigError, build_config
 from augment.plan.samples import Sample
-from augment.plan.selection import Shard, balance_copies, parse_since, resolve_shard, shard_of
+from augment.plan.selection import Shard, changed_since, parse_since, resolve_shard, shard_of
 from augment.render.presets import DEFAULT_PRESET, PRESETS
 from augment.run.runner import run
+from tests.support import oracles, plans
 from tests.test_determinism import images, run_dir
 
 OLD = 1_700_000_000  # 2023-11-14T22:13:20Z: the mtime every input gets before a --since test
@@ -164,11 +167,10 @@ def test_since_defaults_to_ei_last_successful_run_and_can_be_turned_off(sample_d
 
 
 def test_since_uses_unknown_mtime_as_new():
-    from augment.plan.selection import split_since
-
     samples = [Sample("a/1.png", "a", 1, OLD), Sample("a/2.png", "a", 1, None), Sample("a/3.png", "a", 1, OLD + 10)]
-    new, unchanged = split_since(samples, parse_since("2023-11-14T22:13:25Z"))
-    assert [s.key for s in new] == ["a/2.png", "a/3.png"] and [s.key for s in unchanged] == ["a/1.png"]
+    since = parse_since("2023-11-14T22:13:25Z")
+    assert [changed_since(s, since) for s in samples] == [False, True, True]
+    assert all(changed_since(s, None) for s in samples)  # without --since every source counts as changed
 
 
 def _samples(counts: dict[str, int]) -> list[Sample]:
@@ -177,7 +179,7 @@ def _samples(counts: dict[str, int]) -> list[Sample]:
 
 def test_balance_copies_reach_the_target_per_class():
     samples = _samples({"big": 40, "mid": 10, "tiny": 3})
-    per, table = balance_copies(samples, 4, True, None, 1000)  # match the largest: 40 x 5 = 200
+    per, table = plans.balance(samples, 4, True, None, 1000)  # match the largest: 40 x 5 = 200
     assert {k: (v.originals, v.before, v.after) for k, v in table.items()} == {
         "big": (40, 200, 200),
         "mid": (10, 50, 200),
@@ -185,16 +187,30 @@ def test_balance_copies_reach_the_target_per_class():
     }
     tiny = sorted(per[f"tiny/{i:03d}.png"] for i in range(3))
     assert tiny == [65, 66, 66]  # 197 copies over 3 originals, one extra for two of them
-    per, table = balance_copies(samples, 4, True, 30, 1000)
+    per, table = plans.balance(samples, 4, True, 30, 1000)
     assert {k: v.after for k, v in table.items()} == {"big": 40, "mid": 30, "tiny": 30}  # big: originals only
     assert all(per[f"big/{i:03d}.png"] == 0 for i in range(40))
-    per, table = balance_copies(samples, 4, False, 30, 1000)  # without originals: exactly the target
+    per, table = plans.balance(samples, 4, False, 30, 1000)  # without originals: exactly the target
     assert {k: v.after for k, v in table.items()} == {"big": 30, "mid": 30, "tiny": 30}
     assert sum(per[f"big/{i:03d}.png"] for i in range(40)) == 30
     # Deterministic and independent of listing order.
-    assert balance_copies(list(reversed(samples)), 4, False, 30, 1000)[0] == per
+    assert plans.balance(list(reversed(samples)), 4, False, 30, 1000)[0] == per
     # A tiny class never gets more than the copy limit.
-    assert balance_copies(_samples({"a": 1, "b": 50}), 4, True, 5000, 100)[1]["a"].after == 101
+    assert plans.balance(_samples({"a": 1, "b": 50}), 4, True, 5000, 100)[1]["a"].after == 101
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(1, 30), min_size=1),
+    st.integers(0, 6),
+    st.booleans(),
+    st.one_of(st.none(), st.integers(1, 200)),
+)
+def test_the_run_index_balances_as_the_plain_rule_does(sizes, copies, include, target):
+    samples = _samples(sizes)
+    assert plans.balance(samples, copies, include, target, 50) == oracles.balance_copies(
+        samples, copies, include, target, 50
+    )
 
 
 def test_balance_end_to_end(sample_dir, tmp_path):

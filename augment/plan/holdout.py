@@ -15,8 +15,6 @@ copies.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Iterable
 from typing import Any
 
 from augment.plan.samples import stable_hash
@@ -37,31 +35,6 @@ def held_out_count(n: int, fraction: float) -> int:
 def rank_key(key: str) -> int:
     """The order in which a class's originals are held out (lowest first); ties, if any, go by key."""
     return stable_hash(_SALT + key)
-
-
-def split(samples: Iterable[tuple[str, str]], fraction: float) -> dict[str, str]:
-    """``(key, label)`` pairs -> {key: "testing" | "training"} (empty without a hold-out); in memory, for
-    tools and tests: a run ranks on disk (``augment.plan.index``) by the same rule."""
-    if fraction <= 0:
-        return {}
-    by_label: dict[str, list[str]] = defaultdict(list)
-    for key, label in samples:
-        by_label[label].append(key)
-    result = {}
-    for keys in by_label.values():
-        keys.sort(key=lambda k: (rank_key(k), k))
-        k = held_out_count(len(keys), fraction)
-        result.update({key: TESTING if rank < k else TRAINING for rank, key in enumerate(keys)})
-    return result
-
-
-def counts(samples: Iterable[tuple[str, str | None]]) -> dict[str, dict[str, int]]:
-    """(label, category) pairs of originals -> {label: {"training": n, "testing": m}}."""
-    table: dict[str, dict[str, int]] = defaultdict(lambda: {TRAINING: 0, TESTING: 0})
-    for label, category in samples:
-        if category is not None:
-            table[label][category] += 1
-    return dict(sorted(table.items()))
 
 
 def notes(table: dict[str, dict[str, int]], fraction: float) -> list[str]:

@@ -1,5 +1,5 @@
-"""The run's books on disk: the listing, each original's split and copies, every planned output name, and
-the manifest lines of earlier runs and of this one.
+"""The run's books on disk: the listing, each original's split, copies and planned task, every planned
+output name, and the manifest lines of earlier runs and of this one.
 
 A SQLite file in ``TMPDIR`` (see ``augment.storage.diskmap``) instead of lists, sets and dicts, so the main process
 holds nothing per sample or per output for the whole run: a run of a million outputs looks names up on
@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from augment.plan.holdout import TRAINING, held_out_count, rank_key
+from augment.plan.holdout import TESTING, TRAINING, held_out_count, rank_key
 from augment.plan.labels import with_boxes
 from augment.plan.samples import Sample, folded
 from augment.plan.selection import ClassBalance, balance_key, class_quota
@@ -26,7 +26,8 @@ _SCHEMA = """
 CREATE TABLE samples (
     key BLOB PRIMARY KEY, label BLOB NOT NULL, sample BLOB NOT NULL,
     hold INTEGER NOT NULL, spread INTEGER NOT NULL,  -- sort keys: hold-out rank, balance rank
-    category TEXT, copies INTEGER
+    category TEXT, copies INTEGER,
+    task BLOB, mine INTEGER, runs INTEGER, outputs INTEGER  -- the planning pass (augment.plan.planner)
 ) WITHOUT ROWID;
 CREATE TEMP TABLE quota (label BLOB PRIMARY KEY, base INTEGER NOT NULL, extra INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE names (folded BLOB PRIMARY KEY, name BLOB NOT NULL, key BLOB NOT NULL) WITHOUT ROWID;
@@ -47,6 +48,17 @@ class Row:
     sample: Sample
     category: str | None  # training | testing with a hold-out
     copies: int | None  # --balance: this original's copies
+
+
+@dataclass(frozen=True)
+class Counts:
+    """This shard's work, from the planning pass."""
+
+    tasks: int = 0  # originals to run now
+    outputs: int = 0  # their outputs
+    unchanged: int = 0  # --since: originals left as they are
+    labels: int = 0  # classes among the originals to run
+    planned: int = 0  # outputs planned over all shards
 
 
 class RunIndex:
@@ -78,7 +90,7 @@ class RunIndex:
 
     def attach_boxes(self, by_key: dict[str, tuple[Box, ...]], override: str | None) -> None:
         """A detection dataset: give every sample its boxes (``boxes.with_boxes``: none listed = ``()``)."""
-        for batch in _batches(self.rows()):
+        for batch in batches(self.rows()):
             updates = []
             for row in batch:
                 sample = with_boxes(row.sample, by_key, override)
@@ -96,28 +108,17 @@ class RunIndex:
         rows = self._db.execute(f"SELECT label, count(*) FROM samples {where} GROUP BY label", args)
         return {decode(label): n for label, n in rows}
 
-    def rows(self, keep: Callable[[str], bool] | None = None) -> Iterator[Row]:
-        """Every sample in key order (those whose key ``keep`` accepts), fetched a batch at a time."""
-        after = b""
-        while True:
-            batch = self._db.execute(
-                "SELECT key, sample, category, copies FROM samples WHERE key > ? ORDER BY key LIMIT ?",
-                (after, _BATCH),
-            ).fetchall()
-            if not batch:
-                return
-            for key, blob, category, copies in batch:
-                if keep is None or keep(decode(key)):
-                    yield Row(pickle.loads(blob), category, copies)
-            after = batch[-1][0]
+    def rows(self) -> Iterator[Row]:
+        """Every sample in key order, fetched a batch at a time."""
+        for _, blob, category, copies in self._scan("sample, category, copies"):
+            yield Row(pickle.loads(blob), category, copies)
+
+    def sample(self, key: str) -> Sample:
+        row = self._db.execute("SELECT sample FROM samples WHERE key = ?", (encode(key),)).fetchone()
+        return pickle.loads(row[0])
 
     def labels(self) -> list[str]:
         return sorted(decode(label) for (label,) in self._db.execute("SELECT DISTINCT label FROM samples"))
-
-    def has_boxes(self) -> bool:
-        """A detection dataset (attaching boxes gives every sample a tuple, so the first one tells)."""
-        row = self._db.execute("SELECT sample FROM samples ORDER BY key LIMIT 1").fetchone()
-        return row is not None and pickle.loads(row[0]).boxes is not None
 
     # -- decisions over the whole listing -------------------------------------------------------------------
 
@@ -170,7 +171,7 @@ class RunIndex:
     def claim(self, names: Iterable[tuple[str, str]]) -> tuple[str, str, str, str] | None:
         """Record planned ``(name, source key)`` pairs; the first clash as ``(name, key, the other key, the
         other name)`` (names that are equal, or differ only in case or Unicode normalisation), else None."""
-        for batch in _batches(names):
+        for batch in batches(names):
             try:
                 self._db.execute("BEGIN")
                 self._db.executemany(
@@ -199,6 +200,47 @@ class RunIndex:
         ).fetchone()
         return None if row is None else decode(row[0])
 
+    # -- planned tasks (augment.plan.planner) ---------------------------------------------------------------------
+
+    def store_tasks(self, tasks: Iterable[tuple[str, bytes | None, bool, bool, int]]) -> None:
+        """``(key, task, mine, runs, outputs)`` per sample: its packed outputs (None for another shard's),
+        whether this shard owns it, whether it runs now, its number of outputs."""
+        rows = ((task, mine, runs, n, encode(key)) for key, task, mine, runs, n in tasks)
+        self._insert("UPDATE samples SET task = ?, mine = ?, runs = ?, outputs = ? WHERE key = ?", rows)
+
+    def tasks(self, runs_only: bool) -> Iterator[tuple[Sample, bytes, bool]]:
+        """This shard's samples in key order (only those that run now with ``runs_only``), each with its
+        packed task and whether it runs."""
+        for _, sample, task, runs in self._scan("sample, task, runs", "AND mine AND runs" if runs_only else "AND mine"):
+            yield pickle.loads(sample), task, bool(runs)
+
+    def counts(self) -> Counts:
+        row = self._db.execute(
+            """SELECT count(CASE WHEN mine AND runs THEN 1 END), total(CASE WHEN mine AND runs THEN outputs END),
+            count(CASE WHEN mine AND NOT runs THEN 1 END), count(DISTINCT CASE WHEN mine AND runs THEN label END),
+            total(outputs) FROM samples"""
+        ).fetchone()
+        return Counts(*(int(n) for n in row))
+
+    def holdout_counts(self) -> dict[str, dict[str, int]]:
+        """This shard's originals per label and category: {label: {"training": n, "testing": m}}."""
+        table: dict[str, dict[str, int]] = {}
+        rows = self._db.execute(
+            "SELECT label, category, count(*) FROM samples WHERE mine AND category IS NOT NULL GROUP BY 1, 2"
+        )
+        for label, category, n in rows:
+            table.setdefault(decode(label), {TRAINING: 0, TESTING: 0})[category] = n
+        return dict(sorted(table.items()))
+
+    def planned_here(self, name: str) -> bool:
+        """Whether this shard plans output ``name`` (exact name)."""
+        row = self._db.execute(
+            """SELECT 1 FROM names JOIN samples ON samples.key = names.key
+            WHERE names.folded = ? AND names.name = ? AND samples.mine""",
+            (encode(folded(name)), encode(name)),
+        ).fetchone()
+        return row is not None
+
     # -- manifest lines ----------------------------------------------------------------------------------------
 
     def load_previous(self, entries: Iterable[tuple[str, str]]) -> None:
@@ -216,7 +258,7 @@ class RunIndex:
     def others(self, names: Iterable[str]) -> dict[str, str]:
         """Lines another run of these settings recorded for those of ``names`` it made."""
         found: dict[str, str] = {}
-        for batch in _batches(encode(n) for n in names):
+        for batch in batches(encode(n) for n in names):
             marks = ",".join("?" * len(batch))
             sql = f"SELECT name, line FROM others WHERE line IS NOT NULL AND name IN ({marks})"
             found.update((decode(name), decode(line)) for name, line in self._db.execute(sql, batch))
@@ -257,15 +299,27 @@ class RunIndex:
                     yield decode(line)
             after = batch[-1][0]
 
+    def _scan(self, columns: str, where: str = "") -> Iterator[tuple]:
+        """``(key, *columns)`` of every sample (``where``: more conditions) in key order, a batch at a time."""
+        after = b""
+        while True:
+            batch = self._db.execute(
+                f"SELECT key, {columns} FROM samples WHERE key > ? {where} ORDER BY key LIMIT ?", (after, _BATCH)
+            ).fetchall()
+            if not batch:
+                return
+            yield from batch
+            after = batch[-1][0]
+
     def _insert(self, sql: str, rows: Iterable[tuple]) -> None:
-        for batch in _batches(rows):
+        for batch in batches(rows):
             self._db.execute("BEGIN")
             self._db.executemany(sql, batch)
             self._db.execute("COMMIT")
 
     def _lookup(self, table: str, names: Iterable[str]) -> dict[str, str]:
         found: dict[str, str] = {}
-        for batch in _batches(encode(n) for n in names):
+        for batch in batches(encode(n) for n in names):
             marks = ",".join("?" * len(batch))
             for name, line in self._db.execute(f"SELECT name, line FROM {table} WHERE name IN ({marks})", batch):
                 found[decode(name)] = decode(line)
@@ -277,7 +331,8 @@ def _signed(value: int) -> int:
     return value - 2**63
 
 
-def _batches(items: Iterable, size: int = 500) -> Iterator[list]:
+def batches(items: Iterable, size: int = 500) -> Iterator[list]:
+    """``items`` in lists of ``size``."""
     batch: list = []
     for item in items:
         batch.append(item)

@@ -78,23 +78,6 @@ def labels_file_text(boxes_by_name: dict[str, list[dict[str, Any]]]) -> str:
     return json.dumps(body, indent=1, sort_keys=True) + "\n"
 
 
-def attach(
-    samples: list[Any],
-    labels_keys: list[str],
-    read_text: Callable[[str], str],
-    override: str | None,
-    warnings: list[str] | None = None,
-) -> list[Any]:
-    """Give each sample the boxes its folder's labels files list for it (samples are ``Sample``s).
-
-    A top-level image with boxes and no class folder or ``<label>.`` prefix is labelled by its most
-    common box label. Files a labels file names but the source lacks are ignored. Duplicated entries
-    (in one file, or an image in two files) are noted in ``warnings``.
-    """
-    by_key = boxes_by_key(labels_keys, read_text, warnings)
-    return [with_boxes(sample, by_key, override) for sample in samples] if by_key else samples
-
-
 def boxes_by_key(
     labels_keys: list[str], read_text: Callable[[str], str], warnings: list[str] | None = None
 ) -> dict[str, tuple[Box, ...]]:

@@ -7,13 +7,12 @@ the same decisions for the same sample whatever else it sees:
 * balancing counts classes over the whole listing (before --since and shard filtering), and picks which
   samples get one copy more by a stable hash, so the copies a sample gets do not depend on file order;
 * --since compares the source's change time (the later of a file's mtime and ctime, S3 LastModified) with a
-  fixed instant; the run skips only sources the manifest records whole (``runner._Plan.runs``).
+  fixed instant (``changed_since``); the run skips only sources the manifest records whole (``planner``).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -35,6 +34,10 @@ class Shard:
     def active(self) -> bool:
         return self.count > 1
 
+    def owns(self, key: str) -> bool:
+        """Whether this shard works on the sample at ``key`` (every one when the run is not sharded)."""
+        return not self.active or shard_of(key, self.count) == self.index
+
     def suffix(self) -> str:
         """Inserted into the manifest and report names so shards sharing a folder never overwrite each other's."""
         return f".shard-{self.index}-of-{self.count}" if self.active else ""
@@ -54,13 +57,10 @@ def parse_since(text: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def split_since(samples: Iterable[Sample], since: datetime) -> tuple[list[Sample], list[Sample]]:
-    """(new or modified after ``since``, unchanged). A sample without a known mtime counts as new."""
-    cutoff = since.timestamp()
-    new, unchanged = [], []
-    for s in samples:
-        (new if s.mtime is None or s.mtime > cutoff else unchanged).append(s)
-    return new, unchanged
+def changed_since(sample: Sample, since: datetime | None) -> bool:
+    """Whether ``sample`` changed after ``since`` (always without --since; a sample whose time is unknown
+    counts as changed)."""
+    return since is None or sample.mtime is None or sample.mtime > since.timestamp()
 
 
 @dataclass(frozen=True)
@@ -80,39 +80,6 @@ def class_quota(n: int, goal: int, kept: int, max_copies: int) -> tuple[int, int
     ``kept`` (0 or 1) being the original itself; capped at ``max_copies``."""
     base, extra = divmod(max(0, goal - n * kept), n) if n else (0, 0)
     return (max_copies, 0) if base >= max_copies else (base, extra)
-
-
-def balance_copies(
-    samples: Iterable[Sample],
-    copies: int,
-    include_originals: bool,
-    target: int | None,
-    max_copies: int,
-) -> tuple[dict[str, int], dict[str, ClassBalance]]:
-    """Copies per sample key so each class ends near ``target`` outputs (originals included when kept).
-
-    ``target`` None or 0 = the largest class's output count at ``copies``. A class below the target gets
-    more copies per original, one above it fewer, down to none (originals only; without originals, just
-    enough single copies to reach the target). The remainder goes one copy each to the samples with the
-    lowest ``balance_key``, so the choice does not depend on listing order. (In memory; a run does the
-    same on disk: ``augment.plan.index``.)
-    """
-    by_class: dict[str, list[Sample]] = defaultdict(list)
-    for s in samples:
-        by_class[s.label].append(s)
-    kept = 1 if include_originals else 0
-    before = {label: len(members) * (copies + kept) for label, members in by_class.items()}
-    goal = target or max(before.values(), default=0)
-    per_sample: dict[str, int] = {}
-    table: dict[str, ClassBalance] = {}
-    for label in sorted(by_class):
-        members = sorted(by_class[label], key=lambda s: (balance_key(s.key), s.key))
-        n = len(members)
-        base, extra = class_quota(n, goal, kept, max_copies)
-        for rank, s in enumerate(members):
-            per_sample[s.key] = base + (1 if rank < extra else 0)
-        table[label] = ClassBalance(n, before[label], n * kept + base * n + extra)
-    return per_sample, table
 
 
 def balance_lines(table: Mapping[str, ClassBalance], goal_note: str) -> list[str]:

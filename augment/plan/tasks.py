@@ -1,13 +1,13 @@
-"""The plan: which outputs each sample gets, and their names. Pure bookkeeping, no I/O."""
+"""The plan: which outputs each sample gets, and their names. Pure bookkeeping, no I/O (a run plans every
+sample once, from its index: ``augment.plan.planner``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from augment.plan.holdout import TESTING, split
-from augment.plan.samples import ORIGINAL, Sample, folded, output_name, output_names
+from augment.plan.holdout import TESTING
+from augment.plan.samples import ORIGINAL, Sample, output_name, output_names
 from augment.render.codec import EncodeOptions, output_format
 from augment.render.recipe import Node, Recipe
 
@@ -41,10 +41,6 @@ class PlanSettings:
     include_originals: bool
     layout: str  # folders | flat
     encode: EncodeOptions
-    # Class balancing (augment.plan.selection.balance_copies): copies per sample key, replacing ``copies``.
-    copies_per_sample: dict[str, int] | None = None
-    # Hold-out (augment.plan.holdout): this share of originals goes, unaugmented, to testing/; the rest to training/.
-    test_fraction: float = 0.0
 
 
 def plan_task(sample: Sample, settings: PlanSettings, category: str | None, copies: int | None = None) -> Task:
@@ -62,24 +58,6 @@ def plan_task(sample: Sample, settings: PlanSettings, category: str | None, copi
         for name, (variant, index, pipeline) in zip(names, kinds, strict=True)
     ]
     return Task(sample, tuple(outputs))
-
-
-def make_plan(samples: Iterable[Sample], settings: PlanSettings) -> list[Task]:
-    """A task per sample, in the samples' order, all in memory (for tools and tests; a run plans one sample
-    at a time from its on-disk index); raises PlanError if two outputs share a name."""
-    samples = list(samples)
-    categories = split(((s.key, s.label) for s in samples), settings.test_fraction)
-    tasks: list[Task] = []
-    owner: dict[str, tuple[Sample, str]] = {}  # casefolded name -> (the sample writing it, the exact name)
-    for sample in samples:
-        copies = None if settings.copies_per_sample is None else settings.copies_per_sample.get(sample.key, 0)
-        task = plan_task(sample, settings, categories.get(sample.key), copies)
-        for out in task.outputs:
-            other, name = owner.setdefault(folded(out.name), (sample, out.name))
-            if other.key != sample.key:
-                raise PlanError(collision(sample, out.name, other, name, settings.layout))
-        tasks.append(task)
-    return tasks
 
 
 def collision(sample: Sample, name: str, other: Sample, other_name: str, layout: str) -> str:

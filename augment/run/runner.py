@@ -13,7 +13,6 @@ import json
 import sqlite3
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,11 +32,12 @@ from augment.books.review import dry_run, write_preview
 from augment.config import RunConfig
 from augment.plan.holdout import notes as holdout_notes
 from augment.plan.holdout import report as holdout_report
-from augment.plan.index import Row, RunIndex
+from augment.plan.index import Counts, RunIndex
 from augment.plan.labels import boxes_by_key
+from augment.plan.planner import Planner
 from augment.plan.samples import ei_label_issue, printable
-from augment.plan.selection import balance_lines, shard_of
-from augment.plan.tasks import PlanError, PlanSettings, Task, collision, plan_task
+from augment.plan.selection import balance_lines
+from augment.plan.tasks import PlanSettings, Task
 from augment.render.codec import IMAGE_EXTENSIONS
 from augment.render.engine import KERNELS
 from augment.render.recipe import MAX_COPIES
@@ -95,55 +95,36 @@ def _run(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log: Lo
         log(f"removed {removed} temp file(s) left by an interrupted run")
     plan = _prepare(config, source, sink, index, log, lock)
     if config.dry_run:
-        return dry_run(config, source, sink, lambda: plan.tasks, plan.tasks_to_run, plan.manifest, log)
+        return dry_run(config, source, sink, lambda: plan.tasks, plan.counts.tasks, plan.manifest, log)
     outcome = _augment(config, plan, source, sink, log, signals)
     return _finish(config, plan, outcome, source, sink, log)
 
 
 @dataclass
 class _Plan:
-    """What a run will do, with per-class counts; the tasks themselves are planned on demand."""
+    """What a run will do, with per-class counts; the tasks themselves are in the index (``planner``)."""
 
     config: RunConfig
-    index: RunIndex
-    settings: PlanSettings
+    planner: Planner
     listing: Listing  # what the source skipped (its samples are in the index)
+    detection: bool  # the source has labels files: every sample has boxes (none listed = ``()``)
     manifest: Manifest
     header: dict[str, Any]
     holdout: dict[str, dict[str, int]] = field(default_factory=dict)
     balance_table: dict[str, Any] = field(default_factory=dict)
-    tasks_to_run: int = 0
-    outputs_to_run: int = 0
-    unchanged: int = 0  # --since: this shard's originals left as they are
-    labels: int = 0
-
-    def planned(self) -> Iterator[Task]:
-        """This shard's tasks, in plan order."""
-        shard = self.config.shard
-        keep = (lambda key: shard_of(key, shard.count) == shard.index) if shard.active else None
-        for row in self.index.rows(keep):
-            yield self.task(row)
-
-    def task(self, row: Row) -> Task:
-        return plan_task(row.sample, self.settings, row.category, row.copies)
+    counts: Counts = field(default_factory=Counts)
 
     @property
     def tasks(self) -> Iterator[Task]:
         """The tasks to run now (--since leaves unchanged ones out)."""
-        return (t for t in self.planned() if self.runs(t))
+        return self.planner.tasks()
 
-    def runs(self, task: Task) -> bool:
-        """--since skips only a source the manifest records whole and whose time is not after --since: one
-        it does not record (new, renamed, or copied with its old time kept) or records in part runs."""
-        since = self.config.since
-        if since is None or task.sample.mtime is None or task.sample.mtime > since.timestamp():
-            return True
-        return len(self.index.previous(o.name for o in task.outputs)) < len(task.outputs)
+    def outputs(self) -> Iterator[tuple[list[str], bool]]:
+        """This shard's output names per task in plan order, and whether the task runs now."""
+        return (([o.name for o in task.outputs], runs) for task, runs in self.planner.planned())
 
     def planned_here(self, name: str) -> bool:
-        key = self.index.planned(name)
-        shard = self.config.shard
-        return key is not None and (not shard.active or shard_of(key, shard.count) == shard.index)
+        return self.planner.index.planned_here(name)
 
 
 @dataclass
@@ -155,31 +136,29 @@ class _Outcome:
 
 def _prepare(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log: Log, lock: Any) -> _Plan:
     """List the source into the index (reporting what it skips), decide the split and copies per original,
-    check every planned name, load the earlier manifest; then, one run at a time (``lock.checking``), check
+    plan every task once, load the earlier manifest; then, one run at a time (``lock.checking``), check
     every manifest in the destination and write this run's header."""
     if not config.dry_run:
         sink.prefetch()  # (S3: the destination is listed while the source is)
     listing = Listing(on_skip=lambda key, reason: log(f"skipped {printable(key)}: {reason}"))
-    count = index.add_samples(source.scan(listing))
-    if listing.labels_files:  # a detection dataset
-        index.attach_boxes(boxes_by_key(listing.labels_files, source.read_text, listing.warnings), source.label)
+    detection = list_source(source, index, listing)
     for warning in listing.warnings:
         log(f"warning: {printable(warning)}")
     for folder in listing.empty_folders:
         log(f"warning: folder {folder!r} has no images")
-    if not count:
+    if not index.count():
         raise Stop(f"no images found in {source.describe()} (looked for {_extensions()})")
     for label in index.labels():
         if issue := ei_label_issue(label):
             log(f"warning: label {label!r}: {issue}; class folders and labels files keep it, or use --upload-label")
     index.assign_holdout(config.test_fraction)
     settings = PlanSettings(config.recipe, config.copies, config.include_originals, config.layout, config.encode)
-    header = _run_header(config, detection=index.has_boxes())
+    header = _run_header(config, detection)
     manifest = Manifest(sink, header, config.overwrite, config.books + suffixed(MANIFEST, config.shard.suffix()), index)
-    plan = _Plan(config, index, settings, listing, manifest, header)
+    plan = _Plan(config, Planner(index, settings, config.shard), listing, detection, manifest, header)
     if config.balance:
         plan.balance_table = _balance(config, index, log)
-    _check_names(plan)
+    _plan_tasks(plan)
     with lock.checking() if lock is not None else contextlib.nullcontext():
         check_manifests(config, sink, index, manifest.name, header["fingerprint"], plan.planned_here)
         if not config.dry_run:
@@ -191,62 +170,47 @@ def _prepare(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log
     return plan
 
 
-def _check_names(plan: _Plan) -> None:
-    """One pass over the whole plan: claim every output name (two sources must not share one), count this
-    shard's work. Raises PlanError on a clash, Stop when nothing would be written."""
-    shard, layout = plan.config.shard, plan.config.layout
-    holdout: dict[str, Counter[str]] = {}
-    outputs = 0
-    labels = set()
+def list_source(source: Source, index: RunIndex, listing: Listing) -> bool:
+    """The source's samples into ``index``, with their boxes when it has labels files (a detection
+    dataset: returns True); what it skips and warns of goes into ``listing``."""
+    index.add_samples(source.scan(listing))
+    if not listing.labels_files:
+        return False
+    index.attach_boxes(boxes_by_key(listing.labels_files, source.read_text, listing.warnings), source.label)
+    return True
+
+
+def _plan_tasks(plan: _Plan) -> None:
+    """Plan every task once (PlanError when two sources would write one name), refusing an output that would
+    land in the input folder; count this shard's work. Stop when nothing would be written."""
     input_folder = input_inside_output(plan.config)
 
-    def names() -> Iterator[tuple[str, str]]:
-        nonlocal outputs
-        for row in plan.index.rows():
-            task = plan.task(row)
-            outputs += len(task.outputs)
-            if not shard.active or shard_of(row.sample.key, shard.count) == shard.index:
-                _count(plan, task, row, holdout, labels)
-            for output in task.outputs:
-                if input_folder is not None and lands_in(output.name, input_folder):
-                    raise Stop(into_input(plan.config, output.name), EXIT_USAGE)
-                yield output.name, row.sample.key
+    def check(name: str) -> None:
+        if input_folder is not None and lands_in(name, input_folder):
+            raise Stop(into_input(plan.config, name), EXIT_USAGE)
 
-    clash = plan.index.claim(names())
-    if clash is not None:
-        name, key, other_key, other_name = clash
-        sample, other = (next(plan.index.rows(lambda k, want=want: k == want)).sample for want in (key, other_key))
-        raise PlanError(collision(sample, name, other, other_name, layout))
-    if not outputs:
+    plan.planner.plan(plan.config.since, check)
+    counts = plan.planner.index.counts()
+    if not counts.planned:
         raise Stop(
             "this run would write nothing: no image gets an output (--copies 0 and --include-originals 0?);"
             " raise --copies or set --include-originals 1",
             EXIT_USAGE,
         )
-    plan.holdout = {label: dict(c) for label, c in sorted(holdout.items())}
-    plan.labels = len(labels)
-
-
-def _count(plan: _Plan, task: Task, row: Row, holdout: dict[str, Counter[str]], labels: set[str]) -> None:
-    if row.category is not None:
-        holdout.setdefault(row.sample.label, Counter({"training": 0, "testing": 0}))[row.category] += 1
-    if plan.runs(task):
-        plan.tasks_to_run += 1
-        plan.outputs_to_run += len(task.outputs)
-        labels.add(row.sample.label)
-    else:
-        plan.unchanged += 1
+    plan.counts = counts
+    plan.holdout = plan.planner.index.holdout_counts()
 
 
 def _augment(config: RunConfig, plan: _Plan, source: Source, sink: Sink, log: Log, signals: Signals) -> _Outcome:
     """Run the tasks through the pipeline, book every result as it arrives; stop cleanly on a signal."""
+    counts = plan.counts
     log(
-        f"edge-augment {__version__}: {plan.tasks_to_run} images in {plan.labels} classes from {source.describe()}"
-        f" -> {plan.outputs_to_run} outputs in {sink.describe()} (recipe {config.recipe.name}, seed {config.seed},"
+        f"edge-augment {__version__}: {counts.tasks} images in {counts.labels} classes from {source.describe()}"
+        f" -> {counts.outputs} outputs in {sink.describe()} (recipe {config.recipe.name}, seed {config.seed},"
         f" {config.workers} worker{'s' if config.workers != 1 else ''})"
     )
     manifest = plan.manifest
-    progress = Progress(plan.tasks_to_run, log)
+    progress = Progress(counts.tasks, log)
     settings = Settings(
         source,
         sink,
@@ -332,14 +296,12 @@ def _book(result: TaskResult, manifest: Manifest, progress: Progress, sink: Sink
 def _finish(config: RunConfig, plan: _Plan, done: _Outcome, source: Source, sink: Sink, log: Log) -> int:
     """The final manifest, labels files, preview and report; the summary; the exit code."""
     progress, upload, manifest = done.progress, done.upload, plan.manifest
-    planned = (([o.name for o in t.outputs], plan.runs(t)) for t in plan.planned())
     if done.interrupted:
         manifest.close()  # the journal stays as it is: a rerun resumes from it
     else:
-        manifest.finish(planned, plan.planned_here)
-    if "min_box_visibility" in plan.header:  # a detection dataset
-        lines = manifest.lines((([o.name for o in t.outputs], plan.runs(t)) for t in plan.planned()), plan.planned_here)
-        write_box_labels(sink, lines, config.shard, config.books)
+        manifest.finish(plan.outputs(), plan.planned_here)
+    if plan.detection:
+        write_box_labels(sink, manifest.lines(plan.outputs(), plan.planned_here), config.shard, config.books)
     if config.preview and not done.interrupted:
         log("preview: drawing the contact sheet")
         try:
@@ -347,7 +309,7 @@ def _finish(config: RunConfig, plan: _Plan, done: _Outcome, source: Source, sink
         except Interrupted as e:  # the outputs are complete: the report still says so
             log(f"interrupted ({e.name}) during the preview: outputs and manifest are complete, no preview")
             done.interrupted = e.name
-    budget = config.failure_budget(plan.tasks_to_run)
+    budget = config.failure_budget(plan.counts.tasks)
     failed = progress.failed
     report = progress.report(
         {
@@ -387,7 +349,7 @@ def _exit_code(config: RunConfig, plan: _Plan, done: _Outcome, failed: int, budg
         return EXIT_SIGINT if done.interrupted == "SIGINT" else EXIT_SIGTERM
     if failed > budget:
         log(
-            f"FAILED: {failed} of {plan.tasks_to_run} images could not be augmented "
+            f"FAILED: {failed} of {plan.counts.tasks} images could not be augmented "
             f"(allowed: {budget}, from --max-failures {config.max_failures:g})"
         )
         return EXIT_FAILED
@@ -432,16 +394,16 @@ def _scale_report(config: RunConfig, plan: _Plan, progress: Progress) -> dict[st
     if config.since is not None:
         extra["since"] = {
             "time": config.since.isoformat(),
-            "new": plan.tasks_to_run,
-            "unchanged": plan.unchanged,
-            "done": plan.tasks_to_run - progress.failed,
+            "new": plan.counts.tasks,
+            "unchanged": plan.counts.unchanged,
+            "done": plan.counts.tasks - progress.failed,
         }
     if config.balance:
         extra["balance"] = plan.balance_table
     return extra
 
 
-def _run_header(config: RunConfig, detection: bool = False) -> dict[str, Any]:
+def _run_header(config: RunConfig, detection: bool) -> dict[str, Any]:
     recipe = {k: v for k, v in config.recipe.to_dict().items() if k != "copies"}
     settings = {
         "recipe": recipe,

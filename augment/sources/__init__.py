@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from augment.plan.labels import attach
 from augment.plan.samples import Sample
 
 IGNORED_DIRS = {"__MACOSX", ".ipynb_checkpoints", ".git"}  # folders that are never data (macOS, notebooks, git)
@@ -40,8 +39,8 @@ class Listing:
 
 
 class Source:
-    """A place holding labelled images. A run streams ``scan`` into its on-disk index; ``list`` is the
-    in-memory form for tools and tests."""
+    """A place holding labelled images. A run streams ``scan`` into its on-disk index
+    (``augment.run.runner.list_source``, which attaches the labels files' boxes)."""
 
     label: str | None = None  # overrides every label (EI's --upload-label)
 
@@ -60,10 +59,3 @@ class Source:
     def read_text(self, key: str) -> str:
         """A labels file's text."""
         raise NotImplementedError
-
-    def list(self) -> Listing:
-        """Everything at once: samples sorted by key, with their boxes."""
-        listing = Listing()
-        samples = sorted(self.scan(listing), key=lambda s: s.key)
-        listing.samples = attach(samples, listing.labels_files, self.read_text, self.label, listing.warnings)
-        return listing

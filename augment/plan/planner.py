@@ -53,12 +53,13 @@ class Planner:
                 stored.append((key, self._pack(task.outputs) if mine else None, mine, runs, len(task.outputs)))
             self.index.store_tasks(stored)
 
-    def tasks(self, runs_only: bool = True) -> Iterator[Task]:
-        """This shard's tasks in plan order (only those that run now with ``runs_only``)."""
-        return (task for task, _ in self.planned(runs_only))
+    def tasks(self) -> Iterator[Task]:
+        """This shard's tasks that run now (--since leaves unchanged ones out), in plan order."""
+        return (task for task, _ in self.planned(runs_only=True))
 
     def planned(self, runs_only: bool = False) -> Iterator[tuple[Task, bool]]:
-        """This shard's tasks in plan order, each with whether it runs now."""
+        """This shard's tasks in plan order (only those that run now with ``runs_only``), each with whether
+        it runs now."""
         for sample, outputs, runs in self.index.tasks(runs_only):
             yield Task(sample, _Unpickler(io.BytesIO(outputs), self._pipelines).load()), runs
 

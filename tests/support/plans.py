@@ -50,7 +50,7 @@ def plan_source(source: Source, settings: PlanSettings) -> list[Task]:
 def _planned(index: RunIndex, settings: PlanSettings, shard: Shard, since: datetime | None) -> list[Task]:
     planner = Planner(index, settings, shard)
     planner.plan(since)
-    return list(planner.tasks(runs_only=False))
+    return [task for task, _ in planner.planned()]
 
 
 def holdout(pairs: Iterable[tuple[str, str]], fraction: float) -> dict[str, str]:

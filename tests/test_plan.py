@@ -117,3 +117,15 @@ def test_each_task_is_planned_once(sample_dir, tmp_path, monkeypatch):
     assert run(build_config(args, {}), lambda _: None) == 0
     assert sorted(calls) == sorted(str(p.relative_to(sample_dir)) for p in sample_dir.rglob("*.png"))
     assert (tmp_path / "o" / "preview.png").exists()
+
+
+@pytest.mark.parametrize("preset", ["workshop", "medium"])
+def test_stored_tasks_read_back_as_planned_with_the_recipe_s_own_pipelines(preset):
+    """The index keeps a task's outputs with each pipeline as its number in the recipe: read back, a task
+    equals the one planned, and its pipelines are the recipe's objects (not a copy per task)."""
+    settings = PlanSettings(get_preset(preset), 3, True, "folders", EncodeOptions())
+    samples = [Sample(f"{label}/{i}.png", label) for label in ("b", "a") for i in range(3)]
+    tasks = plan(samples, settings)
+    assert tasks == [plan_task(s, settings, None) for s in sorted(samples, key=lambda s: s.key)]
+    pipelines = {id(v.pipeline) for v in settings.recipe.variants}
+    assert all(id(o.pipeline) in pipelines for t in tasks for o in t.outputs if o.pipeline is not None)

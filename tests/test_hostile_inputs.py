@@ -255,10 +255,10 @@ def test_ctrl_c_during_the_preview_still_writes_the_report(tmp_path):
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    """A 512 KiB tmpfs (root only): the run's temp index fills it mid-run."""
+    """A 1 MiB tmpfs (root only): the run's temp index fills it mid-run (planning stores about 0.55 MiB of it)."""
     mount = tmp_path / "tmpfs"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode:
         pytest.skip("mounting a tmpfs needs root")
     try:
         yield mount

@@ -77,13 +77,6 @@ class IngestionSink(Sink):
         self.log = log
         self._uploader: Uploader | None = None
 
-    def __getstate__(self) -> dict[str, object]:  # workers only stage: no session, threads or ledger
-        return {"settings": self.settings, "staging": self.staging}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.log, self._uploader = print, None
-
     def describe(self) -> str:
         return f"Edge Impulse project via {self.settings.url} (staged in {self.staging.describe()})"
 

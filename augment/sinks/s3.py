@@ -3,8 +3,8 @@
 Outputs are named exactly as the local sink names them, below the prefix. Each output is one PutObject,
 which S3 makes visible whole or not at all, so a failed upload never leaves a partial object.
 
-Which outputs already exist comes from one listing of the destination prefix per process (made on first
-use, then kept up to date with this process's own writes), not a HeadObject per output: resuming a run of
+Which outputs already exist comes from one listing of the destination prefix (made on first use, then kept
+up to date with the run's own writes), not a HeadObject per output: resuming a run of
 N outputs costs N/1000 requests instead of N. The same listing makes uploads idempotent: an object that
 is already there with the same size and MD5 ETag is not uploaded again, so a run resumed without its
 manifest (say the store went down before it could be saved) re-renders but never rewrites an output.
@@ -15,15 +15,14 @@ object the sink writes or deletes is noted in it): a request saved each, and at 
 50 ms the run waits for (``tests/test_s3_round_trips.py``).
 
 The listing lives in a ``DiskMap`` (a temporary SQLite file), so memory stays flat whatever the number of
-objects. Every method may be called from many threads of one process at once: the first caller that needs
-the listing makes it, under a lock, while the others wait for it; it is made once per process, never once
-per thread. The temp file is deleted by ``release()``, or when the sink is collected or the process exits.
+objects. Every method may be called from many threads at once (the run's I/O threads): the first caller that
+needs the listing makes it, under a lock, while the others wait for it; it is made once, never once per
+thread. The temp file is deleted by ``release()``, or when the sink is collected or the process exits.
 """
 
 from __future__ import annotations
 
 import mimetypes
-import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -48,8 +47,7 @@ CONTENT_TYPES = {
     ".json": "application/json",
     ".jsonl": "application/x-ndjson",
 }
-_LISTING_LOCK = threading.Lock()  # held while a sink lists its destination; a fresh one in a forked child
-os.register_at_fork(after_in_child=lambda: globals().update(_LISTING_LOCK=threading.Lock()))
+_LISTING_LOCK = threading.Lock()  # held while a sink lists its destination
 
 
 def content_type(name: str) -> str:
@@ -61,22 +59,11 @@ class S3Sink(Sink):
     def __init__(self, url: S3Url, endpoint: str | None = None) -> None:
         self.url = url
         self.client = S3Client(endpoint)
-        self._reset()
-
-    def _reset(self) -> None:
-        self._present: DiskMap | None = None  # name -> "size etag", listed in this process
-        self._pid = 0
+        self._present: DiskMap | None = None  # name -> "size etag", once listed
         self._drop: weakref.finalize | None = None
-        self._listed: tuple[int, Future[None]] | None = None  # (pid, the listing started by ``prefetch``)
+        self._listed: Future[None] | None = None  # the listing started by ``prefetch``
         self._background: list[tuple[threading.Thread, list[BaseException]]] = []  # ``later``'s work
         self._header: Future[None] | None = None  # the manifest's header going up (``put_header``)
-
-    def __getstate__(self) -> dict[str, object]:
-        return {"url": self.url, "client": self.client}
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-        self._reset()
 
     def describe(self) -> str:
         return str(self.url)
@@ -122,15 +109,14 @@ class S3Sink(Sink):
         with _LISTING_LOCK:
             if self._drop is not None:
                 self._drop()
-            self._present, self._pid, self._drop, self._listed = None, 0, None, None
+            self._present, self._drop, self._listed = None, None, None
 
     def prefetch(self) -> None:
         """Start listing the destination in a background thread (the run lists its source meanwhile)."""
-        pid = os.getpid()
-        if self._pid == pid or (self._listed is not None and self._listed[0] == pid):
+        if self._present is not None or self._listed is not None:
             return
         listed: Future[None] = Future()
-        self._listed = (pid, listed)
+        self._listed = listed
 
         def make() -> None:
             try:
@@ -255,16 +241,15 @@ class S3Sink(Sink):
         self._background.append((thread, failed))
 
     def _note(self, names: list[str], entry: str) -> None:
-        """Record what this process just wrote or deleted in the listing (after a listing in progress, so
-        the entry it records is not the old object's)."""
+        """Record what the run just wrote or deleted in the listing (after a listing in progress, so the entry
+        it records is not the old object's)."""
         with _LISTING_LOCK:
-            if self._present is not None and self._pid == os.getpid():
+            if self._present is not None:
                 self._present.update((name, entry) for name in names)
 
     def _known(self) -> bool:
-        """Whether this process has listed the destination, or is listing it."""
-        pid = os.getpid()
-        return self._pid == pid or (self._listed is not None and self._listed[0] == pid)
+        """Whether the destination is listed, or being listed."""
+        return self._present is not None or self._listed is not None
 
     def _key(self, name: str) -> str:
         reason = unsafe_key_reason(name)
@@ -273,21 +258,18 @@ class S3Sink(Sink):
         return self.url.key(name)
 
     def _listing(self) -> DiskMap:
-        """The destination's objects (relative name -> "size etag"), listed once per process."""
-        pid = os.getpid()
-        if self._pid == pid:  # _pid is set after _present: read it first
-            present = self._present
-            if present is not None:
-                return present
+        """The destination's objects (relative name -> "size etag"), listed once."""
+        present = self._present
+        if present is not None:
+            return present
         listed = self._listed
-        if listed is not None and listed[0] == pid:
-            listed[1].result()  # the prefetch's error, if it failed (not listed twice, retries and all)
+        if listed is not None:
+            listed.result()  # the prefetch's error, if it failed (not listed twice, retries and all)
         return self._list()
 
     def _list(self) -> DiskMap:
-        pid = os.getpid()
         with _LISTING_LOCK:
-            if self._present is None or self._pid != pid:
+            if self._present is None:
                 present = DiskMap()
                 try:
                     for page in self._pages():
@@ -295,9 +277,8 @@ class S3Sink(Sink):
                 except BaseException:
                     present.close()
                     raise
-                self._drop = weakref.finalize(self, _close_in, present, pid)
-                self._present = present
-                self._pid = pid  # last: a reader that sees this pid sees the finished listing
+                self._drop = weakref.finalize(self, present.close)
+                self._present = present  # last: a reader that sees it sees the finished listing
             return self._present
 
     def _pages(self) -> Iterator[list[tuple[str, str]]]:
@@ -324,9 +305,3 @@ def _sink_errors(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield from chunks
     except S3Error as e:
         raise SinkError(str(e)) from None
-
-
-def _close_in(present: DiskMap, pid: int) -> None:
-    """Close (and delete) a listing, but only in the process that made it (a forked child has a copy)."""
-    if os.getpid() == pid:
-        present.close()

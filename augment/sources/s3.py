@@ -8,7 +8,7 @@ The client (``augment.storage.s3_client``: obstore for objects, botocore for cre
 first used, so local runs never load it. URL and key checks shared with the sink are ``augment.storage.s3_url``'s.
 
 Thread safety: ``S3Source.read`` may be called from many threads of one process at once (the run's I/O
-threads, ``augment.run.concurrency.io_threads``). The client is made once per process under a lock; obstore
+threads, ``augment.run.concurrency.io_threads``). The client is made once, under a lock; obstore
 releases the GIL while a request is under way and opens as many connections as there are requests.
 """
 

@@ -8,11 +8,11 @@ obstore (Rust ``object_store``): about 0.2 ms of CPU a request against boto3's 1
 Credentials, region and endpoint come from botocore's resolver, so the standard AWS chain works as it always
 has (environment keys and session token, ``AWS_PROFILE`` and the shared files, web identity, ECS task role,
 EC2 instance metadata, SSO, ``credential_process``); obstore takes them from a callback that refreshes them
-(``_Credentials``). One botocore session per endpoint and process; nothing is imported until S3 is used.
+(``_Credentials``). One botocore session per endpoint; nothing is imported until S3 is used.
 
-Tokio's runtime does not survive a fork: a client used in one process cannot be used in a child forked from
-it (it would hang), so that is refused with an error instead (the run only makes S3 requests from its main
-process, whose I/O threads do all reads and writes while the workers render).
+Only the run's main process makes S3 requests (its I/O threads read and write; the render workers do no I/O).
+Tokio's runtime does not survive a fork: a library caller that forks after S3 requests and uses S3 in the
+child gets an error instead of a hang.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from augment.storage import s3_limits
 from augment.storage.s3_bucket import Bucket, BucketError, http_client
 
 DEFAULT_MAX_ATTEMPTS = 5  # AWS_MAX_ATTEMPTS overrides
-_LOCK = threading.Lock()  # guards lazy creation; a fresh one in a forked child
-os.register_at_fork(after_in_child=lambda: globals().update(_LOCK=threading.Lock()))
+_LOCK = threading.Lock()  # guards lazy creation
 _OBSTORE_PID = [0]  # the process whose tokio runtime obstore started (0: none yet)
 _CODE = re.compile(r"<Code>([^<]{1,64})</Code>")
 _STATUS = re.compile(r"status code: (\d{3})")
@@ -83,26 +82,16 @@ def redact(url: str) -> str:
 
 
 class S3Client:
-    """S3 for a source or sink: the clients are made lazily, once per process and endpoint, and shared by
-    every S3Client of that process (a source and a sink on one store resolve credentials once) and its threads.
-
-    Sources and sinks are pickled to (or forked into) worker processes; clients must not cross a process
-    boundary, so only the endpoint is pickled and a forked child starts with no clients.
-    """
+    """S3 for a source or sink: the clients are made lazily, once per endpoint, and shared by every S3Client
+    (a source and a sink on one store resolve credentials once) and their threads."""
 
     def __init__(self, endpoint: str | None = None) -> None:
         self.endpoint = endpoint or None
-        self._mine: tuple[int, _Clients] | None = None  # (pid, the clients this S3Client uses there)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"endpoint": self.endpoint}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["endpoint"])
+        self._mine: _Clients | None = None  # the clients this S3Client uses
 
     def describe_endpoint(self) -> str:
         mine = self._mine
-        return redact((mine[1].endpoint if mine else configured_endpoint(self.endpoint)) or "AWS S3")
+        return redact((mine.endpoint if mine else configured_endpoint(self.endpoint)) or "AWS S3")
 
     # -- objects (obstore) --
 
@@ -191,11 +180,10 @@ class S3Client:
     # -- making the clients --
 
     def _clients(self) -> _Clients:
-        """This process's clients for this endpoint and AWS_* settings (made by the first caller, the others
-        wait for it)."""
+        """The clients for this endpoint and AWS_* settings (made by the first caller, the others wait for it)."""
         mine = self._mine
-        if mine is not None and mine[0] == os.getpid():
-            return mine[1]
+        if mine is not None:
+            return mine
         key = (self.endpoint, *sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
         _check_endpoint(configured_endpoint(self.endpoint))  # before credentials: the URL may hold some
         with _LOCK:
@@ -204,10 +192,12 @@ class S3Client:
                 session = _session()
                 custom = _check_endpoint(configured_endpoint(self.endpoint, session))
                 clients = _SHARED[key] = _Clients(session, custom)
-            self._mine = (os.getpid(), clients)
+            self._mine = clients
         return clients
 
     def _store(self, bucket: str) -> Any:
+        if _OBSTORE_PID[0] not in (0, os.getpid()):
+            raise S3Error("S3 used in a process forked after S3 requests were made (not supported by obstore)")
         return self._for(bucket, "stores", self._make_store)
 
     def _bucket(self, bucket: str) -> Bucket:
@@ -245,8 +235,6 @@ class S3Client:
         return Bucket(url, sign, http)
 
     def _make_store(self, clients: _Clients, bucket: str) -> Any:
-        if _OBSTORE_PID[0] not in (0, os.getpid()):
-            raise S3Error("S3 used in a process forked after S3 requests were made (not supported by obstore)")
         from obstore.store import S3Store
 
         custom = clients.endpoint
@@ -279,7 +267,7 @@ class S3Client:
         """``text`` with any secret blanked out (defence in depth: messages get logged), on one line."""
         secrets = {os.environ.get(n) for n in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")}
         mine = self._mine
-        for secret in secrets | set(mine[1].credentials.secrets() if mine else ()):
+        for secret in secrets | set(mine.credentials.secrets() if mine else ()):
             if secret and len(secret) >= 4:
                 text = text.replace(secret, "***")
         return " ".join(text.split())[:500]
@@ -356,7 +344,7 @@ def _region(session: Any) -> str | None:
 
 
 class _Clients:
-    """One process's clients for one endpoint: the botocore session, per bucket an obstore store and a
+    """The clients for one endpoint: the botocore session, per bucket an obstore store and a
     ``Bucket`` for listings, all fed by one credential provider."""
 
     def __init__(self, session: Any, endpoint: str | None) -> None:
@@ -367,8 +355,7 @@ class _Clients:
         self.stores: dict[str, Any] = {}  # bucket -> obstore S3Store
 
 
-_SHARED: dict[tuple, _Clients] = {}  # (endpoint, AWS_* variables) -> this process's clients
-os.register_at_fork(after_in_child=_SHARED.clear)
+_SHARED: dict[tuple, _Clients] = {}  # (endpoint, AWS_* variables) -> their clients
 
 
 class _Credentials:

@@ -31,7 +31,6 @@ _deadlines: dict[Any, tuple[float, float, int]] = {}  # connection in use -> (st
 _no_retry: set[int] = set()  # threads whose request was cut by a stop
 _lock = threading.Lock()
 _watchdog: threading.Thread | None = None
-os.register_at_fork(after_in_child=lambda: globals().update(_lock=threading.Lock(), _watchdog=None, _deadlines={}))
 
 
 def request_seconds() -> float:
@@ -109,7 +108,7 @@ def _tracked_classes(http_base: type | None = None, https_base: type | None = No
 def _start() -> None:
     global _watchdog
     with _lock:
-        if _watchdog is None or not _watchdog.is_alive():  # (a forked child has none running)
+        if _watchdog is None:
             _watchdog = threading.Thread(target=_watch, name="s3-deadlines", daemon=True)
             _watchdog.start()
 
@@ -144,8 +143,7 @@ class Stopped(RuntimeError):
     """An obstore request dropped because the run must stop."""
 
 
-_LOOP: list[Any] = []  # this process's event loop for cancellable obstore requests, in a daemon thread
-os.register_at_fork(after_in_child=_LOOP.clear)
+_LOOP: list[Any] = []  # the event loop for cancellable obstore requests, in a daemon thread
 
 
 def until_stopped(coroutine: Any) -> Any:

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from augment.demo import write_sample_set  # noqa: E402
+from augment.sinks import OutputEntry  # noqa: E402
 from augment.sinks.ingestion import DEFAULT_BATCH, DEFAULT_CONCURRENCY, IngestionSink, UploadSettings  # noqa: E402
 from augment.sinks.local import LocalSink  # noqa: E402
 from tests.support.ingestion_server import IngestionServer  # noqa: E402
@@ -35,8 +36,8 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "electronic-components-png"
 KEY = "bench-key-not-real"
 
 
-def stage(data: Path, files: int, folder: Path) -> list[tuple[str, str]]:
-    """Up to ``files`` images copied into ``folder`` (label/name); (name, manifest line) each."""
+def stage(data: Path, files: int, folder: Path) -> list[OutputEntry]:
+    """Up to ``files`` images copied into ``folder`` (label/name); the manifest entry of each."""
     import hashlib
 
     images = sorted(p for p in data.rglob("*.png"))[:files]
@@ -46,23 +47,22 @@ def stage(data: Path, files: int, folder: Path) -> list[tuple[str, str]]:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, folder / name)
         body = path.read_bytes()
-        line = {"output": name, "label": path.parent.name, "source": name, "variant": "orig", "seed": 42,
-                "ops": [], "sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)}  # fmt: skip
-        entries.append((name, json.dumps(line)))
+        sha = hashlib.sha256(body).hexdigest()
+        entries.append(OutputEntry(name, name, path.parent.name, "orig", 42, (), sha, len(body), sha))
     return entries
 
 
-def _send(entries: list[tuple[str, str]], folder: Path, url: str, batch: int, threads: int, seed: int) -> dict:
+def _send(entries: list[OutputEntry], folder: Path, url: str, batch: int, threads: int, seed: int) -> dict:
     """Upload every staged entry through a fresh IngestionSink; its summary."""
     settings = UploadSettings(url, KEY, "training", batch, threads, recipe="bench", seed=seed)
     (folder / "uploads.jsonl").unlink(missing_ok=True)
     sink = IngestionSink(settings, LocalSink(folder), log=lambda line: None)
-    for name, line in entries:
-        sink.commit(name, line)
+    for entry in entries:
+        sink.commit(entry)
     return sink.close()
 
 
-def upload_phase(entries: list[tuple[str, str]], folder: Path, latency: float, batch: int, threads: int) -> dict:
+def upload_phase(entries: list[OutputEntry], folder: Path, latency: float, batch: int, threads: int) -> dict:
     with IngestionServer(KEY, latency=latency) as server:
         start = time.perf_counter()
         summary = _send(entries, folder, server.url, batch, threads, seed=42)
@@ -71,7 +71,7 @@ def upload_phase(entries: list[tuple[str, str]], folder: Path, latency: float, b
         return {"seconds": seconds, "files_per_s": len(entries) / seconds, "requests": len(server.seen)}
 
 
-def client_cpu(entries: list[tuple[str, str]], folder: Path, latency: float, batch: int, threads: int) -> float:
+def client_cpu(entries: list[OutputEntry], folder: Path, latency: float, batch: int, threads: int) -> float:
     """Milliseconds of this process's CPU per file sent, with the service in another process (as on EI)."""
     code = (
         "import sys, time; sys.path.insert(0, sys.argv[1])\n"
@@ -117,7 +117,7 @@ def main() -> None:
             write_sample_set(data, per_class=max(1, opts.files // 3))
         staged = tmp_path / "staged"
         entries = stage(data, opts.files, staged)
-        print(f"{len(entries)} files ({sum(json.loads(line)['bytes'] for _, line in entries) / len(entries) / 1024:.1f}"
+        print(f"{len(entries)} files ({sum(e.size for e in entries) / len(entries) / 1024:.1f}"
               f" KiB each) from {data}; server latency {opts.latency * 1000:.0f} ms a request")  # fmt: skip
 
         serial = upload_phase(entries, staged, opts.latency, 1, 1)
@@ -142,7 +142,7 @@ def main() -> None:
 
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "EI_PROJECT_API_KEY": KEY}
         src = tmp_path / "src"
-        for name, _ in entries:
+        for name in (e.output for e in entries):
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(staged / name, src / name)
         common = ["--in-directory", str(src), "--copies", "4", "--seed", "42", "--workers", "0"]

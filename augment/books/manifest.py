@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from augment.plan.index import RunIndex
-from augment.sinks import Journal, Sink
+from augment.sinks import Journal, OutputEntry, Sink
 
 MANIFEST = "manifest.jsonl"
 _BATCH = 1000  # output names looked up at once while writing the final manifest
@@ -30,42 +30,56 @@ def fingerprint(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def output_line(
-    name: str,
-    source: str,
-    label: str,
-    variant: str,
-    seed: int,
-    ops: list[dict[str, Any]],
-    sha256: str,
-    size: int,
-    source_sha256: str,
-    boxes: list[dict[str, Any]] | None = None,
-    category: str | None = None,
-) -> str:
-    """The manifest line of one output: enough to replay it (source, seed, recorded ops) and check it."""
+def entry_line(entry: OutputEntry) -> str:
+    """The manifest line of ``entry`` (the only place one is written)."""
     line: dict[str, Any] = {
-        "output": name,
-        "source": source,
-        "label": label,
-        "variant": variant,
-        "seed": seed,
-        "ops": ops,
-        "sha256": sha256,
-        "bytes": size,
-        "source_sha256": source_sha256,
+        "output": entry.output,
+        "source": entry.source,
+        "label": entry.label,
+        "variant": entry.variant,
+        "seed": entry.seed,
+        "ops": list(entry.ops),
+        "sha256": entry.sha256,
+        "bytes": entry.size,
+        "source_sha256": entry.source_sha256,
     }
-    if boxes is not None:
-        line["boxes"] = boxes
-    if category is not None:
-        line["category"] = category
+    if entry.boxes is not None:
+        line["boxes"] = list(entry.boxes)
+    if entry.category is not None:
+        line["category"] = entry.category
     return json.dumps(line, sort_keys=True)
+
+
+def parse_entry(line: str) -> OutputEntry | None:
+    """The entry of a manifest output line (the only place one is read); None for the header, a line cut by a
+    hard kill or a damaged one. Fields an older version did not write get neutral values (``size`` -1: the
+    output is not taken as done)."""
+    value = json_object(line)
+    if value is None or not isinstance(value.get("output"), str):
+        return None
+    boxes, category = value.get("boxes"), value.get("category")
+    try:
+        return OutputEntry(
+            output=value["output"],
+            source=str(value.get("source", "")),
+            label=str(value.get("label", "")),
+            variant=str(value.get("variant", "")),
+            seed=int(value.get("seed", 0)),
+            ops=tuple(value.get("ops") or ()),
+            sha256=str(value.get("sha256", "")),
+            size=int(value.get("bytes", -1)),
+            source_sha256=str(value.get("source_sha256", "")),
+            boxes=None if boxes is None else tuple(boxes),
+            category=None if category is None else str(category),
+        )
+    except (TypeError, ValueError):
+        return None
 
 
 def read_entries(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
     """``(output, line)`` for every well-formed output line (a line cut by a hard kill is skipped)."""
     for line in lines:
-        entry = _json(line)
+        entry = json_object(line)
         if entry is not None and isinstance(entry.get("output"), str):
             yield entry["output"], line
 
@@ -85,7 +99,7 @@ class Manifest:
         first = next(lines, None)
         if first is None:
             return
-        old = _json(first)
+        old = json_object(first)
         if old is None or old.get("fingerprint") != header["fingerprint"]:
             raise ManifestMismatchError(
                 f"{sink.describe()} holds outputs of another recipe, seed or format (see its {name}); "
@@ -94,24 +108,14 @@ class Manifest:
         index.load_previous(read_entries(lines))
         self.resumed = True
 
-    def recorded(self, names: Iterable[str]) -> dict[str, tuple[int, str]]:
+    def recorded(self, names: Iterable[str]) -> dict[str, OutputEntry]:
         """Outputs an earlier run recorded (here, or in another manifest of these settings in the folder, so
-        a run never rewrites a file another run recorded): name -> (bytes, sha256)."""
+        a run never rewrites a file another run recorded); a damaged line's output is made again."""
         found = {}
         for name, line in self._earlier(list(names)).items():
-            entry = _json(line) or {}
-            try:
-                found[name] = (int(entry.get("bytes", -1)), str(entry.get("sha256", "")))
-            except (TypeError, ValueError):
-                continue  # a damaged line: the output is made again
+            if (entry := parse_entry(line)) is not None:
+                found[name] = entry
         return found
-
-    def source_sha256(self, names: Iterable[str]) -> str | None:
-        """The source bytes' sha256 an earlier run made these outputs from ("" if unknown); None if none
-        of them is recorded (here, or by another run of these settings whose outputs this run adopts)."""
-        for line in self._earlier(list(names)).values():
-            return str((_json(line) or {}).get("source_sha256", ""))
-        return None
 
     def _earlier(self, names: list[str]) -> dict[str, str]:
         """Earlier lines of ``names``: this manifest's, else another manifest's of these settings."""
@@ -124,22 +128,21 @@ class Manifest:
         self.sink.sync()  # outputs an earlier run left (and a rerun adopts) are durable before any record
         self.journal = self.sink.open_journal(self.name, None if self.resumed else self._header_line())
 
-    def record(self, written: list[tuple[str, str]], existing: list[str]) -> dict[str, str]:
-        """Book one result: ``(output, line)`` pairs written now (appended to the journal) and the names of
+    def record(self, written: list[OutputEntry], existing: list[str]) -> None:
+        """Book one result: the entries of outputs written now (appended to the journal) and the names of
         outputs an earlier run made (their lines are in the journal already, or appended when another
-        manifest recorded them); both kept in the index as this run's. Returns every booked output's line."""
+        manifest recorded them); both kept in the index as this run's."""
         assert self.journal is not None
         adopted = self.index.others(existing) if existing else {}  # recorded by another run: not in our journal
         for name in self.index.previous(adopted):
             del adopted[name]
-        if written or adopted:
-            self.journal.append([line for _, line in written] + list(adopted.values()))
+        lines = {entry.output: entry_line(entry) for entry in written}
+        if lines or adopted:
+            self.journal.append(list(lines.values()) + list(adopted.values()))
             self.adopted = self.adopted or bool(adopted)
-        lines = dict(written)
         if existing:
             lines.update(self._earlier(existing))
         self.index.add_lines(lines.items())
-        return lines
 
     def checkpoint(self) -> None:
         """Outputs written so far reach storage, then the lines that record them."""
@@ -196,7 +199,8 @@ class Manifest:
         return json.dumps(self.header, sort_keys=True)
 
 
-def _json(line: str) -> dict[str, Any] | None:
+def json_object(line: str) -> dict[str, Any] | None:
+    """``line`` as a JSON object, or None (not JSON, or not an object)."""
     try:
         value = json.loads(line)
     except json.JSONDecodeError:

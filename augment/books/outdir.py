@@ -9,7 +9,6 @@ in the folder belong to someone or something else: the run refuses to write besi
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import re
@@ -17,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from augment.books.manifest import MANIFEST, ManifestMismatchError, read_entries
+from augment.books.manifest import MANIFEST, ManifestMismatchError, json_object, parse_entry, read_entries
 from augment.config import RunConfig
 from augment.plan.index import RunIndex
 from augment.plan.labels import BOXES_FILE, labels_file_text
@@ -44,7 +43,7 @@ def check_manifests(
         first = next(lines, None) if lines is not None else None
         if lines is None or first is None:
             continue
-        header = _json_object(first)
+        header = json_object(first)
         same = header is not None and header.get("fingerprint") == fingerprint
         if name != own and not same and not (config.overwrite and _sibling(name, config.shard)):
             raise ManifestMismatchError(
@@ -60,14 +59,6 @@ def _sibling(name: str, shard: Shard) -> bool:
     """Whether manifest ``name`` is another shard's of this run's shard count."""
     match = re.search(r"manifest\.shard-\d+-of-(\d+)\.jsonl$", name)
     return shard.active and match is not None and int(match.group(1)) == shard.count
-
-
-def _json_object(line: str) -> dict | None:
-    try:
-        value = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def unrecorded_images(root: Path, known: Callable[[str], bool], skip: Path | None = None) -> Iterator[str]:
@@ -152,13 +143,10 @@ def write_box_labels(sink: Sink, lines: Iterable[str], shard: Shard, books: str 
     folders: dict[str, dict[str, list]] = {}
     for source in sources:
         for line in source:
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:  # another shard's manifest, cut by a hard kill
-                continue
-            if isinstance(entry, dict) and "boxes" in entry:
-                folder, filename = posixpath.split(entry["output"])
-                folders.setdefault(folder, {})[filename] = entry["boxes"]
+            entry = parse_entry(line)  # None for a line of another shard's manifest cut by a hard kill
+            if entry is not None and entry.boxes is not None:
+                folder, filename = posixpath.split(entry.output)
+                folders.setdefault(folder, {})[filename] = list(entry.boxes)
     with ThreadPoolExecutor(min(16, len(folders) or 1), thread_name_prefix="labels") as pool:  # at 50 ms a file
         list(
             pool.map(

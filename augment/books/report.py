@@ -6,22 +6,31 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from augment import __version__
 from augment.plan.samples import printable
+from augment.sinks import OutputEntry
 
 REPORT = "report.json"
 LISTED = 1000  # errors and warnings listed in the report (beyond: counted; every one is logged)
 Log = Callable[[str], None]
 
 
+class Status(Enum):
+    """What became of a planned output in this run."""
+
+    WRITTEN = "written"  # rendered and written now
+    EXISTING = "existing"  # an earlier run's, recorded and still there: kept
+    DROPPED = "dropped"  # not written: every box was cut off (detection datasets without --keep-boxless)
+
+
 @dataclass(frozen=True)
 class OutputRecord:
     name: str
-    variant: str
-    status: str  # written | existing
-    line: str  # the manifest JSON line
+    status: Status
+    entry: OutputEntry | None = None  # what the manifest records of it (None when DROPPED)
 
 
 @dataclass
@@ -74,9 +83,9 @@ class Progress:
                 self.errors.append((result.key, result.error))
             self.log(f"ERROR {printable(result.key)}: {result.error} (skipped)")
         for record in result.records:
-            if record.status == "written":
+            if record.status is Status.WRITTEN:
                 counts.written += 1
-            elif record.status == "dropped":
+            elif record.status is Status.DROPPED:
                 counts.dropped += 1
             else:
                 counts.existing += 1

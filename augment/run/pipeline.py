@@ -2,16 +2,19 @@
 
 Tasks arrive in plan order, grouped in chunks. Each chunk is driven by a thread of this process: it checks
 which outputs are already done and reads the sources (on the I/O threads, ``io_threads()`` requests at
-once), hands each sample to the render pool, and writes its outputs as the worker sends them (on the I/O
-threads again, at most ``_OUTPUT_BYTES`` at once), so memory grows neither with the dataset nor with the
-copies. At most ``window`` chunks are under way, and results come back in plan order. Stores far away cost
-latency, not throughput: while one chunk waits on the network others render.
+once; with --since, a source whose bytes changed since its recorded outputs were made has them all made
+again, decided right after the read), hands each sample to the render pool (its bytes and the outputs to
+make), and writes its outputs as the worker sends them (on the I/O threads again, at most ``_OUTPUT_BYTES``
+at once), so memory grows neither with the dataset nor with the copies. At most ``window`` chunks are under
+way, and results come back in plan order. Stores far away cost latency, not throughput: while one chunk
+waits on the network others render.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -19,13 +22,12 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from augment.books.done import Recorded, is_done
-from augment.books.manifest import output_line
-from augment.books.report import OutputRecord, TaskResult
+from augment.books.report import OutputRecord, Status, TaskResult
 from augment.plan.tasks import Task
 from augment.run.concurrency import io_threads
 from augment.run.pool import Part as RenderPart
-from augment.run.pool import RenderJob, RenderPool, RenderSettings
-from augment.sinks import Sink
+from augment.run.pool import RenderJob, RenderOptions, RenderPool
+from augment.sinks import OutputEntry, Sink
 from augment.sources import Source
 
 _CHUNK = 8  # samples a driver reads together and hands back in plan order
@@ -41,17 +43,19 @@ class Chunk:
 
     tasks: list[Task]
     recorded: Recorded
-    made_from: dict[str, str] | None = None  # --since: sample key -> sha256 its recorded outputs came from
 
 
 @dataclass(frozen=True)
-class Settings:
+class StreamOptions:
+    """What the streaming part of a run needs: fixed for the run."""
+
     source: Source
     sink: Sink
-    render: RenderSettings
+    render: RenderOptions
     overwrite: bool
     keep_boxless: bool = False  # keep a copy whose boxes were all cut off (as a background image)
     verify: bool = False  # --verify-outputs: a recorded output must also have its recorded sha256
+    since: bool = False  # --since: a source whose bytes changed since its recorded outputs were made redoes them
 
 
 def chunked(tasks: Iterable[Task]) -> Iterator[list[Task]]:
@@ -70,7 +74,7 @@ def chunked(tasks: Iterable[Task]) -> Iterator[list[Task]]:
 
 def execute(
     chunks: Iterable[Chunk],
-    settings: Settings,
+    options: StreamOptions,
     workers: int,
     late: list[TaskResult],
     stopping: Callable[[], bool] = lambda: False,
@@ -83,10 +87,10 @@ def execute(
     threads = io_threads()
     window_size = workers + max(2, threads // _CHUNK)
     stop = threading.Event()
-    renderers = RenderPool(settings.render, workers, stopping)  # workers are forked now, before other threads
+    renderers = RenderPool(options.render, workers, stopping)  # workers are forked now, before other threads
     io = ThreadPoolExecutor(threads, thread_name_prefix="io")
     drivers = ThreadPoolExecutor(window_size, thread_name_prefix="chunk")
-    driver = _Driver(settings, io, renderers, stop)
+    driver = _Driver(options, io, renderers, stop)
     window: deque[tuple[Future[list[TaskResult] | None], int]] = deque()  # (driver, source bytes)
     handed = 0  # results of window[0] already handed out
     held = 0  # source bytes of the chunks in the window
@@ -133,9 +137,11 @@ class _Staged:
 
     task: Task
     result: TaskResult
-    todo: tuple
+    kept: list[OutputRecord]  # earlier runs' outputs it keeps if its render fails
+    todo: tuple = ()
     data: bytes | None = None  # the source's bytes, until they are handed to a worker
-    rendering: bool = False  # read, so it goes to a worker (a read error is its result instead)
+    source_sha256: str = ""
+    rendering: bool = False  # read, with outputs to make: it goes to a worker
     writes: list[tuple[str, Future[None]]] = field(default_factory=list)  # this run's outputs being written
 
 
@@ -160,9 +166,9 @@ class _Budget:
 
 class _Driver:
     def __init__(
-        self, settings: Settings, io: ThreadPoolExecutor, renderers: RenderPool, stop: threading.Event
+        self, options: StreamOptions, io: ThreadPoolExecutor, renderers: RenderPool, stop: threading.Event
     ) -> None:
-        self.settings, self.io, self.renderers, self.stop = settings, io, renderers, stop
+        self.options, self.io, self.renderers, self.stop = options, io, renderers, stop
         self.submitted = 0  # chunks handed to drivers so far
         self.turn = 0  # the chunk whose render is submitted next: renders start in plan order
         self.turns = threading.Condition()
@@ -173,17 +179,13 @@ class _Driver:
         whose render was cancelled by a stop are left out: their outputs are removed)."""
         if self.stop.is_set():
             return None
-        made_from = chunk.made_from or {}
-        staged = list(self.io.map(lambda t: self._stage(t, chunk.recorded, made_from), chunk.tasks))
+        staged = list(self.io.map(lambda t: self._stage(t, chunk.recorded), chunk.tasks))
         with self.turns:  # wait for the chunks before this one to hand over their renders
             self.turns.wait_for(lambda: self.turn == turn or self.stop.is_set())
             if self.stop.is_set():
                 return None
             renders = {
-                id(s): self.renderers.submit(
-                    RenderJob(s.task.sample, s.data, s.todo, s.task.outputs, made_from.get(s.task.sample.key)),
-                    functools.partial(self._take, s),
-                )
+                id(s): self.renderers.submit(RenderJob(s.task.sample, s.data, s.todo), functools.partial(self._take, s))
                 for s in staged
                 if s.rendering
             }
@@ -207,58 +209,61 @@ class _Driver:
             done.append(s.result)
         return done
 
-    def _stage(self, task: Task, recorded: Recorded, made_from: dict[str, str]) -> _Staged:
-        """(I/O thread) Which outputs are done; the source's bytes if anything is to be made or checked."""
-        sample, settings = task.sample, self.settings
-        result = TaskResult(sample.key, sample.label)
-        todo = []
+    def _stage(self, task: Task, recorded: Recorded) -> _Staged:
+        """(I/O thread) Which outputs are done; the source's bytes if anything is to be made, or (--since) if
+        earlier runs recorded some of its outputs: made from other bytes than these, they are all made again."""
+        sample, options = task.sample, self.options
+        kept, todo = [], []
         for planned in task.outputs:
-            if not settings.overwrite and is_done(planned, recorded, settings.sink, settings.verify):
-                result.records.append(OutputRecord(planned.name, planned.variant, "existing", ""))
+            if not options.overwrite and is_done(planned, recorded, options.sink, options.verify):
+                kept.append(OutputRecord(planned.name, Status.EXISTING, recorded[planned.name]))
             else:
                 todo.append(planned)
-        staged = _Staged(task, result, tuple(todo))
-        if not todo and sample.key not in made_from:
+        staged = _Staged(task, TaskResult(sample.key, sample.label, list(kept)), kept, tuple(todo))
+        made_from = {recorded[o.name].source_sha256 for o in task.outputs if o.name in recorded}
+        if not todo and not (options.since and made_from):
             return staged
         try:
-            staged.data = settings.source.read(sample)
-            staged.rendering = True
+            data = options.source.read(sample)
         except OSError as e:  # gone or unreadable since listing; a whole-source failure raises SourceError
-            result.error = f"cannot read: {e.strerror or e}"
+            staged.result.error = f"cannot read: {e.strerror or e}"
+            return staged
+        staged.data, staged.source_sha256 = data, hashlib.sha256(data).hexdigest()
+        if options.since and made_from - {staged.source_sha256}:  # the source changed: nothing recorded is kept
+            staged.todo, staged.result.records = task.outputs, []
+        staged.rendering = bool(staged.todo)
         return staged
 
     def _take(self, staged: _Staged, part: RenderPart) -> None:
         """(a lane thread) Book a part of a render and start writing its outputs, within the byte budget."""
-        result, sample, settings = staged.result, staged.task.sample, self.settings
+        result, sample, options = staged.result, staged.task.sample, self.options
         for out in part.outputs:
             planned = out.output
-            if out.boxes == [] and sample.boxes and not settings.keep_boxless:
-                result.records.append(OutputRecord(planned.name, planned.variant, "dropped", ""))
+            if out.boxes == [] and sample.boxes and not options.keep_boxless:
+                result.records.append(OutputRecord(planned.name, Status.DROPPED))
                 continue
             size = len(out.data)
             self.budget.take(size)
-            write = self.io.submit(settings.sink.write, planned.name, out.data)
+            write = self.io.submit(options.sink.write, planned.name, out.data)
             write.add_done_callback(lambda _, n=size: self.budget.give(n))
             staged.writes.append((planned.name, write))
-            line = output_line(
-                planned.name,
-                sample.key,
-                sample.label,
-                planned.variant,
-                settings.render.seed,
-                out.ops,
-                out.sha256,
-                size,
-                part.source_sha256,
-                None if out.boxes is None else [b.to_json() for b in out.boxes],
-                planned.category,
+            entry = OutputEntry(
+                output=planned.name,
+                source=sample.key,
+                label=sample.label,
+                variant=planned.variant,
+                seed=options.render.seed,
+                ops=tuple(out.ops),
+                sha256=out.sha256,
+                size=size,
+                source_sha256=staged.source_sha256,
+                boxes=None if out.boxes is None else tuple(b.to_json() for b in out.boxes),
+                category=planned.category,
             )
-            result.records.append(OutputRecord(planned.name, planned.variant, "written", line))
+            result.records.append(OutputRecord(planned.name, Status.WRITTEN, entry))
         if part.done:
             result.warnings += part.warnings
             result.error = part.error
-            if part.redo_all and part.error is None:  # --since: the source changed; nothing recorded is kept
-                result.records = [r for r in result.records if r.status != "existing"]
 
     def _discard(self, staged: _Staged) -> None:
         """A sample that failed (or was cancelled) after some of its outputs were written: remove them, so an
@@ -266,6 +271,6 @@ class _Driver:
         for name, write in staged.writes:
             with contextlib.suppress(Exception):
                 write.result()
-            self.settings.sink.delete(name)
+            self.options.sink.delete(name)
         staged.writes = []
-        staged.result.records = [r for r in staged.result.records if r.status == "existing"]
+        staged.result.records = list(staged.kept)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import hashlib
 import io
 import multiprocessing
 import os
@@ -45,7 +44,7 @@ _OOM_SCORE_ADJ = 500  # added to a worker's: the kernel kills a worker, not the 
 
 
 @dataclass(frozen=True)
-class RenderSettings:
+class RenderOptions:
     """What a worker needs besides the bytes: fixed for the run."""
 
     seed: int
@@ -55,21 +54,17 @@ class RenderSettings:
 
 @dataclass(frozen=True)
 class RenderJob:
-    """One sample to render: its bytes, the outputs still to make, and (--since) what to compare."""
+    """One sample to render: its bytes and the outputs to make of them."""
 
     sample: Sample
     data: bytes
     todo: tuple[PlannedOutput, ...]
-    everything: tuple[PlannedOutput, ...]  # all its planned outputs: made again if the source changed
-    made_from: str | None = None  # --since: sha256 of the bytes its recorded outputs were made from
 
 
 @dataclass
 class Part:
     """Some outputs of a sample, in order; the last part (``done``) says how the sample ended."""
 
-    source_sha256: str
-    redo_all: bool  # --since: the source's bytes changed, so every output is made again
     outputs: list[Rendered] = field(default_factory=list)
     done: bool = False
     error: str | None = None  # set on the last part: the outputs sent before it are not to be kept
@@ -79,32 +74,28 @@ class Part:
 Receiver = Callable[[Part], None]  # takes each part of a sample as it arrives (in a lane thread)
 
 
-def stream(settings: RenderSettings, job: RenderJob) -> Iterator[Part]:
+def stream(options: RenderOptions, job: RenderJob) -> Iterator[Part]:
     """Render ``job``'s outputs, in parts; a bad input becomes the last part's ``error`` (never an exception)."""
-    sha = hashlib.sha256(job.data).hexdigest()
-    todo, redo = job.todo, False
-    if job.made_from is not None and job.made_from != sha:
-        todo, redo = job.everything, True
-    sample, warnings = job.sample, []
+    sample, todo, warnings = job.sample, job.todo, []
     batch, size = [], 0
     error = None
     try:
         if todo and (mismatch := name_mismatch(job.data, sample.key, {o.image_format for o in todo})):
             raise DecodeError(mismatch)
         if todo:
-            outputs = iter_render(sample.key, job.data, todo, settings.seed, settings.encode, sample.boxes,
-                                  settings.min_box_visibility, warnings)  # fmt: skip
+            outputs = iter_render(sample.key, job.data, todo, options.seed, options.encode, sample.boxes,
+                                  options.min_box_visibility, warnings)  # fmt: skip
             for rendered in outputs:
                 batch.append(rendered)
                 size += len(rendered.data)
                 if size >= _PART_BYTES:
-                    yield Part(sha, redo, batch)
+                    yield Part(batch)
                     batch, size = [], 0
     except DecodeError as e:
         error = str(e)
     except (OSError, ValueError, TypeError, ArithmeticError, MemoryError) as e:  # e.g. an encoder refusing a mode
         error = f"augmentation failed: {type(e).__name__}: {e}"
-    yield Part(sha, redo, [] if error else batch, True, error, warnings)
+    yield Part([] if error else batch, True, error, warnings)
 
 
 class RenderPool:
@@ -112,8 +103,8 @@ class RenderPool:
     worker and one image, not the run), each fed one sample at a time, in the order submitted. Images over
     ``huge_pixels`` are rendered one at a time across workers."""
 
-    def __init__(self, settings: RenderSettings, workers: int, stopping: Callable[[], bool] = lambda: False) -> None:
-        self.settings, self.stopping = settings, stopping
+    def __init__(self, options: RenderOptions, workers: int, stopping: Callable[[], bool] = lambda: False) -> None:
+        self.options, self.stopping = options, stopping
         self._queue: deque[tuple[RenderJob, Receiver, Future[None]]] = deque()
         self._ready = threading.Condition()
         self._closing = False
@@ -122,7 +113,7 @@ class RenderPool:
         # first: a child that inherits OpenCV's thread pool with its threads gone deadlocks in its first OpenCV
         # call (reproduced: a library caller or a test that used OpenCV before the run).
         pixels.configure_threads()
-        lanes = [_Lane(self, _Worker(settings)) for _ in range(max(1, workers))]
+        lanes = [_Lane(self, _Worker(options)) for _ in range(max(1, workers))]
         self._threads = [threading.Thread(target=lane.run, name=f"lane-{i}", daemon=True) for i, lane in
                          enumerate(lanes)]  # fmt: skip
         for thread in self._threads:
@@ -181,7 +172,7 @@ class _Lane:
     def _render(self, job: RenderJob, receiver: Receiver) -> None:
         if not self.worker.process.is_alive():  # it died idle: not this sample's doing
             self.worker.stop()
-            self.worker = _Worker(self.pool.settings)
+            self.worker = _Worker(self.pool.options)
         parts = self.worker.render(job)
         failure: BaseException | None = None
         try:
@@ -196,9 +187,9 @@ class _Lane:
                 time.sleep(_SIGNAL_GRACE)
             if self.pool.stopping():  # killed along with this process: not the sample's failure
                 raise CancelledError from None
-            self.worker = _Worker(self.pool.settings)  # a fresh one for the next sample
+            self.worker = _Worker(self.pool.options)  # a fresh one for the next sample
             if failure is None:
-                receiver(Part("", False, [], True, f"{e}; the sample was not augmented"))
+                receiver(Part([], True, f"{e}; the sample was not augmented"))
         if failure is not None:
             raise failure
 
@@ -214,10 +205,10 @@ class WorkerDied(Exception):
 class _Worker:
     """One worker process and the main process's end of its pipe."""
 
-    def __init__(self, settings: RenderSettings) -> None:
+    def __init__(self, options: RenderOptions) -> None:
         ours, theirs = multiprocessing.Pipe()
         self.process = multiprocessing.get_context().Process(
-            target=_serve, args=(theirs, settings, os.getpid()), name="render", daemon=True
+            target=_serve, args=(theirs, options, os.getpid()), name="render", daemon=True
         )
         self.process.start()
         theirs.close()  # so that the worker's death is an end-of-file here
@@ -260,7 +251,7 @@ class _Worker:
         self.conn.close()
 
 
-def _serve(conn: Connection, settings: RenderSettings, parent: int) -> None:
+def _serve(conn: Connection, options: RenderOptions, parent: int) -> None:
     """A worker's loop: a job in, its parts out, until None or the main process goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides how to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -274,7 +265,7 @@ def _serve(conn: Connection, settings: RenderSettings, parent: int) -> None:
             return
         if job is None:
             return
-        for part in stream(settings, job):
+        for part in stream(options, job):
             conn.send(part)
 
 

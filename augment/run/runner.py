@@ -27,7 +27,7 @@ from augment.books.outdir import (
     suffixed,
     write_box_labels,
 )
-from augment.books.report import REPORT, Log, Progress, TaskResult
+from augment.books.report import REPORT, Log, Progress, Status, TaskResult
 from augment.books.review import dry_run, write_preview
 from augment.config import RunConfig
 from augment.plan.holdout import notes as holdout_notes
@@ -42,8 +42,8 @@ from augment.render.codec import IMAGE_EXTENSIONS
 from augment.render.engine import KERNELS
 from augment.render.recipe import MAX_COPIES
 from augment.run.backends import sink_for, source_for
-from augment.run.pipeline import Chunk, Settings, chunked, execute
-from augment.run.pool import RenderSettings
+from augment.run.pipeline import Chunk, StreamOptions, chunked, execute
+from augment.run.pool import RenderOptions
 from augment.signals import EXIT_CODES, Interrupted, Signals
 from augment.sinks import Sink, SinkError
 from augment.sources import Listing, Source, SourceError
@@ -211,18 +211,21 @@ def _augment(config: RunConfig, plan: _Plan, source: Source, sink: Sink, log: Lo
     )
     manifest = plan.manifest
     progress = Progress(counts.tasks, log)
-    settings = Settings(
+    options = StreamOptions(
         source,
         sink,
-        RenderSettings(config.seed, config.encode, config.min_box_visibility),
+        RenderOptions(config.seed, config.encode, config.min_box_visibility),
         config.overwrite,
         keep_boxless=config.keep_boxless,
         verify=config.verify_outputs,
+        since=config.since is not None,
     )
-    chunks = (_chunk(plan, tasks) for tasks in chunked(plan.tasks))
+    chunks = (
+        Chunk(tasks, manifest.recorded(o.name for t in tasks for o in t.outputs)) for tasks in chunked(plan.tasks)
+    )
     late: list[TaskResult] = []  # finished after an interruption: recorded too
     with signals.deferred():  # a signal is acted on between two results, then the uploads stop
-        results = execute(chunks, settings, config.workers, late, signals.received)
+        results = execute(chunks, options, config.workers, late, signals.received)
         try:
             saved_at = time.monotonic()
             try:
@@ -257,7 +260,7 @@ def _remove_unrecorded(results: list[TaskResult], sink: Sink) -> int:
     """Delete the outputs these results wrote (a run that stops on an error records none of them), so the
     folder holds no file its manifest does not record; how many."""
     removed = 0
-    for record in (r for result in results for r in result.records if r.status == "written"):
+    for record in (r for result in results for r in result.records if r.status is Status.WRITTEN):
         with contextlib.suppress(SinkError):
             sink.delete(record.name)
             removed += 1
@@ -269,27 +272,13 @@ def index_failure(error: sqlite3.Error) -> str:
     return f"the run's temp index in {tempfile.gettempdir()} failed ({error}); free space there or set TMPDIR"
 
 
-def _chunk(plan: _Plan, tasks: list[Task]) -> Chunk:
-    """A chunk with what earlier runs recorded for its outputs (looked up in the index)."""
-    names = [o.name for t in tasks for o in t.outputs]
-    recorded = plan.manifest.recorded(names)
-    made_from = None
-    if plan.config.since is not None:  # which bytes recorded outputs were made from: a changed source is redone
-        made_from = {}
-        for task in tasks:
-            sha = plan.manifest.source_sha256(o.name for o in task.outputs)
-            if sha is not None:
-                made_from[task.sample.key] = sha
-    return Chunk(tasks, recorded, made_from)
-
-
 def _book(result: TaskResult, manifest: Manifest, progress: Progress, sink: Sink) -> None:
-    written = [(r.name, r.line) for r in result.records if r.status == "written"]
-    existing = [r.name for r in result.records if r.status == "existing"]
-    lines = manifest.record(written, existing)
+    """One result into the manifest journal and the progress counts; its outputs committed to the sink."""
+    written = [r.entry for r in result.records if r.status is Status.WRITTEN and r.entry is not None]
+    manifest.record(written, [r.name for r in result.records if r.status is Status.EXISTING])
     for record in result.records:
-        if record.status != "dropped":
-            sink.commit(record.name, lines[record.name])
+        if record.entry is not None:
+            sink.commit(record.entry)
     progress.update(result)
 
 

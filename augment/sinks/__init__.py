@@ -2,13 +2,32 @@
 
 ``Sink`` declares the whole interface a run uses. The hooks that only some destinations need (a folder
 lock, temp-file clean-up, flushing to disk, acting on booked outputs, a summary at the end) are no-ops here.
+``OutputEntry`` is what the run books of an output (its manifest line, ``augment.manifest``) and commits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+
+@dataclass(frozen=True)
+class OutputEntry:
+    """One output as the manifest records it: enough to replay it (source, seed, recorded ops) and check it."""
+
+    output: str  # its name in the destination
+    source: str  # the sample's key
+    label: str
+    variant: str
+    seed: int
+    ops: tuple[dict[str, Any], ...]
+    sha256: str
+    size: int  # bytes
+    source_sha256: str  # of the source bytes it was made from ("" if unknown)
+    boxes: tuple[dict[str, Any], ...] | None = None  # detection datasets: the boxes it kept
+    category: str | None = None  # with a hold-out: training | testing
 
 
 class SinkError(RuntimeError):
@@ -112,8 +131,8 @@ class Sink:
     def sync(self) -> None:
         """Every output written so far is durable (before the manifest records it)."""
 
-    def commit(self, name: str, line: str) -> None:
-        """An output is written and booked (manifest ``line``): act on it (the EI upload)."""
+    def commit(self, entry: OutputEntry) -> None:
+        """An output is written and booked: act on it (the EI upload)."""
 
     def close(self, interrupted: bool = False, stopping: Callable[[], bool] | None = None) -> dict[str, Any] | None:
         """Finish background work (stop early when ``interrupted``, or as soon as ``stopping()`` turns true);

@@ -2,7 +2,7 @@
 
 How it fits the runner: outputs are written into a local staging folder (``--out-directory``, the same
 files a local run writes), so ``exists``/``write``/``read_text``/``write_text`` are the local sink's. The
-run then *commits* each booked output (name + manifest line) to an uploader that sends it
+run then *commits* each booked output (its ``OutputEntry``) to an uploader that sends it
 (``POST {url}/api/{category}/files``, the file a multipart part named ``data``) from a pool of threads.
 By default one file a request, 20 at once, as EI's CLI uploader does (edge-impulse-cli cli/uploader.ts,
 cli-common/make-image.ts): any answer then names its one file. ``--batch-size N`` (opt-in, up to EI's
@@ -28,12 +28,11 @@ errors.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from augment.plan.selection import Shard
-from augment.sinks import Journal, Sink, SinkError
+from augment.sinks import Journal, OutputEntry, Sink, SinkError
 from augment.sinks.ingestion_api import (
     CATEGORIES,
     DEFAULT_BATCH,
@@ -125,9 +124,9 @@ class IngestionSink(Sink):
     def write_text(self, name: str, text: str) -> None:
         self.staging.write_text(name, text)
 
-    def commit(self, name: str, line: str) -> None:
-        """Main process: ``name`` is rendered (manifest ``line``); upload it unless it already landed."""
-        self._get().add(name, json.loads(line))
+    def commit(self, entry: OutputEntry) -> None:
+        """``entry.output`` is rendered and booked; upload it unless it already landed."""
+        self._get().add(entry)
 
     def close(self, interrupted: bool = False, stopping: Callable[[], bool] | None = None) -> dict[str, Any]:
         """Send what is pending (unless interrupted) and wait; the upload summary for the report.

@@ -18,7 +18,7 @@ from typing import Any
 
 from augment import __version__
 from augment.signals import stop_requested
-from augment.sinks import SinkError
+from augment.sinks import OutputEntry, SinkError
 from augment.sinks.http import OutOfTime, Session, Stopped
 from augment.sinks.ingestion_answers import FAILED, LANDED, UNCONFIRMED, answer_results, parse_json
 from augment.sinks.ingestion_api import DUPLICATE, MAX_REQUEST_BYTES, UPLOADS, UploadSettings, encode_label
@@ -30,7 +30,7 @@ from augment.storage.diskmap import DiskMap
 @dataclass
 class _Item:
     name: str
-    entry: dict[str, Any]  # the manifest line
+    entry: OutputEntry
 
 
 class Uploader:
@@ -55,15 +55,16 @@ class Uploader:
         self.logged_at = self.start
         self.ledger = None
 
-    def add(self, name: str, entry: dict[str, Any]) -> None:
+    def add(self, entry: OutputEntry) -> None:
         self._check()
-        if self.done.get(name) == entry.get("sha256"):
+        name = entry.output
+        if self.done.get(name) == entry.sha256:
             self.counts["previously_uploaded"] += 1
             return
-        category = entry.get("category") or self.settings.category
-        group = (category, str(entry.get("label", "")))
+        category = entry.category or self.settings.category
+        group = (category, entry.label)
         self.pending.setdefault(group, []).append(_Item(name, entry))
-        self.pending_bytes[group] += int(entry.get("bytes", 0))
+        self.pending_bytes[group] += max(0, entry.size)
         if len(self.pending[group]) >= self.settings.batch_size or self.pending_bytes[group] >= MAX_REQUEST_BYTES:
             self._submit(group)
 
@@ -207,8 +208,8 @@ class Uploader:
             except OSError as e:
                 return [(i, FAILED, f"cannot read the staged file: {e.strerror}", None) for i in items]
             parts.append(("data", (filename, data, content_type(filename))))
-            if "boxes" in item.entry:
-                boxes[filename] = item.entry["boxes"]
+            if item.entry.boxes is not None:
+                boxes[filename] = list(item.entry.boxes)
         if boxes:  # EI's CLI sends annotations as one more `data` part of the same request
             body = {"version": 1, "type": "bounding-box-labels", "boundingBoxes": boxes}
             parts.append(("data", ("bounding_boxes.labels", json.dumps(body).encode(), "application/json")))
@@ -299,10 +300,10 @@ class Uploader:
                 "generated_by": "edge-augment",
                 "block_version": __version__,
                 "recipe": self.settings.recipe,
-                "seed": str(item.entry.get("seed", self.settings.seed)),
-                "source": str(item.entry.get("source", "")),
-                "variant": str(item.entry.get("variant", "")),
-                "ops": json.dumps(item.entry.get("ops", []), sort_keys=True, separators=(",", ":")),
+                "seed": str(item.entry.seed),
+                "source": item.entry.source,
+                "variant": item.entry.variant,
+                "ops": json.dumps(list(item.entry.ops), sort_keys=True, separators=(",", ":")),
             }
             for item in items
         ]
@@ -316,7 +317,7 @@ class Uploader:
             for item, status, error, sample_id in rows:
                 key = {LANDED: "landed", "duplicate": "duplicates", FAILED: "failed", UNCONFIRMED: "failed"}[status]
                 self.counts[key] += 1
-                line = {"output": item.name, "sha256": item.entry.get("sha256"), "category": category, "status": status}
+                line = {"output": item.name, "sha256": item.entry.sha256, "category": category, "status": status}
                 if sample_id is not None:
                     line["sample_id"] = sample_id
                 if error:

@@ -1,5 +1,6 @@
-"""Worker processes: they exit when the main process is SIGKILLed (real processes, a real signal), and huge
-images are rendered one at a time across them."""
+"""Worker processes in a whole run: they exit when the main process is SIGKILLed (real processes, a real
+signal), a killed one fails only its image, and they start after a caller used OpenCV's threads. (How the
+pool renders, huge images one at a time included: tests/test_pool.py.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from augment.render.presets import DEFAULT_PRESET, PRESETS
 from tests.conftest import gradient
 from tests.support.blockrun import ROOT, ei_env
 
@@ -62,25 +62,6 @@ def test_workers_exit_when_the_main_process_is_killed(tmp_path):
     finally:
         for pid in filter(alive, workers):  # a failed test leaves no orphans behind
             os.kill(pid, signal.SIGKILL)
-
-
-def test_huge_images_render_one_at_a_time_with_the_same_bytes(tmp_path):
-    """With every image counted as huge (EDGE_AUGMENT_HUGE_PIXELS=100), two workers share the lock and
-    still produce exactly what one worker does."""
-    from tests.support.blockrun import run_block
-
-    folder = tmp_path / "in" / "a"
-    folder.mkdir(parents=True)
-    for i in range(6):
-        gradient("RGB", (40, 30), seed=i).save(folder / f"{i}.png")
-    trees = []
-    for workers in ("1", "2"):
-        out = tmp_path / f"out{workers}"
-        args = ["--in-directory", str(tmp_path / "in"), "--out-directory", str(out), "--workers", workers]
-        result = run_block(args, workdir=tmp_path, env=ei_env({"EDGE_AUGMENT_HUGE_PIXELS": "100"}))
-        assert result.returncode == 0, result.output
-        trees.append({p.relative_to(out): p.read_bytes() for p in out.rglob("*.png")})
-    assert trees[0] == trees[1] and len(trees[0]) == 6 * (1 + PRESETS[DEFAULT_PRESET]["copies"])
 
 
 def rss_mib(pid: int) -> int:

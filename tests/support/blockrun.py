@@ -50,8 +50,10 @@ class Completed:
         return self.stdout + self.stderr
 
 
-def ei_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """An environment like EI's: only PATH/HOME/LANG plus the EI_* variables (dummy values)."""
+def ei_env(extra: dict[str, str] | None = None, last_run: str | None = None) -> dict[str, str]:
+    """An environment like EI's: only PATH/HOME/LANG plus the EI_* variables (dummy values). EI also sets
+    EI_LAST_SUCCESSFUL_RUN, which makes the run a --since run: only with ``last_run``, so a test that wants
+    that says so and every other test runs the plain path."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/tmp"),
@@ -59,9 +61,10 @@ def ei_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "EI_API_ENDPOINT": "https://studio.example.invalid/v1",
         "EI_API_KEY": "ei_test_org_key_not_real",
         "EI_INGESTION_HOST": "example.invalid",
-        "EI_LAST_SUCCESSFUL_RUN": "1970-01-01T00:00:00.000Z",
         "EI_ORGANIZATION_ID": "1",
     }
+    if last_run is not None:
+        env["EI_LAST_SUCCESSFUL_RUN"] = last_run
     env.update(extra or {})
     return env
 

@@ -1,0 +1,137 @@
+"""augment.pool: the render workers. ``stream`` turns bytes into parts (a bad input is the last part's error,
+never an exception); the pool renders in real worker processes, in the order submitted, and huge images one
+at a time across workers."""
+
+from __future__ import annotations
+
+import io
+import threading
+from concurrent.futures import Future
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from augment.plan.samples import Sample
+from augment.plan.tasks import PlannedOutput
+from augment.render.codec import EncodeOptions
+from augment.render.recipe import Step
+from augment.run.pool import _PART_BYTES, Part, RenderJob, RenderOptions, RenderPool, is_huge, stream
+from tests.conftest import gradient
+
+OPTIONS = RenderOptions(seed=7, encode=EncodeOptions())
+
+
+def png(size: tuple[int, int], seed: int = 0, noise: bool = False) -> bytes:
+    image = gradient("RGB", size, seed)
+    if noise:  # incompressible: the encoded output is about as large as its pixels
+        image = Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def job(key: str, data: bytes, copies: int = 0) -> RenderJob:
+    """The original and ``copies`` flipped copies of ``data`` (as PNG)."""
+    flip = (Step("hflip", {}),)
+    todo = [PlannedOutput(f"{key}.orig.png", "orig", -1, None, "PNG")]
+    todo += [PlannedOutput(f"{key}.aug{i}.png", f"aug{i}", i, flip, "PNG") for i in range(copies)]
+    return RenderJob(Sample(key, "a", len(data)), data, tuple(todo))
+
+
+def test_stream_sends_outputs_in_order_in_bounded_parts_and_ends_with_a_done_part():
+    parts = list(stream(OPTIONS, job("a/big.png", png((700, 600), noise=True), copies=3)))
+    assert [p.done for p in parts] == [False] * (len(parts) - 1) + [True]
+    assert len(parts) > 1 and parts[-1].error is None
+    for part in parts[:-1]:  # a part is sent once it holds _PART_BYTES (one larger output goes alone)
+        assert sum(len(o.data) for o in part.outputs) >= _PART_BYTES
+        assert sum(len(o.data) for o in part.outputs[:-1]) < _PART_BYTES
+    names = [o.output.name for p in parts for o in p.outputs]
+    assert names == ["a/big.png.orig.png"] + [f"a/big.png.aug{i}.png" for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [(b"not an image", "not an image this block reads"), (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "PNG")],
+)
+def test_a_bad_input_is_the_last_parts_error_with_no_outputs(data: bytes, error: str):
+    parts = list(stream(OPTIONS, job("a/x.png", data, copies=2)))
+    assert len(parts) == 1 and parts[0].done and parts[0].outputs == []
+    assert parts[0].error is not None and error in parts[0].error
+
+
+def test_a_job_with_nothing_to_make_renders_nothing():
+    (part,) = stream(OPTIONS, RenderJob(Sample("a/x.png", "a"), b"anything", ()))
+    assert part.done and part.error is None and part.outputs == []
+
+
+def test_is_huge_reads_the_header_only(monkeypatch):
+    monkeypatch.setenv("EDGE_AUGMENT_HUGE_PIXELS", str(40 * 30))
+    assert is_huge(png((41, 30))) and not is_huge(png((40, 30)))
+    assert not is_huge(b"not an image")
+
+
+def _render_all(pool: RenderPool, jobs: list[RenderJob], take) -> None:
+    futures: list[Future[None]] = [pool.submit(j, take(j.sample.key)) for j in jobs]
+    for future in futures:
+        future.result(timeout=120)
+
+
+def _overlap(huge_pixels: str, monkeypatch) -> list[tuple[str, str]]:
+    """Render two small images with two workers; the first one's receiver waits (up to 5 s) for the other to
+    start. Returns the order of ("start" | "end", key): interleaved when the two render at once."""
+    monkeypatch.setenv("EDGE_AUGMENT_HUGE_PIXELS", huge_pixels)
+    events: list[tuple[str, str]] = []
+    changed = threading.Condition()
+
+    def take(key: str):
+        def receive(part: Part) -> None:
+            with changed:
+                events.append(("start", key))
+                changed.notify_all()
+                changed.wait_for(lambda: sum(e[0] == "start" for e in events) >= 2, timeout=5)
+                if part.done:
+                    events.append(("end", key))
+
+        return receive
+
+    pool = RenderPool(OPTIONS, workers=2)
+    try:
+        _render_all(pool, [job("a/0.png", png((40, 30), 0)), job("a/1.png", png((40, 30), 1))], take)
+    finally:
+        pool.shutdown()
+    return events
+
+
+def test_huge_images_render_one_at_a_time_across_workers(monkeypatch):
+    """Two workers render two images at once; counted as huge (EDGE_AUGMENT_HUGE_PIXELS=100), the second starts
+    only once the first has ended, though the first waits for it (without the lock it would start at once)."""
+    both = _overlap("16000000", monkeypatch)
+    assert [kind for kind, _ in both[:2]] == ["start", "start"]  # not huge: the test sees them render at once
+    order = _overlap("100", monkeypatch)
+    first, second = order[0][1], order[2][1]
+    assert order == [("start", first), ("end", first), ("start", second), ("end", second)] and first != second
+
+
+def test_the_pool_hands_each_sample_its_own_parts_and_shuts_down_cleanly():
+    got: dict[str, list[Part]] = {}
+    lock = threading.Lock()
+
+    def take(key: str):
+        def receive(part: Part) -> None:
+            with lock:
+                got.setdefault(key, []).append(part)
+
+        return receive
+
+    pool = RenderPool(OPTIONS, workers=2)
+    try:
+        jobs = [job(f"a/{i}.png", png((40, 30), i), copies=2) for i in range(5)] + [job("a/bad.png", b"nope")]
+        _render_all(pool, jobs, take)
+    finally:
+        pool.shutdown()
+    for i in range(5):
+        names = [o.output.name for p in got[f"a/{i}.png"] for o in p.outputs]
+        assert names == [f"a/{i}.png.orig.png", f"a/{i}.png.aug0.png", f"a/{i}.png.aug1.png"]
+        assert got[f"a/{i}.png"][-1].done and got[f"a/{i}.png"][-1].error is None
+    assert got["a/bad.png"][-1].error is not None and not got["a/bad.png"][-1].outputs

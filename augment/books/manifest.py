@@ -156,9 +156,9 @@ class Manifest:
             self.journal.close()
             self.journal = None
 
-    def finish(self, planned: Iterable[tuple[list[str], bool]], planned_here: Callable[[str], bool]) -> None:
-        """Rewrite the manifest once: the header; for each planned task (its output names in plan order, and
-        whether it ran) the line of each output this run booked, or for a task that did not run (--since)
+    def finish(self, tasks: Iterable[tuple[list[str], bool]], planned_here: Callable[[str], bool]) -> None:
+        """Rewrite the manifest once: the header; for each of this shard's ``tasks`` (its output names in plan
+        order, and whether it ran) the line of each output this run booked, or for a task that did not run (--since)
         the earlier line; then earlier lines of outputs this run does not plan (e.g. after lowering --copies:
         their files are still there). A run that started a file it appends to in place has nothing to
         rewrite: it appended each output once, in plan order."""
@@ -168,12 +168,12 @@ class Manifest:
             return
         self.sink.sync()  # the outputs, then the lines: the journal's last ones, and the whole file
         journal, self.journal = self.journal, None
-        self.sink.write_lines(self.name, self._final(planned, planned_here), journal)
+        self.sink.write_lines(self.name, self._final(tasks, planned_here), journal)
 
-    def lines(self, planned: Iterable[tuple[list[str], bool]], planned_here: Callable[[str], bool]) -> Iterator[str]:
+    def lines(self, tasks: Iterable[tuple[list[str], bool]], planned_here: Callable[[str], bool]) -> Iterator[str]:
         """The output lines of the final manifest (as ``finish`` writes them), streamed."""
         batch: list[tuple[str, bool]] = []
-        for names, ran in planned:
+        for names, ran in tasks:
             batch += [(name, ran) for name in names]
             if len(batch) >= _BATCH:
                 yield from self._lines_of(batch)
@@ -191,9 +191,9 @@ class Manifest:
             if line is not None:
                 yield line
 
-    def _final(self, planned: Iterable[tuple[list[str], bool]], planned_here: Callable[[str], bool]) -> Iterator[str]:
+    def _final(self, tasks: Iterable[tuple[list[str], bool]], planned_here: Callable[[str], bool]) -> Iterator[str]:
         yield self._header_line()
-        yield from self.lines(planned, planned_here)
+        yield from self.lines(tasks, planned_here)
 
     def _header_line(self) -> str:
         return json.dumps(self.header, sort_keys=True)

@@ -214,11 +214,11 @@ class _Driver:
         earlier runs recorded some of its outputs: made from other bytes than these, they are all made again."""
         sample, options = task.sample, self.options
         kept, todo = [], []
-        for planned in task.outputs:
-            if not options.overwrite and is_done(planned, recorded, options.sink, options.verify):
-                kept.append(OutputRecord(planned.name, Status.EXISTING, recorded[planned.name]))
+        for output in task.outputs:
+            if not options.overwrite and is_done(output, recorded, options.sink, options.verify):
+                kept.append(OutputRecord(output.name, Status.EXISTING, recorded[output.name]))
             else:
-                todo.append(planned)
+                todo.append(output)
         staged = _Staged(task, TaskResult(sample.key, sample.label, list(kept)), kept, tuple(todo))
         made_from = {recorded[o.name].source_sha256 for o in task.outputs if o.name in recorded}
         if not todo and not (options.since and made_from):
@@ -238,29 +238,29 @@ class _Driver:
         """(a lane thread) Book a part of a render and start writing its outputs, within the byte budget."""
         result, sample, options = staged.result, staged.task.sample, self.options
         for out in part.outputs:
-            planned = out.output
+            output = out.output
             if out.boxes == [] and sample.boxes and not options.keep_boxless:
-                result.records.append(OutputRecord(planned.name, Status.DROPPED))
+                result.records.append(OutputRecord(output.name, Status.DROPPED))
                 continue
             size = len(out.data)
             self.budget.take(size)
-            write = self.io.submit(options.sink.write, planned.name, out.data)
+            write = self.io.submit(options.sink.write, output.name, out.data)
             write.add_done_callback(lambda _, n=size: self.budget.give(n))
-            staged.writes.append((planned.name, write))
+            staged.writes.append((output.name, write))
             entry = OutputEntry(
-                output=planned.name,
+                output=output.name,
                 source=sample.key,
                 label=sample.label,
-                variant=planned.variant,
+                variant=output.variant,
                 seed=options.render.seed,
                 ops=tuple(out.ops),
                 sha256=out.sha256,
                 size=size,
                 source_sha256=staged.source_sha256,
                 boxes=None if out.boxes is None else tuple(b.to_json() for b in out.boxes),
-                category=planned.category,
+                category=output.category,
             )
-            result.records.append(OutputRecord(planned.name, Status.WRITTEN, entry))
+            result.records.append(OutputRecord(output.name, Status.WRITTEN, entry))
         if part.done:
             result.warnings += part.warnings
             result.error = part.error

@@ -230,7 +230,7 @@ def _augment(config: RunConfig, plan: _Plan, source: Source, sink: Sink, log: Lo
             saved_at = time.monotonic()
             try:
                 for result in results:
-                    _book(result, manifest, progress, sink)
+                    _record_result(result, manifest, progress, sink)
                     if time.monotonic() - saved_at > _CHECKPOINT_SECONDS:  # a crash loses at most this much
                         manifest.checkpoint()
                         saved_at = time.monotonic()
@@ -241,7 +241,7 @@ def _augment(config: RunConfig, plan: _Plan, source: Source, sink: Sink, log: Lo
             if signals.name is not None:
                 log(f"interrupted ({signals.name}): stopping; finished outputs are kept and a rerun resumes")
                 for result in late:
-                    _book(result, manifest, progress, sink)
+                    _record_result(result, manifest, progress, sink)
             stopped_before = signals.name is not None
             upload = sink.close(interrupted=stopped_before, stopping=signals.received)
             if signals.name is not None and not stopped_before:  # during the last uploads
@@ -272,7 +272,7 @@ def index_failure(error: sqlite3.Error) -> str:
     return f"the run's temp index in {tempfile.gettempdir()} failed ({error}); free space there or set TMPDIR"
 
 
-def _book(result: TaskResult, manifest: Manifest, progress: Progress, sink: Sink) -> None:
+def _record_result(result: TaskResult, manifest: Manifest, progress: Progress, sink: Sink) -> None:
     """One result into the manifest journal and the progress counts; its outputs committed to the sink."""
     written = [r.entry for r in result.records if r.status is Status.WRITTEN and r.entry is not None]
     manifest.record(written, [r.name for r in result.records if r.status is Status.EXISTING])

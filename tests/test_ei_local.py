@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from augment.demo import write_sample_set
-from tests.support.blockrun import ROOT, Completed, ei_env
+from tests.support.blockrun import EI_FIRST_RUN, ROOT, Completed, ei_env
 from tests.support.ingestion_server import IngestionServer
 from tests.support.podman import podman_run, require_image
 from tests.test_parameters_json import ei_arguments
@@ -51,7 +51,8 @@ def host_owner() -> int:
 
 
 def runner_env(**extra: str) -> list[str]:
-    env = {k: v for k, v in ei_env(extra).items() if k.startswith("EI_")}
+    """The EI_* variables EI passes, EI_LAST_SUCCESSFUL_RUN included (a --since run, as on EI)."""
+    env = {k: v for k, v in ei_env(extra, last_run=EI_FIRST_RUN).items() if k.startswith("EI_")}
     return [f"--env={k}={v}" for k, v in {"EI_ORGANIZATION_ID": "4242", **env}.items()]
 
 

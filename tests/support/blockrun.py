@@ -50,6 +50,9 @@ class Completed:
         return self.stdout + self.stderr
 
 
+EI_FIRST_RUN = "1970-01-01T00:00:00.000Z"  # EI_LAST_SUCCESSFUL_RUN before a pipeline's first success
+
+
 def ei_env(extra: dict[str, str] | None = None, last_run: str | None = None) -> dict[str, str]:
     """An environment like EI's: only PATH/HOME/LANG plus the EI_* variables (dummy values). EI also sets
     EI_LAST_SUCCESSFUL_RUN, which makes the run a --since run: only with ``last_run``, so a test that wants

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from augment.index import RunIndex
-from augment.manifest import (
+from augment.books.manifest import (
     MANIFEST,
     Manifest,
     ManifestMismatchError,
@@ -20,6 +19,7 @@ from augment.manifest import (
     parse_entry,
     read_entries,
 )
+from augment.plan.index import RunIndex
 from augment.sinks import OutputEntry
 from augment.sinks.local import LocalSink
 

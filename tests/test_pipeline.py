@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from augment.codec import EncodeOptions
-from augment.pipeline import _CHUNK, _CHUNK_BYTES, Chunk, StreamOptions, chunked, execute
-from augment.plan import PlannedOutput, Task
-from augment.pool import RenderOptions
-from augment.recipe import Step
-from augment.report import Status, TaskResult
-from augment.samples import Sample
+from augment.books.report import Status, TaskResult
+from augment.plan.samples import Sample
+from augment.plan.tasks import PlannedOutput, Task
+from augment.render.codec import EncodeOptions
+from augment.render.recipe import Step
+from augment.run.pipeline import _CHUNK, _CHUNK_BYTES, Chunk, StreamOptions, chunked, execute
+from augment.run.pool import RenderOptions
 from augment.sinks import OutputEntry
 from augment.sinks.local import LocalSink
 from augment.sources.local import LocalSource

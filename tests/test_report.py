@@ -3,7 +3,7 @@ listed (the first LISTED), a progress line every ``every`` samples, the summary 
 
 from __future__ import annotations
 
-from augment.report import LISTED, OutputRecord, Progress, Status, TaskResult
+from augment.books.report import LISTED, OutputRecord, Progress, Status, TaskResult
 from augment.sinks import OutputEntry
 
 

@@ -10,10 +10,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from augment.books.manifest import MANIFEST, parse_entry
 from augment.cli import parse
 from augment.config import build_config
-from augment.manifest import MANIFEST, parse_entry
-from augment.runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run
+from augment.run.runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run
 from tests.conftest import gradient
 
 

@@ -3,7 +3,7 @@
 The run streams: the listing goes into an on-disk index (``augment.plan.index``), tasks are planned one sample
 at a time from it, rendered and written through bounded queues (``augment.run.pipeline``), and booked into a
 manifest that is appended as results arrive (``augment.books.manifest``). Nothing per sample or per output is
-held in memory for the whole run.
+held in memory for the whole run. What is checked and decided before the first output: ``augment.run.prepare``.
 """
 
 from __future__ import annotations
@@ -13,54 +13,29 @@ import json
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from augment import __version__
-from augment.books.manifest import MANIFEST, Manifest, fingerprint
-from augment.books.outdir import (
-    check_manifests,
-    foreign_images,
-    input_inside_output,
-    into_input,
-    suffixed,
-    write_box_labels,
-)
+from augment.books.manifest import Manifest
+from augment.books.outdir import suffixed, write_box_labels
 from augment.books.report import REPORT, Log, Progress, Status, TaskResult
 from augment.books.review import dry_run, write_preview
 from augment.config import RunConfig
-from augment.plan.holdout import notes as holdout_notes
 from augment.plan.holdout import report as holdout_report
-from augment.plan.index import Counts, RunIndex
-from augment.plan.labels import boxes_by_key
-from augment.plan.planner import Planner
-from augment.plan.samples import ei_label_issue, printable
-from augment.plan.selection import balance_lines
-from augment.plan.tasks import PlanSettings, Task
-from augment.render.codec import IMAGE_EXTENSIONS
-from augment.render.engine import KERNELS
-from augment.render.recipe import MAX_COPIES
+from augment.plan.index import RunIndex
 from augment.run.backends import sink_for, source_for
 from augment.run.pipeline import Chunk, StreamOptions, chunked, execute
 from augment.run.pool import RenderOptions
+from augment.run.prepare import EXIT_FAILED, EXIT_OK, EXIT_USAGE, RunPlan, Stop, prepare
 from augment.signals import EXIT_CODES, Interrupted, Signals
 from augment.sinks import Sink, SinkError
-from augment.sources import Listing, Source, SourceError
-from augment.storage.overlap import lands_in
+from augment.sources import Source, SourceError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_SIGINT", "EXIT_SIGTERM", "EXIT_USAGE", "Stop", "index_failure", "run"]
 EXIT_SIGINT, EXIT_SIGTERM = EXIT_CODES["SIGINT"], EXIT_CODES["SIGTERM"]
 EI_METADATA = "ei-metadata.json"  # EI reads it from --out-directory to update a clinical data item
 _CHECKPOINT_SECONDS = 30.0  # how often outputs and the manifest journal are made durable during a run
-
-
-class Stop(Exception):
-    """The run cannot go on: the message is logged as an ERROR and ``code`` is the exit code."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def run(config: RunConfig, log: Log = print) -> int:
@@ -93,38 +68,11 @@ def run(config: RunConfig, log: Log = print) -> int:
 def _run(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log: Log, lock: Any, signals: Signals) -> int:
     if lock is not None and (removed := sink.remove_stale_temps(lock)):
         log(f"removed {removed} temp file(s) left by an interrupted run")
-    plan = _prepare(config, source, sink, index, log, lock)
+    plan = prepare(config, source, sink, index, log, lock)
     if config.dry_run:
         return dry_run(config, source, sink, lambda: plan.tasks, plan.counts.tasks, plan.manifest, log)
     outcome = _augment(config, plan, source, sink, log, signals)
     return _finish(config, plan, outcome, source, sink, log)
-
-
-@dataclass
-class _Plan:
-    """What a run will do, with per-class counts; the tasks themselves are in the index (``planner``)."""
-
-    config: RunConfig
-    planner: Planner
-    listing: Listing  # what the source skipped (its samples are in the index)
-    detection: bool  # the source has labels files: every sample has boxes (none listed = ``()``)
-    manifest: Manifest
-    header: dict[str, Any]
-    holdout: dict[str, dict[str, int]] = field(default_factory=dict)
-    balance_table: dict[str, Any] = field(default_factory=dict)
-    counts: Counts = field(default_factory=Counts)
-
-    @property
-    def tasks(self) -> Iterator[Task]:
-        """The tasks to run now (--since leaves unchanged ones out)."""
-        return self.planner.tasks()
-
-    def outputs(self) -> Iterator[tuple[list[str], bool]]:
-        """This shard's output names per task in plan order, and whether the task runs now."""
-        return (([o.name for o in task.outputs], runs) for task, runs in self.planner.planned())
-
-    def planned_here(self, name: str) -> bool:
-        return self.planner.index.planned_here(name)
 
 
 @dataclass
@@ -134,74 +82,7 @@ class _Outcome:
     upload: dict[str, Any] | None  # the EI upload summary
 
 
-def _prepare(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log: Log, lock: Any) -> _Plan:
-    """List the source into the index (reporting what it skips), decide the split and copies per original,
-    plan every task once, load the earlier manifest; then, one run at a time (``lock.checking``), check
-    every manifest in the destination and write this run's header."""
-    if not config.dry_run:
-        sink.prefetch()  # (S3: the destination is listed while the source is)
-    listing = Listing(on_skip=lambda key, reason: log(f"skipped {printable(key)}: {reason}"))
-    detection = list_source(source, index, listing)
-    for warning in listing.warnings:
-        log(f"warning: {printable(warning)}")
-    for folder in listing.empty_folders:
-        log(f"warning: folder {folder!r} has no images")
-    if not index.count():
-        raise Stop(f"no images found in {source.describe()} (looked for {_extensions()})")
-    for label in index.labels():
-        if issue := ei_label_issue(label):
-            log(f"warning: label {label!r}: {issue}; class folders and labels files keep it, or use --upload-label")
-    index.assign_holdout(config.test_fraction)
-    settings = PlanSettings(config.recipe, config.copies, config.include_originals, config.layout, config.encode)
-    header = _run_header(config, detection)
-    manifest = Manifest(sink, header, config.overwrite, config.books + suffixed(MANIFEST, config.shard.suffix()), index)
-    plan = _Plan(config, Planner(index, settings, config.shard), listing, detection, manifest, header)
-    if config.balance:
-        plan.balance_table = _balance(config, index, log)
-    _plan_tasks(plan)
-    with lock.checking() if lock is not None else contextlib.nullcontext():
-        check_manifests(config, sink, index, manifest.name, header["fingerprint"], plan.planned_here)
-        if not config.dry_run:
-            if refusal := foreign_images(config, sink, index):
-                raise Stop(refusal)
-            manifest.start()  # the header (which settings the files belong to) lands before any output
-    for line in holdout_notes(plan.holdout, config.test_fraction):
-        log(line)
-    return plan
-
-
-def list_source(source: Source, index: RunIndex, listing: Listing) -> bool:
-    """The source's samples into ``index``, with their boxes when it has labels files (a detection
-    dataset: returns True); what it skips and warns of goes into ``listing``."""
-    index.add_samples(source.scan(listing))
-    if not listing.labels_files:
-        return False
-    index.attach_boxes(boxes_by_key(listing.labels_files, source.read_text, listing.warnings), source.label)
-    return True
-
-
-def _plan_tasks(plan: _Plan) -> None:
-    """Plan every task once (PlanError when two sources would write one name), refusing an output that would
-    land in the input folder; count this shard's work. Stop when nothing would be written."""
-    input_folder = input_inside_output(plan.config)
-
-    def check(name: str) -> None:
-        if input_folder is not None and lands_in(name, input_folder):
-            raise Stop(into_input(plan.config, name), EXIT_USAGE)
-
-    plan.planner.plan(plan.config.since, check)
-    counts = plan.planner.index.counts()
-    if not counts.planned:
-        raise Stop(
-            "this run would write nothing: no image gets an output (--copies 0 and --include-originals 0?);"
-            " raise --copies or set --include-originals 1",
-            EXIT_USAGE,
-        )
-    plan.counts = counts
-    plan.holdout = plan.planner.index.holdout_counts()
-
-
-def _augment(config: RunConfig, plan: _Plan, source: Source, sink: Sink, log: Log, signals: Signals) -> _Outcome:
+def _augment(config: RunConfig, plan: RunPlan, source: Source, sink: Sink, log: Log, signals: Signals) -> _Outcome:
     """Run the tasks through the pipeline, book every result as it arrives; stop cleanly on a signal."""
     counts = plan.counts
     log(
@@ -282,7 +163,7 @@ def _record_result(result: TaskResult, manifest: Manifest, progress: Progress, s
     progress.update(result)
 
 
-def _finish(config: RunConfig, plan: _Plan, done: _Outcome, source: Source, sink: Sink, log: Log) -> int:
+def _finish(config: RunConfig, plan: RunPlan, done: _Outcome, source: Source, sink: Sink, log: Log) -> int:
     """The final manifest, labels files, preview and report; the summary; the exit code."""
     progress, upload, manifest = done.progress, done.upload, plan.manifest
     if done.interrupted:
@@ -333,7 +214,7 @@ def _finish(config: RunConfig, plan: _Plan, done: _Outcome, source: Source, sink
     return _exit_code(config, plan, done, failed, budget, log)
 
 
-def _exit_code(config: RunConfig, plan: _Plan, done: _Outcome, failed: int, budget: int, log: Log) -> int:
+def _exit_code(config: RunConfig, plan: RunPlan, done: _Outcome, failed: int, budget: int, log: Log) -> int:
     if done.interrupted:
         return EXIT_SIGINT if done.interrupted == "SIGINT" else EXIT_SIGTERM
     if failed > budget:
@@ -365,20 +246,7 @@ def _ei_metadata(report: dict[str, Any], config: RunConfig) -> str:
     return json.dumps(body, indent=2, sort_keys=True) + "\n"
 
 
-def _balance(config: RunConfig, index: RunIndex, log: Log) -> dict[str, Any]:
-    """--balance: copies per original from the whole listing (so every shard and refresh agrees)."""
-    copies = config.copies if config.copies is not None else (config.recipe.copies or 0)
-    table = index.assign_balance(copies, config.include_originals, config.target_per_class, MAX_COPIES)
-    goal = f"target {config.target_per_class}" if config.target_per_class else "match the largest class"
-    if config.test_fraction:
-        goal += ", training side: held-out originals are not counted"
-    kept = "in" if config.include_originals else "out"
-    for line in balance_lines(table, f"{goal} (outputs per class, originals {kept})"):
-        log(line)
-    return {k: vars(v) for k, v in table.items()}
-
-
-def _scale_report(config: RunConfig, plan: _Plan, progress: Progress) -> dict[str, Any]:
+def _scale_report(config: RunConfig, plan: RunPlan, progress: Progress) -> dict[str, Any]:
     extra: dict[str, Any] = {"shard": {"index": config.shard.index, "count": config.shard.count}}
     if config.since is not None:
         extra["since"] = {
@@ -390,32 +258,3 @@ def _scale_report(config: RunConfig, plan: _Plan, progress: Progress) -> dict[st
     if config.balance:
         extra["balance"] = plan.balance_table
     return extra
-
-
-def _run_header(config: RunConfig, detection: bool) -> dict[str, Any]:
-    recipe = {k: v for k, v in config.recipe.to_dict().items() if k != "copies"}
-    settings = {
-        "recipe": recipe,
-        "seed": config.seed,
-        "image_format": config.encode.image_format,
-        "jpeg_quality": config.encode.jpeg_quality,
-        "png_compression": config.encode.png_compression,
-        "png_strategy": config.encode.png_strategy,
-        "layout": config.layout,
-        "label": config.label,
-        "kernels": KERNELS,
-    }
-    if config.encode.output_size is not None:  # only then, as for the hold-out below
-        settings["output_size"] = list(config.encode.output_size)
-        settings["resize_mode"] = config.encode.resize_mode
-    if config.test_fraction:  # only then: fingerprints of runs without a hold-out stay as they were
-        settings["test_fraction"] = config.test_fraction
-        settings["holdout"] = "exact-per-class"  # the rule changed (was: a hash threshold per original)
-    if detection:  # which boxes survive, and whether box-less copies are kept
-        settings["min_box_visibility"] = config.min_box_visibility
-        settings["keep_boxless"] = config.keep_boxless
-    return {"fingerprint": fingerprint(settings), "version": __version__, **settings}
-
-
-def _extensions() -> str:
-    return " ".join(sorted(IMAGE_EXTENSIONS))

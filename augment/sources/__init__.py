@@ -40,7 +40,7 @@ class Listing:
 
 class Source:
     """A place holding labelled images. A run streams ``scan`` into its on-disk index
-    (``augment.run.runner.list_source``, which attaches the labels files' boxes)."""
+    (``augment.run.prepare.list_source``, which attaches the labels files' boxes)."""
 
     label: str | None = None  # overrides every label (EI's --upload-label)
 

@@ -11,7 +11,7 @@ from augment.plan.planner import Planner
 from augment.plan.samples import Sample
 from augment.plan.selection import ClassBalance, Shard
 from augment.plan.tasks import PlanSettings, Task
-from augment.run.runner import list_source
+from augment.run.prepare import list_source
 from augment.sources import Listing, Source
 
 

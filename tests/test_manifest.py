@@ -55,6 +55,11 @@ def test_a_header_cut_or_damaged_line_is_no_entry(line: str):
     assert parse_entry(line) is None
 
 
+def test_fields_of_the_wrong_type_get_neutral_values():
+    odd = parse_entry('{"output": "a.png", "ops": "flip", "boxes": {"x": 1}, "bytes": 5}')
+    assert odd is not None and (odd.ops, odd.boxes, odd.size) == ((), None, 5)
+
+
 def test_a_line_of_an_older_version_gets_neutral_values():
     old = parse_entry('{"output": "a/x.png", "sha256": "00", "bytes": 5, "seed": 3}')
     assert old is not None and (old.source_sha256, old.boxes, old.category, old.size) == ("", None, None, 5)

@@ -57,7 +57,7 @@ def parse_entry(line: str) -> OutputEntry | None:
     value = json_object(line)
     if value is None or not isinstance(value.get("output"), str):
         return None
-    boxes, category = value.get("boxes"), value.get("category")
+    ops, boxes, category = value.get("ops"), value.get("boxes"), value.get("category")
     try:
         return OutputEntry(
             output=value["output"],
@@ -65,11 +65,11 @@ def parse_entry(line: str) -> OutputEntry | None:
             label=str(value.get("label", "")),
             variant=str(value.get("variant", "")),
             seed=int(value.get("seed", 0)),
-            ops=tuple(value.get("ops") or ()),
+            ops=tuple(ops) if isinstance(ops, list) else (),
             sha256=str(value.get("sha256", "")),
             size=int(value.get("bytes", -1)),
             source_sha256=str(value.get("source_sha256", "")),
-            boxes=None if boxes is None else tuple(boxes),
+            boxes=tuple(boxes) if isinstance(boxes, list) else None,
             category=None if category is None else str(category),
         )
     except (TypeError, ValueError):

@@ -67,7 +67,7 @@ def test_a_dry_run_writes_nothing_but_the_preview(sample_dir: Path, tmp_path: Pa
     assert [p.name for p in (tmp_path / "out").rglob("*")] == ["preview.png"]
 
 
-def test_since_runs_the_changed_sources_and_those_recorded_in_part(sample_dir: Path, tmp_path: Path):
+def test_since_runs_only_new_and_changed_sources(sample_dir: Path, tmp_path: Path):
     out = tmp_path / "out"
     assert block(sample_dir, out)[0] == EXIT_OK
     since = datetime.now(UTC).isoformat()  # after every input's mtime and ctime

@@ -135,3 +135,50 @@ def test_png_rle_strategy_keeps_pixels_and_is_no_larger_on_photos(workshop_folde
             assert Image.open(io.BytesIO(data)).tobytes() == Image.open(path).tobytes()
             sizes[strategy] += len(data)
     assert sizes["rle"] <= sizes["default"] * 1.02
+
+
+def _apng(frames: list[Image.Image]) -> bytes:
+    return saved(frames[0], "PNG", save_all=True, append_images=frames[1:])
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "needed"),
+    [
+        ("jpeg rgb", saved(gradient("RGB", (83, 61)), "JPEG", quality=90), None),
+        ("jpeg rgb progressive 4:4:4", saved(gradient("RGB", (83, 61)), "JPEG", progressive=True, subsampling=0), None),
+        ("jpeg l", saved(gradient("L", (83, 61)), "JPEG"), None),
+        ("jpeg rgb at 1/4 scale", saved(gradient("RGB", (330, 250)), "JPEG"), (80, 60)),
+        ("mpo", saved(gradient("RGB"), "MPO", save_all=True, append_images=[gradient("RGB", seed=1)]), None),
+        ("png rgb", saved(gradient("RGB", (83, 61)), "PNG"), None),
+        ("png l", saved(gradient("L", (83, 61)), "PNG"), None),
+        ("png rgb colour key", saved(gradient("RGB"), "PNG", transparency=(0, 255, 7)), None),
+        ("apng rgb", _apng([gradient("RGB"), gradient("RGB", seed=1)]), None),
+        ("gif l", saved(gradient("L"), "GIF"), None),
+        ("gif l transparent", saved(gradient("L"), "GIF", transparency=5), None),
+    ],
+)
+def test_pixels_decoded_into_numpy_are_pillows(name, data, needed):
+    """L and RGB JPEGs and PNGs decode straight into numpy memory: the same pixels as Pillow's own image."""
+    reference = Image.open(io.BytesIO(data))
+    if needed is not None:
+        reference.draft(reference.mode, needed)
+    expected = np.asarray(reference.convert("RGB") if reference.mode == "P" else reference)
+    decoded = decode(data, (lambda size: needed) if needed is not None else None)
+    assert decoded.frame.color.shape == expected.shape
+    assert np.array_equal(decoded.frame.color, expected), name
+    assert decoded.frame.color.flags.c_contiguous
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "WEBP"])
+def test_encode_from_numpy_is_pillows(mode, fmt):
+    """Colour planes reach Pillow's encoders through its own pixel layout: the bytes Image.fromarray gives."""
+    image = gradient(mode, (83, 61))
+    decoded = decode(saved(image, "PNG"))
+    options = EncodeOptions()
+    expected = {"PNG": {"compress_level": 6, "compress_type": 3}, "JPEG": {"quality": 90}}.get(fmt, {})
+    if fmt == "WEBP":
+        expected = {"quality": 90, "method": 4}
+    assert encode(decoded.frame, decoded.mode, fmt, options) == saved(
+        Image.fromarray(np.asarray(image)), fmt, **expected
+    )

@@ -29,7 +29,7 @@ from PIL import (  # noqa: F401 - Image.open(formats=) finds only registered dec
     WebPImagePlugin,
 )
 
-from augment.render.frame import Frame, ModeInfo, UnsupportedImageError, from_frame, to_frame
+from augment.render.frame import Frame, ModeInfo, UnsupportedImageError, decode_into_array, from_frame, to_frame
 
 # Extensions read as images (anything else in an input folder is reported and skipped).
 IMAGE_EXTENSIONS = {
@@ -107,13 +107,13 @@ def decode(data: bytes, needed: Needed | None = None) -> Decoded:
     at the smallest DCT scale (1/2, 1/4, 1/8) that still gives it."""
     if not data:
         raise DecodeError("empty file (0 bytes)")
-    image, stored = _open(data, needed)
+    image, stored, pixels = _open(data, needed)
     fmt = _FORMAT_ALIASES.get(image.format or "", image.format or "")
     orientation = _orientation(image)
     if orientation not in (None, 1):
-        image = ImageOps.exif_transpose(image)
+        image, pixels = ImageOps.exif_transpose(image), None
     try:
-        frame, mode = to_frame(image)
+        frame, mode = to_frame(image, pixels)
     except UnsupportedImageError as e:
         raise DecodeError(str(e)) from None
     key = image.info.get("transparency") if image.mode in ("L", "RGB", "I;16") else None
@@ -124,9 +124,13 @@ def decode(data: bytes, needed: Needed | None = None) -> Decoded:
     return Decoded(frame, mode, fmt, orientation not in (None, 1), stored[::-1] if swapped else stored)
 
 
-def _load(data: bytes, needed: Needed | None = None) -> tuple[Image.Image, tuple[int, int]]:
-    """The first frame, decoded, and its stored size; only ``SNIFFED_FORMATS`` are tried; over the bomb limit
-    is an error. With ``needed``, a JPEG is decoded at the smallest DCT scale that still gives that size."""
+Loaded = tuple[Image.Image, tuple[int, int], np.ndarray | None]  # image, stored size, its pixels' memory
+
+
+def _load(data: bytes, needed: Needed | None = None) -> Loaded:
+    """The first frame, decoded (L and RGB straight into numpy memory, also returned), and its stored size;
+    only ``SNIFFED_FORMATS`` are tried; over the bomb limit is an error. With ``needed``, a JPEG is decoded at
+    the smallest DCT scale that still gives that size."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -137,13 +141,14 @@ def _load(data: bytes, needed: Needed | None = None) -> tuple[Image.Image, tuple
                 swap = _orientation(image) in (5, 6, 7, 8)  # a quarter turn: the stored axes are swapped
                 want = needed(stored[::-1] if swap else stored)
                 image.draft(image.mode, want[::-1] if swap else want)
+            pixels = decode_into_array(image)
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise DecodeError(f"image too large (decompression-bomb guard): {e}") from None
-    return image, stored
+    return image, stored, pixels
 
 
-def _open(data: bytes, needed: Needed | None = None) -> tuple[Image.Image, tuple[int, int]]:
+def _open(data: bytes, needed: Needed | None = None) -> Loaded:
     """``_load``, accepting what is valid but trips Pillow (an ancillary PNG chunk with a bad checksum, a
     JPEG that lacks only its end marker); otherwise a DecodeError that says what is wrong."""
     try:
@@ -152,11 +157,11 @@ def _open(data: bytes, needed: Needed | None = None) -> tuple[Image.Image, tuple
         failure: Exception = e
     for repaired, check in _repairs(data):
         try:
-            image, stored = _load(repaired)  # checked at full scale
+            loaded = _load(repaired)  # checked at full scale
         except (OSError, SyntaxError, ValueError, EOFError):
             continue
-        if check(image):
-            return image, stored
+        if check(loaded[0]):
+            return loaded
     raise DecodeError(_explain(data, failure))
 
 

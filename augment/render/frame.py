@@ -82,8 +82,10 @@ _VIEW_MODES = {"L": 1, "RGB": 4}
 def view(values: np.ndarray, mode: str, image: Image.Image | None = None) -> Image.Image:
     """``image`` (default: a new one) with ``values`` (HxW for L, HxWx4 for RGB) as its pixels, shared."""
     height, width = values.shape[:2]
-    image = image if image is not None else Image.new(mode, (width, height), None)  # None: not initialised
-    image.im = Image.core.map_buffer(values, (width, height), "raw", 0, (mode, 0, 1))
+    pixels = Image.core.map_buffer(values, (width, height), "raw", 0, (mode, 0, 1))
+    if image is None:  # as Image.frombuffer does it (which maps only modes whose layout is the raw one)
+        return Image.new(mode, (0, 0))._new(pixels)
+    image.im = pixels
     return image
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from augment.render import png
 from augment.render.codec import DecodeError, EncodeOptions, decode, encode, output_format
 from tests.conftest import gradient
 
@@ -182,3 +183,22 @@ def test_encode_from_numpy_is_pillows(mode, fmt):
     assert encode(decoded.frame, decoded.mode, fmt, options) == saved(
         Image.fromarray(np.asarray(image)), fmt, **expected
     )
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+@pytest.mark.parametrize(("level", "strategy"), [(6, 3), (6, -1), (1, 3), (9, -1), (0, -1)])
+@pytest.mark.parametrize("size", [(96, 96), (300, 260), (16500, 3)])
+def test_plain_png_is_pillows(mode, level, strategy, size):
+    """The block's own PNG path gives Pillow's bytes: small, several IDAT chunks (noisy 300x260), rows wider
+    than Pillow's 64 KiB buffer, every zlib level and strategy the options reach."""
+    noisy = np.random.default_rng(1).integers(0, 256, (size[1], size[0], 4), dtype=np.uint8)
+    image = Image.fromarray(noisy, "RGBA").convert(mode) if size != (96, 96) else gradient(mode, size)
+    assert png.plain(image, level, strategy) == saved(image, "PNG", compress_level=level, compress_type=strategy)
+
+
+def test_plain_png_leaves_the_rest_to_pillow():
+    assert png.plain(gradient("P"), 6) is None
+    assert png.plain(gradient("I;16"), 6) is None
+    keyed = gradient("RGB")
+    keyed.info["transparency"] = (1, 2, 3)
+    assert png.plain(keyed, 6) is None

@@ -29,6 +29,7 @@ from PIL import (  # noqa: F401 - Image.open(formats=) finds only registered dec
     WebPImagePlugin,
 )
 
+from augment.render import png
 from augment.render.frame import Frame, ModeInfo, UnsupportedImageError, decode_into_array, from_frame, to_frame
 
 # Extensions read as images (anything else in an input folder is reported and skipped).
@@ -45,7 +46,7 @@ IMAGE_EXTENSIONS = {
 # The only decoders ever tried, whatever the name: Pillow would otherwise sniff every format it knows (an EPS
 # named .png would go to Ghostscript).
 SNIFFED_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "TIFF", "GIF")  # JPEG also opens MPO
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_SIGNATURE = png.SIGNATURE
 # Pillow refuses PNG text and ICC chunks over 1 MB decompressed (its bomb guard for text); ICC profiles of
 # printers and cameras reach several MB and are valid.
 PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, 32 * 1024 * 1024)
@@ -290,8 +291,10 @@ def encode(frame: Frame, mode: ModeInfo, fmt: str, options: EncodeOptions) -> by
     meta = _metadata(mode, fmt, same_mode=image.mode == restored.mode)
     out = io.BytesIO()
     if fmt == "PNG":
-        strategy = {"compress_type": _Z_RLE} if options.png_strategy == "rle" else {}
-        image.save(out, "PNG", compress_level=options.png_compression, **strategy, **meta)
+        strategy = _Z_RLE if options.png_strategy == "rle" else -1  # -1: Pillow's default
+        if not meta and (data := png.plain(image, options.png_compression, strategy)) is not None:
+            return data
+        image.save(out, "PNG", compress_level=options.png_compression, compress_type=strategy, **meta)
     elif fmt == "JPEG":
         image.save(out, "JPEG", quality=options.jpeg_quality, **meta)
     elif fmt == "WEBP":

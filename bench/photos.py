@@ -13,9 +13,11 @@ and 320x320). The photos are scikit-image's bundled sample photos, each cropped 
 the camera size, with mild sensor noise (sigma 2/255) so upscaled content is not unnaturally smooth.
 The I/O floor decodes each photo once and re-encodes it unchanged once per copy (Pillow: the block's codecs).
 albumentations decodes and encodes with OpenCV (its own way), one OpenCV thread per process as the block,
-in a process pool of the same size. ``--ops``: CPU ms per op per image size, the block's kernels next to
-the Pillow/numpy ones it used before. ``--memory``: peak RSS of a one-worker run with ``heavy`` on one
-12 MP and one 48 MP photo, per pixel.
+in a process pool of the same size. On the PNG job two more rows use issue #26's own definitions, under
+which its 1.36x / 0.72x were measured: the I/O floor and albumentations (1 process) writing PNGs as Pillow
+does by default (zlib's default strategy, 2.7x slower than the block's RLE). ``--ops``: CPU ms per op per
+image size, the block's kernels next to the Pillow/numpy ones it used before. ``--memory``: peak RSS of a
+one-worker run with ``heavy`` on one 12 MP and one 48 MP photo, per pixel.
 """
 
 from __future__ import annotations
@@ -75,7 +77,9 @@ def make_photos(target: Path, count: int, size: tuple[int, int]) -> Path:
 # Contenders run as children (`bench/photos.py --child <kind> <out> <copies> <workers> <files...>`)
 
 
-def child_floor(files: list[Path], out: Path, copies: int) -> None:
+def child_floor(files: list[Path], out: Path, copies: int, pillow_png: bool = False) -> None:
+    """Decode each file once, encode it unchanged ``copies`` times (PNG: the block's settings, or with
+    ``pillow_png`` Pillow's defaults, zlib's default strategy)."""
     from PIL import Image
 
     for path in files:
@@ -84,7 +88,7 @@ def child_floor(files: list[Path], out: Path, copies: int) -> None:
         for i in range(copies):
             buffer = io.BytesIO()
             if path.suffix == ".png":
-                image.save(buffer, "PNG", compress_level=6, compress_type=3)
+                image.save(buffer, "PNG", **({} if pillow_png else {"compress_level": 6, "compress_type": 3}))
             else:
                 image.save(buffer, "JPEG", quality=90)
             (out / f"{path.parent.name}_{path.stem}_{i}{path.suffix}").write_bytes(buffer.getvalue())
@@ -114,26 +118,31 @@ def _albumentations_init() -> None:
     _ALBUMENTATIONS.append(job)
 
 
-def _albumentations_one(task: tuple[Path, Path, int]) -> None:
+def _albumentations_one(task: tuple[Path, Path, int, bool]) -> None:
     import cv2
     import numpy as np
+    from PIL import Image
 
-    path, out, copies = task
+    path, out, copies, pillow_png = task
     job = _ALBUMENTATIONS[0]
     image = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR_RGB)
     png = [cv2.IMWRITE_PNG_COMPRESSION, 6, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
     params = png if path.suffix == ".png" else [cv2.IMWRITE_JPEG_QUALITY, 90]
     for i in range(copies):
+        target = out / f"{path.parent.name}_{path.stem}_{i}{path.suffix}"
+        if pillow_png and path.suffix == ".png":  # as most scripts write it (and issue #26's peers did)
+            Image.fromarray(job(image=image)["image"]).save(target)
+            continue
         augmented = cv2.cvtColor(job(image=image)["image"], cv2.COLOR_RGB2BGR)
         ok, encoded = cv2.imencode(path.suffix, augmented, params)
         assert ok
-        (out / f"{path.parent.name}_{path.stem}_{i}{path.suffix}").write_bytes(encoded.tobytes())
+        target.write_bytes(encoded.tobytes())
 
 
-def child_albumentations(files: list[Path], out: Path, copies: int, workers: int) -> None:
+def child_albumentations(files: list[Path], out: Path, copies: int, workers: int, pillow_png: bool = False) -> None:
     from multiprocessing import Pool
 
-    tasks = [(path, out, copies) for path in files]
+    tasks = [(path, out, copies, pillow_png) for path in files]
     if workers == 1:
         _albumentations_init()
         for task in tasks:
@@ -163,6 +172,13 @@ def compare(label: str, data: Path, copies: int, work: Path, extra: list[str] | 
         )
         name = f"albumentations 2.0.8, {w} process{'es' if w > 1 else ''}"
         runs.append((f"albu{w}", lambda out, w=w, name=name: child(name, "albumentations", files, out, copies, w)))
+    png = files[0].suffix == ".png"
+    if png:  # issue #26's own definitions: PNGs as Pillow writes them by default (zlib's default strategy)
+        runs.append(
+            ("floor_pil", lambda out: child("I/O floor, Pillow's default PNG", "floor-pil", files, out, copies))
+        )
+        name = "albumentations, 1 process, Pillow's default PNG"
+        runs.append(("albu_pil", lambda out: child(name, "albumentations-pil", files, out, copies, 1)))
     results = []
     for key, run in runs:
         out = work / f"{label}-{key}"
@@ -175,6 +191,12 @@ def compare(label: str, data: Path, copies: int, work: Path, extra: list[str] | 
     albu = max(r.per_cpu for r in results if r.name.startswith("albumentations"))
     best = max(r.per_cpu for r in results if r.name.startswith("block"))
     print(f"block vs albumentations per CPU-s: {best / albu:.2f}x; block vs floor: {best / floor.per_cpu:.2f}x")
+    if png:
+        floor_pil, albu_pil = results[-2].per_cpu, results[-1].per_cpu
+        print(
+            f"issue #26's definitions (floor and peer write Pillow's default PNG): block {best / floor_pil:.2f}x that"
+            f" floor, albumentations {albu_pil / floor_pil:.2f}x; block vs that albumentations {best / albu_pil:.2f}x"
+        )
     return results
 
 
@@ -265,10 +287,11 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         kind, out, copies, workers, *paths = sys.argv[2:]
         files = [Path(p) for p in paths]
-        if kind == "floor":
-            child_floor(files, Path(out), int(copies))
+        tool, _, variant = kind.partition("-")
+        if tool == "floor":
+            child_floor(files, Path(out), int(copies), variant == "pil")
         else:
-            child_albumentations(files, Path(out), int(copies), int(workers))
+            child_albumentations(files, Path(out), int(copies), int(workers), variant == "pil")
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", default="thumbs,1080p,12mp,sizes", help="comma-separated: thumbs,1080p,12mp,sizes")

@@ -172,7 +172,7 @@ def compare(label: str, data: Path, copies: int, work: Path, extra: list[str] | 
         )
         name = f"albumentations 2.0.8, {w} process{'es' if w > 1 else ''}"
         runs.append((f"albu{w}", lambda out, w=w, name=name: child(name, "albumentations", files, out, copies, w)))
-    png = files[0].suffix == ".png"
+    png = any(p.suffix == ".png" for p in files)
     if png:  # issue #26's own definitions: PNGs as Pillow writes them by default (zlib's default strategy)
         runs.append(
             ("floor_pil", lambda out: child("I/O floor, Pillow's default PNG", "floor-pil", files, out, copies))

@@ -134,6 +134,7 @@ def write_box_labels(sink: Sink, lines: Iterable[str], shard: Shard, books: str 
     shards finishing at the same instant can still race: rerun one). Memory: the boxes of a detection
     dataset's outputs, while the files are made. The files are written at once (on S3 each is a round trip)."""
     own = books + suffixed(MANIFEST, shard.suffix())
+    sink.refresh(books + "manifest")  # other shards may have finished since this run listed the destination
     sources: list[Iterable[str]] = []
     for name in sink.manifests(books):
         text = sink.read_lines(name) if name != own else None

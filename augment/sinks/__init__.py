@@ -124,6 +124,10 @@ class Sink:
     def prefetch(self) -> None:
         """Start, in the background, what the run will soon ask of the destination (S3: its listing)."""
 
+    def refresh(self, prefix: str) -> None:
+        """Forget what the run noted of the objects under ``prefix`` at its start and look again (S3: another
+        run may have written there since the listing was taken)."""
+
     def settle(self) -> None:
         """Wait for the work the last writes left in the background (S3: deleting the manifest's journal
         parts); raise its error."""

@@ -128,6 +128,22 @@ class S3Sink(Sink):
 
         threading.Thread(target=make, name="s3-dest-listing", daemon=True).start()
 
+    def refresh(self, prefix: str) -> None:
+        """List ``prefix`` again (one small listing) into the listing, when this process has one."""
+        if not self._known():
+            return  # no snapshot: every answer is asked of the store
+        listing = self._listing()
+        url = S3Url(self.url.bucket, self.url.key(prefix))
+        try:
+            found = [
+                (o["Key"][len(self.url.prefix) :], _entry(int(o.get("Size", 0)), str(o.get("ETag", "")).strip('"')))
+                for o in iter_objects(self.client, url)
+            ]
+        except S3Error as e:
+            raise SinkError(str(e)) from None
+        with _LISTING_LOCK:
+            listing.update([(name, "") for name, _ in listing.items(prefix=prefix)] + found)
+
     def settle(self) -> None:
         """Wait for the work ``later`` started (deleting the manifest's journal parts); raise its error."""
         self._header_stored()

@@ -1,0 +1,94 @@
+"""SIGKILL and SIGTERM at each bookkeeping phase of an S3 -> S3 run made concurrent by the round-trip work (the
+manifest header in flight, the whole manifest and the journal's last part in flight, the parts' deletes in
+flight), then a rerun: it finishes, every output recorded is stored, nothing is left over, and the bytes are
+those of a run never stopped. The signal goes when the request reaches the latency proxy (0.4 s each way), so
+the store may still receive it after the process is gone, as after a real crash."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.support.blockrun import ei_env, run_block, sigterm_when
+from tests.support.latency_proxy import LatencyProxy
+from tests.support.s3server import SeaweedServer
+from tests.test_stop_phases import seeded
+
+pytestmark = pytest.mark.xdist_group("s3")
+
+BUCKET = "edge-kill-phases"
+ARGS = ["--copies", "1", "--workers", "1"]
+
+
+def _in_flight(far: LatencyProxy, test, nth: int = 1):
+    def ready() -> bool:
+        return len([e for e in far.exchanges if test(e)]) >= nth
+
+    return ready
+
+
+def _manifest_put(e) -> bool:
+    return e.method == "PUT" and e.line.split(" ")[1].split("?")[0].endswith("/manifest.jsonl")
+
+
+def _part_put(e) -> bool:
+    return e.method == "PUT" and ".part-" in e.line
+
+
+def _delete(e) -> bool:
+    return e.method == "POST" and "?delete" in e.line
+
+
+PHASES = {
+    "header": (_manifest_put, 1),
+    "final manifest": (_manifest_put, 2),
+    "last part": (_part_put, 1),
+    "deletes": (_delete, 1),
+}
+
+
+def _objects(client, prefix: str) -> dict[str, bytes]:
+    listed = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix, MaxKeys=1000).get("Contents", [])
+    return {
+        o["Key"][len(prefix) :]: client.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
+        for o in listed
+        if not o["Key"].endswith("report.json")
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(s3server: SeaweedServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    tmp = tmp_path_factory.mktemp("kill-ref")
+    source = seeded(s3server, tmp, BUCKET)
+    done = run_block(
+        ["--source", source, "--dest", f"s3://{BUCKET}/ref/", *ARGS], workdir=tmp, env=ei_env(s3server.env())
+    )
+    assert done.returncode == 0, done.output
+    return _objects(s3server.client(), "ref/")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["KILL", "TERM"])
+@pytest.mark.parametrize("phase", list(PHASES))
+def test_a_stop_at_each_bookkeeping_phase_then_a_rerun(s3server, reference, tmp_path: Path, phase: str, signum):
+    source = f"s3://{BUCKET}/raw/"
+    dest = f"kill-{phase.replace(' ', '-')}-{signum.name}/"
+    args = ["--source", source, "--dest", f"s3://{BUCKET}/{dest}", *ARGS]
+    test, nth = PHASES[phase]
+    with LatencyProxy(s3server.ports["s3.port"], delay=0.4) as far:
+        env = ei_env(s3server.env(AWS_ENDPOINT_URL=far.url))
+        stopped, _ = sigterm_when(args, workdir=tmp_path, env=env, ready=_in_flight(far, test, nth), signum=signum)
+    assert "Traceback" not in stopped.output, stopped.output
+    client = s3server.client()
+    after_stop = _objects(client, dest)
+    manifest = after_stop.get("manifest.jsonl")
+    if manifest is not None:  # every output a stopped run's manifest (and parts) record is stored
+        lines = b"".join(v for k, v in sorted(after_stop.items()) if k.startswith("manifest.jsonl")).splitlines()
+        recorded = {json.loads(x)["output"] for x in lines[1:] if x.strip().startswith(b"{")}
+        recorded.discard(None)
+        assert recorded <= set(after_stop), sorted(recorded - set(after_stop))
+    rerun = run_block(args, workdir=tmp_path, env=ei_env(s3server.env()))
+    assert rerun.returncode == 0, rerun.output
+    assert _objects(client, dest) == reference

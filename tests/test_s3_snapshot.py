@@ -4,6 +4,10 @@ the round-trip work: the listing is a snapshot from the start of the run, the fi
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -44,3 +48,47 @@ def test_labels_files_hold_a_shard_that_finished_after_the_listing(s3server, buc
     write_box_labels(first, [_line("cat/a.png")], Shard(0, 2))
     labels = json.loads(S3Sink(url).read_text("cat/bounding_boxes.labels") or "{}")
     assert sorted(labels["boundingBoxes"]) == ["a.png", "b.png"]
+
+
+@pytest.mark.parametrize("name", ["manifest.jsonl", "manifest.shard-0-of-2.jsonl"])
+def test_another_run_that_starts_writing_after_the_listing_is_refused(s3server, bucket, tmp_path, name):
+    """Run A lists its destination at once, then its source (1,001 objects: a second page, 2 s away); another
+    run of other settings puts its manifest header there meanwhile. A must still refuse to write beside it
+    (exit 1, one line), as when that header was there before A started; before, A answered "no manifest"
+    from its snapshot and wrote over that header and beside its files."""
+    from tests.support.blockrun import ROOT, ei_env
+    from tests.support.latency_proxy import LatencyProxy
+    from tests.test_stop_phases import seeded
+
+    client = s3server.client()
+    source = seeded(s3server, tmp_path, f"late-{name.replace('.', '-')}")
+    source_bucket = source.split("/")[2]
+    with ThreadPoolExecutor(24) as pool:  # a second page of source listing
+        list(
+            pool.map(lambda n: client.put_object(Bucket=source_bucket, Key=f"raw/zz/{n:04}.txt", Body=b""), range(1001))
+        )
+    dest = f"late-{name}/"
+    foreign = json.dumps({"type": "run", "fingerprint": "another-run"}) + "\n"
+    with LatencyProxy(s3server.ports["s3.port"], delay=1.0) as far:
+        env = ei_env(s3server.env(AWS_ENDPOINT_URL=far.url))
+        args = ["--source", source, "--dest", f"s3://{bucket}/{dest}", "--copies", "1", "--workers", "1"]
+        proc = subprocess.Popen(
+            [sys.executable, "-u", str(ROOT / "transform.py"), *args],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not any(f"prefix={dest.rstrip('/')}" in e.line and e.end > e.start for e in far.exchanges):
+            assert proc.poll() is None and time.monotonic() < deadline, "the destination was never listed"
+            time.sleep(0.02)
+        client.put_object(Bucket=bucket, Key=dest + name, Body=foreign.encode())  # the source's 2nd page is 2 s off
+        output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, output
+    assert "another run" in output or "another recipe" in output, output
+    assert "Traceback" not in output
+    objects = client.list_objects_v2(Bucket=bucket, Prefix=dest).get("Contents", [])
+    assert [o["Key"] for o in objects] == [dest + name]
+    assert client.get_object(Bucket=bucket, Key=dest + name)["Body"].read() == foreign.encode()

@@ -38,6 +38,7 @@ def check_manifests(
     the files it records); with --overwrite 1 a sibling shard's (same count) may differ, its files being
     disjoint from this shard's. Their outputs go into the index: known to ``foreign_images``, and, when
     another run of these settings recorded one this run plans (``mine``), adopted (never rewritten)."""
+    sink.refresh(config.books + "manifest")  # a run that started since this one listed the destination
     for name in sink.manifests(config.books):
         lines = sink.read_lines(name)
         first = next(lines, None) if lines is not None else None
@@ -45,7 +46,8 @@ def check_manifests(
             continue
         header = json_object(first)
         same = header is not None and header.get("fingerprint") == fingerprint
-        if name != own and not same and not (config.overwrite and _sibling(name, config.shard)):
+        # its own name too: of other settings here only when another run wrote it after this one read it
+        if not same and not (config.overwrite and (name == own or _sibling(name, config.shard))):
             raise ManifestMismatchError(
                 f"{sink.describe()} holds {name} of another run with another recipe, seed, format or layout;"
                 " this run would overwrite or mix with the files it records: use another destination, or"

@@ -92,3 +92,22 @@ def test_another_run_that_starts_writing_after_the_listing_is_refused(s3server, 
     objects = client.list_objects_v2(Bucket=bucket, Prefix=dest).get("Contents", [])
     assert [o["Key"] for o in objects] == [dest + name]
     assert client.get_object(Bucket=bucket, Key=dest + name)["Body"].read() == foreign.encode()
+
+
+def test_a_refused_header_writes_nothing(s3server, bucket, tmp_path):
+    """Credentials that may list and read the destination, not write it: the manifest header, now put in the
+    background while the sources are read, is refused (403); the run stops in one line, exit 1, nothing written
+    (no output went up before the header, none after its refusal)."""
+    from tests.support.blockrun import ei_env, run_block
+    from tests.support.s3server import READER_KEY
+    from tests.test_stop_phases import seeded
+
+    source = seeded(s3server, tmp_path, "refused-header")
+    env = ei_env(s3server.env(AWS_ACCESS_KEY_ID=READER_KEY))
+    args = ["--source", source, "--dest", f"s3://{bucket}/refused/", "--copies", "1"]
+    result = run_block(args, workdir=tmp_path, env=env)
+    assert result.returncode == 1, result.output
+    errors = [line for line in result.stdout.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and "manifest.jsonl" in errors[0], result.output
+    assert "Traceback" not in result.output and READER_KEY not in result.output
+    assert not s3server.client().list_objects_v2(Bucket=bucket, Prefix="refused/").get("Contents")

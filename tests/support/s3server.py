@@ -27,6 +27,7 @@ from tests.support.latency_proxy import LatencyProxy
 
 ACCESS_KEY = "edgeaugment-test"
 SECRET_KEY = "edgeaugment-test-secret-0123456789"
+READER_KEY = "edgeaugment-reader"
 _PORTS = (
     "master.port",
     "master.port.grpc",
@@ -115,7 +116,12 @@ class SeaweedServer:
                             "name": "admin",
                             "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
                             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                        }
+                        },
+                        {  # may read and list, not write: a destination whose first write is refused (403)
+                            "name": "reader",
+                            "credentials": [{"accessKey": READER_KEY, "secretKey": SECRET_KEY}],
+                            "actions": ["Read", "List"],
+                        },
                     ]
                 }
             )

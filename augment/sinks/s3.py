@@ -135,10 +135,7 @@ class S3Sink(Sink):
         listing = self._listing()
         url = S3Url(self.url.bucket, self.url.key(prefix))
         try:
-            found = [
-                (o["Key"][len(self.url.prefix) :], _entry(int(o.get("Size", 0)), str(o.get("ETag", "")).strip('"')))
-                for o in iter_objects(self.client, url)
-            ]
+            found = [self._row(obj) for obj in iter_objects(self.client, url)]
         except S3Error as e:
             raise SinkError(str(e)) from None
         with _LISTING_LOCK:
@@ -297,13 +294,16 @@ class S3Sink(Sink):
                 self._present = present  # last: a reader that sees it sees the finished listing
             return self._present
 
+    def _row(self, obj: dict) -> tuple[str, str]:
+        """A listed object's name (relative) and its listing entry."""
+        return obj["Key"][len(self.url.prefix) :], _entry(int(obj.get("Size", 0)), str(obj.get("ETag", "")).strip('"'))
+
     def _pages(self) -> Iterator[list[tuple[str, str]]]:
         """The listing, a page (up to 1,000 objects) at a time."""
         page: list[tuple[str, str]] = []
         try:
             for obj in iter_objects(self.client, self.url):
-                name = obj["Key"][len(self.url.prefix) :]
-                page.append((name, _entry(int(obj.get("Size", 0)), str(obj.get("ETag", "")).strip('"'))))
+                page.append(self._row(obj))
                 if len(page) >= 1000:
                     yield page
                     page = []

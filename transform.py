@@ -6,15 +6,10 @@ import io
 import os
 import sys
 
-from augment.books.manifest import ManifestMismatchError
 from augment.cli import parse, unknown_note
-from augment.config import ConfigError, build_config
-from augment.plan.labels import LabelsError
-from augment.plan.tasks import PlanError
-from augment.render.ops.base import RecipeError
-from augment.run.runner import EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, run
-from augment.sinks import SinkError
-from augment.sources import SourceError
+from augment.config import build_config
+from augment.errors import BlockError
+from augment.run.runner import EXIT_SIGINT, run
 
 
 def main(argv: list[str]) -> int:
@@ -25,15 +20,10 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(unknown_note(unknown))
     try:
-        config = build_config(args, dict(os.environ))
-    except (ConfigError, RecipeError) as e:
+        return run(build_config(args, dict(os.environ)))
+    except BlockError as e:  # every error a user can cause: one line, its exit code, no traceback
         print(f"ERROR: {e}")
-        return EXIT_USAGE
-    try:
-        return run(config)
-    except (SourceError, SinkError, PlanError, ManifestMismatchError, LabelsError) as e:
-        print(f"ERROR: {e}")
-        return EXIT_FAILED
+        return e.exit_code
     except KeyboardInterrupt:  # Ctrl-C outside the phases that note it (listing, planning): nothing half-written
         print("interrupted (SIGINT)")
         return EXIT_SIGINT

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from augment.demo import write_sample_set  # noqa: E402
 from augment.sinks import OutputEntry  # noqa: E402
 from augment.sinks.ingestion import DEFAULT_BATCH, DEFAULT_CONCURRENCY, IngestionSink, UploadSettings  # noqa: E402
+from augment.sinks.ingestion_api import DEFAULT_RETRY_TIME, DEFAULT_TIMEOUT  # noqa: E402
 from augment.sinks.local import LocalSink  # noqa: E402
 from tests.support.ingestion_server import IngestionServer  # noqa: E402
 
@@ -54,7 +55,9 @@ def stage(data: Path, files: int, folder: Path) -> list[OutputEntry]:
 
 def _send(entries: list[OutputEntry], folder: Path, url: str, batch: int, threads: int, seed: int) -> dict:
     """Upload every staged entry through a fresh IngestionSink; its summary."""
-    settings = UploadSettings(url, KEY, "training", batch, threads, recipe="bench", seed=seed)
+    settings = UploadSettings(
+        url, KEY, "training", batch, threads, DEFAULT_TIMEOUT, DEFAULT_RETRY_TIME, 0.5, "bench", seed
+    )
     (folder / "uploads.jsonl").unlink(missing_ok=True)
     sink = IngestionSink(settings, LocalSink(folder), log=lambda line: None)
     for entry in entries:

@@ -153,7 +153,7 @@ def test_bad_inputs_are_named_skipped_and_counted(sample_dir, tmp_path):
         (["--in-directory", "IN", "--recipe", "{bad json"], 2, "--recipe: invalid JSON"),
         (["--in-directory", "IN", "--recipe", '{"pipeline": [{"op": "twirl"}]}'], 2, "unknown op 'twirl'"),
         (["--in-directory", "IN", "--preset", "custom"], 2, "--preset custom needs --recipe"),
-        (["--in-directory", "IN", "--preset", "wild"], 2, "invalid choice: 'wild'"),
+        (["--in-directory", "IN", "--preset", "wild"], 2, "--preset: 'wild' is not one of"),
         (["--in-directory", "IN", "--out-directory", "IN"], 2, "is the input folder"),
         (["--in-directory", "IN", "--copies", "many"], 2, "--copies: expected a whole number"),
         (["--in-directory", "IN", "--include-originals", "maybe"], 2, "--include-originals: expected 1/0"),
@@ -214,7 +214,7 @@ def test_bucket_parameter_without_mount_reads_from_s3_and_rejects_escapes(tmp_pa
 
     args, _ = parse(["--bucket", "raw", "--bucket-prefix", "a/b", "--bucket-mount-root", str(tmp_path), "--dest", "ei"])
     given = dict(vars(args))
-    assert build_config(args, {"EI_PROJECT_API_KEY": "ei_x"}).source == "s3://raw/a/b/"
+    assert build_config(args, {"EI_PROJECT_API_KEY": "ei_x"}).source.url == "s3://raw/a/b/"
     assert vars(args) == given  # build_config reads its arguments, never rewrites them
     args, _ = parse(["--bucket", "raw", "--bucket-prefix", "../etc", "--bucket-mount-root", str(tmp_path)])
     with pytest.raises(ConfigError, match="not a bucket name and prefix"):

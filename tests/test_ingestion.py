@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from augment.config.project import resolve
 from augment.plan.holdout import TESTING, TRAINING
-from augment.sinks.ingestion_api import DUPLICATE, encode_label, ingestion_url, resolve
+from augment.sinks.ingestion_api import DUPLICATE, encode_label, ingestion_url
 from tests.support.blockrun import ROOT, ei_env, run_block
 from tests.support.ingestion_server import IngestionServer
 from tests.support.latency_proxy import LatencyProxy

@@ -197,7 +197,7 @@ def test_once_the_run_must_stop_no_further_file_of_a_batch_is_sent(sample_dir: P
 
 
 def test_time_limits_are_flags_with_checked_values():
-    from augment.sinks.ingestion_api import resolve
+    from augment.config.project import resolve
 
     env = {"EI_PROJECT_API_KEY": KEY}
     limits = resolve(True, None, None, env, timeout="5", retry_time="60.5")[1].limits()

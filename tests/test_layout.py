@@ -18,12 +18,11 @@ FORBIDDEN = {  # room -> rooms it must not import from
     "sinks": {"sources"},
     "storage": set(ROOMS) - {"storage"},
 }
-TOP_LEVEL = {"augment", "augment.signals"}  # shared by every room: the package and the run's stop state
+TOP_LEVEL = {"augment", "augment.signals", "augment.errors"}  # shared by every room: the package, the run's
+# stop state, and the error base class every room's errors derive from
 MAX_LINES = 400
 # Files over MAX_LINES that other engineers are splitting right now (#25); remove a line once its file is split.
-ALLOWED_LONG = {
-    "augment/config.py",  # #25: typed config with its defaults in one place
-}
+ALLOWED_LONG = {}
 
 
 def modules(root: Path, package: str = "augment") -> dict[str, Path]:

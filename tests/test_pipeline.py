@@ -42,7 +42,8 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def options(source: Path, out: Path, **changes) -> StreamOptions:
-    return StreamOptions(LocalSource(source), LocalSink(out), RenderOptions(5, EncodeOptions()), False, **changes)
+    render = RenderOptions(5, EncodeOptions(), 0.3, 16_000_000)
+    return StreamOptions(LocalSource(source), LocalSink(out), render, False, **{"io_threads": 8, **changes})
 
 
 def run(tasks: list[Task], opts: StreamOptions, recorded: dict[str, OutputEntry] | None = None) -> list[TaskResult]:

@@ -4,6 +4,7 @@ at a time across workers."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 from concurrent.futures import Future
@@ -19,7 +20,7 @@ from augment.render.recipe import Step
 from augment.run.pool import _PART_BYTES, Part, RenderJob, RenderOptions, RenderPool, is_huge, stream
 from tests.conftest import gradient
 
-OPTIONS = RenderOptions(seed=7, encode=EncodeOptions())
+OPTIONS = RenderOptions(seed=7, encode=EncodeOptions(), min_box_visibility=0.3, huge_pixels=16_000_000)
 
 
 def png(size: tuple[int, int], seed: int = 0, noise: bool = False) -> bytes:
@@ -65,10 +66,9 @@ def test_a_job_with_nothing_to_make_renders_nothing():
     assert part.done and part.error is None and part.outputs == []
 
 
-def test_is_huge_reads_the_header_only(monkeypatch):
-    monkeypatch.setenv("EDGE_AUGMENT_HUGE_PIXELS", str(40 * 30))
-    assert is_huge(png((41, 30))) and not is_huge(png((40, 30)))
-    assert not is_huge(b"not an image")
+def test_is_huge_reads_the_header_only():
+    assert is_huge(png((41, 30)), 40 * 30) and not is_huge(png((40, 30)), 40 * 30)
+    assert not is_huge(b"not an image", 40 * 30)
 
 
 def _render_all(pool: RenderPool, jobs: list[RenderJob], take) -> None:
@@ -80,7 +80,6 @@ def _render_all(pool: RenderPool, jobs: list[RenderJob], take) -> None:
 def _overlap(huge_pixels: str, monkeypatch) -> list[tuple[str, str]]:
     """Render two small images with two workers; the first one's receiver waits (up to 5 s) for the other to
     start. Returns the order of ("start" | "end", key): interleaved when the two render at once."""
-    monkeypatch.setenv("EDGE_AUGMENT_HUGE_PIXELS", huge_pixels)
     events: list[tuple[str, str]] = []
     changed = threading.Condition()
 
@@ -95,7 +94,7 @@ def _overlap(huge_pixels: str, monkeypatch) -> list[tuple[str, str]]:
 
         return receive
 
-    pool = RenderPool(OPTIONS, workers=2)
+    pool = RenderPool(dataclasses.replace(OPTIONS, huge_pixels=int(huge_pixels)), workers=2)
     try:
         _render_all(pool, [job("a/0.png", png((40, 30), 0)), job("a/1.png", png((40, 30), 1))], take)
     finally:

@@ -23,13 +23,15 @@ def tasks_for(folder, *extra):
     args, _ = parse(["--in-directory", str(folder), "--out-directory", str(folder.parent / "out"), *extra])
     config = build_config(args, {})
     source = _source(config)
-    settings = PlanSettings(config.recipe, config.copies, config.include_originals, config.layout, config.encode)
+    settings = PlanSettings(
+        config.plan.recipe, config.plan.copies, config.plan.include_originals, config.plan.layout, config.render.encode
+    )
     return config, source, plan_source(source, settings)
 
 
 def test_sheet_has_a_row_per_original_and_a_cell_per_copy(sample_dir):
     config, source, tasks = tasks_for(sample_dir, "--copies", "3")
-    sheets = build(tasks, source.read, config.seed, config.encode, 0.3, per_class=2, copies=3)
+    sheets = build(tasks, source.read, config.render.seed, config.render.encode, 0.3, per_class=2, copies=3)
     sheet = sheets["preview.png"]
     rows = 3 * 2  # 3 classes x 2 originals
     assert sheet.height >= rows * (CELL + CAPTION) and sheet.width >= 4 * CELL
@@ -40,7 +42,7 @@ def test_preview_shows_the_run_s_own_outputs_with_boxes(tmp_path):
     folder = detection_folder(tmp_path / "in", 2)
     recipe = json.dumps({"name": "t", "copies": 2, "pipeline": [{"op": "hflip"}]})
     config, source, tasks = tasks_for(folder, "--recipe", recipe)
-    sheet = build(tasks, source.read, config.seed, config.encode, 0.3)["preview.png"]
+    sheet = build(tasks, source.read, config.render.seed, config.render.encode, 0.3)["preview.png"]
     pixels = sheet.convert("RGB")
     box_red = sum(1 for p in pixels.get_flattened_data() if p == (255, 45, 85))  # the first box colour
     assert box_red > 50  # outlines drawn
@@ -66,7 +68,7 @@ def test_many_classes_get_a_sheet_each(tmp_path):
         (tmp_path / "in" / f"class{i}").mkdir(parents=True)
         Image.new("L", (20, 20), i * 20).save(tmp_path / "in" / f"class{i}" / "a.png")
     config, source, tasks = tasks_for(tmp_path / "in", "--copies", "1")
-    sheets = build(tasks, source.read, config.seed, config.encode, 0.3)
+    sheets = build(tasks, source.read, config.render.seed, config.render.encode, 0.3)
     assert len(sheets) == 11 and "preview-class9.png" in sheets
 
 
@@ -137,7 +139,7 @@ def test_thousands_of_classes_show_a_bounded_number_and_count_the_rest(tmp_path)
         reads.append(sample.key)
         return source.read(sample)
 
-    sheets = build(tasks, read, config.seed, config.encode, 0.3)
+    sheets = build(tasks, read, config.render.seed, config.render.encode, 0.3)
     assert len(reads) == MAX_CLASSES
     assert len(sheets) == 1 + MAX_CLASSES and sheets.left_out == 2000 - MAX_CLASSES
     assert sheets["preview.png"].height < (SHEET_CLASSES + 1) * (CELL + CAPTION + 6) + 12

@@ -36,7 +36,7 @@ def mixed_folder(sample_dir: Path) -> Path:
 
 def replay(line: dict, source: bytes, args: list[str]) -> bytes:
     """An output's bytes rebuilt from its manifest line: the source decoded, the recorded ops applied."""
-    options = build_config(parse(args)[0], {}).encode
+    options = build_config(parse(args)[0], {}).render.encode
     decoded = decode(source)
     fmt, _ = output_format(options, Path(line["source"]).suffix)
     if line["variant"] == ORIGINAL and fmt == decoded.format and not decoded.oriented:

@@ -13,6 +13,7 @@ from pathlib import Path
 from augment.books.manifest import MANIFEST, parse_entry
 from augment.cli import parse
 from augment.config import build_config
+from augment.errors import BlockError
 from augment.run.runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run
 from tests.conftest import gradient
 
@@ -20,7 +21,10 @@ from tests.conftest import gradient
 def block(src: Path, out: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
     args, _ = parse(["--in-directory", str(src), "--out-directory", str(out), "--copies", "1", *extra])
     lines: list[str] = []
-    return run(build_config(args, env or {}), lines.append), lines
+    try:
+        return run(build_config(args, env or {}), lines.append), lines
+    except BlockError as e:  # as transform.py reports it (the one place that catches it)
+        return e.exit_code, [*lines, f"ERROR: {e}"]
 
 
 def report(out: Path) -> dict:

@@ -170,6 +170,25 @@ def test_more_than_1000_keys_then_rerun_skips_existing(s3server, s3, tmp_path: P
     assert all(after[k]["LastModified"] == objects[k]["LastModified"] for k in objects if k.endswith(".png"))
 
 
+def test_images_no_manifest_records_in_an_s3_dest_are_refused_not_mixed(s3server, s3, tmp_path: Path):
+    """The foreign-image check goes through the sink: an S3 --dest prefix holding an image no manifest there
+    records is refused as a local folder is (nothing written); a source prefix inside the dest is not one."""
+    client, _ = s3
+    source, dest = f"s3://{DATA}/{MIXED_PREFIX}", f"s3://{OUT}/stranger/"
+    client.put_object(Bucket=OUT, Key="stranger/led/led.led-0.aug99.png", Body=png8(7))
+    client.put_object(Bucket=OUT, Key="stranger/.hidden/x.png", Body=png8(8))  # hidden: not looked at
+    refused = block(s3server, ["--source", source, "--dest", dest], tmp_path / "w1")
+    assert refused.returncode == 1, refused.output
+    assert f"ERROR: {dest} holds 1 image(s) that no manifest there records" in refused.stdout
+    assert "led/led.led-0.aug99.png" in refused.stdout and "an empty --dest prefix" in refused.stdout
+    assert "Traceback" not in refused.output
+    assert sorted(bucket_objects(client, OUT, "stranger/")) == [".hidden/x.png", "led/led.led-0.aug99.png"]
+    client.delete_object(Bucket=OUT, Key="stranger/led/led.led-0.aug99.png")
+    put_all(client, OUT, {"stranger/raw/" + k: v for k, v in MIXED.items()})  # an input inside the output
+    inside = block(s3server, ["--source", f"s3://{OUT}/stranger/raw/", "--dest", dest], tmp_path / "w2")
+    assert inside.returncode == 0, inside.output
+
+
 def test_empty_prefix_is_a_clear_error(s3server, s3, tmp_path: Path):
     result = block(s3server, ["--source", f"s3://{DATA}/nothing/here/", "--out-directory", "out"], tmp_path)
     assert result.returncode == 1, result.output
@@ -310,12 +329,12 @@ def test_config_validates_s3_urls(argv: list[str], message: str):
 def test_config_accepts_s3_urls():
     args, _ = parse(["--source", "s3://bucket-a/raw", "--dest", "s3://bucket-a/raw/aug", "--s3-endpoint", "http://h:1"])
     config = build_config(args, {})
-    assert (config.source, config.dest, config.s3_endpoint) == (
+    assert (config.source.url, config.sink.url, config.storage.s3_endpoint) == (
         "s3://bucket-a/raw/",
         "s3://bucket-a/raw/aug/",
         "http://h:1",
     )
-    assert S3Sink(parse_s3_url(config.dest)).describe() == "s3://bucket-a/raw/aug/"
+    assert S3Sink(parse_s3_url(config.sink.url)).describe() == "s3://bucket-a/raw/aug/"
     assert content_type("a/b.JPG") == "image/jpeg" and content_type("manifest.jsonl") == "application/x-ndjson"
 
 

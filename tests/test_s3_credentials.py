@@ -53,7 +53,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, s3server: SeaweedServer) -> pytest.
 
 def round_trip(endpoint: str, key: str) -> None:
     """PUT, GET and list one object through a fresh client (credentials resolved now)."""
-    client = S3Client(endpoint)
+    client = S3Client(endpoint, attempts=1)
     client.put(BUCKET, key, b"payload " + key.encode(), "text/plain")
     assert client.get(BUCKET, key) == b"payload " + key.encode()
     assert [obj["Key"] for page in client.pages(BUCKET, key) for obj in page] == [key]

@@ -54,10 +54,9 @@ def test_503_429_and_resets_are_retried(client_env: SeaweedServer, call: str):
         (["reset"] * 3, "cannot write s3://edge-retries/retried/no.png: cannot reach the S3 endpoint"),
     ],
 )
-def test_retries_run_out_in_one_line(client_env: SeaweedServer, monkeypatch, plan: list[str], expected: str):
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+def test_retries_run_out_in_one_line(client_env: SeaweedServer, plan: list[str], expected: str):
     with FaultProxy(client_env.ports["s3.port"], plan) as proxy, pytest.raises(S3Error) as error:
-        S3Client(proxy.url).put(BUCKET, "retried/no.png", b"x", "image/png")
+        S3Client(proxy.url, attempts=2).put(BUCKET, "retried/no.png", b"x", "image/png")
     assert proxy.faults == plan[:2]  # two attempts, then the error
     text = str(error.value)
     assert text.startswith(expected) and "\n" not in text, text
@@ -108,14 +107,13 @@ ENDLESS = (
         ((502, b"<html>bad gateway</html>"), ": 502: no message"),
     ],
 )
-def test_hostile_listing_answers_are_one_line(client_env, monkeypatch, answer, expected):
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+def test_hostile_listing_answers_are_one_line(client_env, answer, expected):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
     server.answer = answer  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with pytest.raises(S3Error) as error:
-            list(S3Client(f"http://127.0.0.1:{server.server_address[1]}").pages(BUCKET, "p/"))
+            list(S3Client(f"http://127.0.0.1:{server.server_address[1]}", attempts=1).pages(BUCKET, "p/"))
     finally:
         server.shutdown()
         server.server_close()

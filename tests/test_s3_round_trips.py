@@ -125,8 +125,7 @@ def test_no_write_goes_before_the_header_nor_after_it_failed(seeded: SlowS3, mon
     assert header["LastModified"] <= report["LastModified"]
 
     with FaultProxy(seeded.direct.ports["s3.port"], ["pass", "503"]) as proxy:  # the parts' listing, the header
-        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-        failing = S3Sink(parse_s3_url(f"s3://{BUCKET}/unheaded/"), endpoint=proxy.url)
+        failing = S3Sink(parse_s3_url(f"s3://{BUCKET}/unheaded/"), endpoint=proxy.url, attempts=1)
         failing.open_journal("manifest.jsonl", '{"type": "run"}')
         for attempt in (lambda: failing.write_text("report.json", "{}"), failing.settle):
             with pytest.raises(SinkError) as error:

@@ -93,8 +93,8 @@ def test_shard_from_array_job_environment():
 
 def test_shard_env_reaches_the_run_and_bad_values_exit_2(sample_dir, tmp_path):
     cfg = config(sample_dir, tmp_path / "o", env={"AWS_BATCH_JOB_ARRAY_INDEX": "1", "AWS_BATCH_JOB_ARRAY_SIZE": "2"})
-    assert cfg.shard == Shard(1, 2)
-    assert any("AWS_BATCH_JOB_ARRAY_INDEX" in n for n in cfg.notes)
+    assert cfg.plan.shard == Shard(1, 2)
+    assert any("AWS_BATCH_JOB_ARRAY_INDEX" in n for n in cfg.run.notes)
     with pytest.raises(ConfigError, match="--shard-index"):
         config(sample_dir, tmp_path / "o", "--shard-index", "2", "--shard-count", "2")
 
@@ -148,10 +148,10 @@ def _fresh_run(in_dir: Path, out: Path) -> Path:
 def test_since_defaults_to_ei_last_successful_run_and_can_be_turned_off(sample_dir, tmp_path):
     env = {"EI_LAST_SUCCESSFUL_RUN": "2024-01-01T00:00:00.000Z"}
     cfg = config(sample_dir, tmp_path / "o", env=env)
-    assert cfg.since == parse_since("2024-01-01T00:00:00Z")
-    assert any("EI_LAST_SUCCESSFUL_RUN" in n for n in cfg.notes)
-    assert config(sample_dir, tmp_path / "o", "--since", "off", env=env).since is None
-    assert config(sample_dir, tmp_path / "o").since is None
+    assert cfg.plan.since == parse_since("2024-01-01T00:00:00Z")
+    assert any("EI_LAST_SUCCESSFUL_RUN" in n for n in cfg.run.notes)
+    assert config(sample_dir, tmp_path / "o", "--since", "off", env=env).plan.since is None
+    assert config(sample_dir, tmp_path / "o").plan.since is None
     assert parse_since("2026-11-25") == parse_since("2026-11-25T00:00:00+00:00")
     with pytest.raises(ConfigError, match="--since"):
         config(sample_dir, tmp_path / "o", "--since", "yesterday")

@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from augment.errors import BlockError
 from augment.plan.index import RunIndex
 from augment.sinks import Journal, OutputEntry, Sink
 
@@ -22,7 +23,7 @@ MANIFEST = "manifest.jsonl"
 _BATCH = 1000  # output names looked up at once while writing the final manifest
 
 
-class ManifestMismatchError(RuntimeError):
+class ManifestMismatchError(BlockError, RuntimeError):
     """The out-directory holds outputs made with another recipe, seed or encoding."""
 
 

@@ -9,12 +9,10 @@ in the folder belong to someone or something else: the run refuses to write besi
 
 from __future__ import annotations
 
-import os
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from augment.books.manifest import MANIFEST, ManifestMismatchError, json_object, parse_entry, read_entries
 from augment.config import RunConfig
@@ -38,8 +36,8 @@ def check_manifests(
     the files it records); with --overwrite 1 a sibling shard's (same count) may differ, its files being
     disjoint from this shard's. Their outputs go into the index: known to ``foreign_images``, and, when
     another run of these settings recorded one this run plans (``mine``), adopted (never rewritten)."""
-    sink.refresh(config.books + "manifest")  # a run that started since this one listed the destination
-    for name in sink.manifests(config.books):
+    sink.refresh(config.sink.books + "manifest")  # a run that started since this one listed the destination
+    for name in sink.manifests(config.sink.books):
         lines = sink.read_lines(name)
         first = next(lines, None) if lines is not None else None
         if lines is None or first is None:
@@ -47,7 +45,7 @@ def check_manifests(
         header = json_object(first)
         same = header is not None and header.get("fingerprint") == fingerprint
         # its own name too: of other settings here only when another run wrote it after this one read it
-        if not same and not (config.overwrite and (name == own or _sibling(name, config.shard))):
+        if not same and not (config.sink.overwrite and (name == own or _sibling(name, config.plan.shard))):
             raise ManifestMismatchError(
                 f"{sink.describe()} holds {name} of another run with another recipe, seed, format or layout;"
                 " this run would overwrite or mix with the files it records: use another destination, or"
@@ -63,58 +61,53 @@ def _sibling(name: str, shard: Shard) -> bool:
     return shard.active and match is not None and int(match.group(1)) == shard.count
 
 
-def unrecorded_images(root: Path, known: Callable[[str], bool], skip: Path | None = None) -> Iterator[str]:
-    """Image files under ``root`` (relative, posix, in walk order) that ``known`` does not accept; ``skip``
-    is a folder not to look into (an input folder inside the output folder)."""
-    if not root.is_dir():
-        return
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (skip is None or here / d != skip))
-        for name in sorted(filenames):
-            if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
-                continue
-            relative = (here / name).relative_to(root).as_posix()
-            if not (here == root and name.startswith(_OWN)) and not known(relative):
-                yield relative
+def unrecorded_images(names: Iterable[str], known: Callable[[str], bool]) -> Iterator[str]:
+    """The image files among ``names`` (a destination's, relative) that ``known`` does not accept, leaving out
+    hidden files and the block's own contact sheets."""
+    for name in names:
+        folder, _, leaf = name.rpartition("/")
+        if leaf.startswith(".") or posixpath.splitext(leaf)[1].lower() not in IMAGE_EXTENSIONS:
+            continue
+        if not (not folder and leaf.startswith(_OWN)) and not known(name):
+            yield name
 
 
 def foreign_images(config: RunConfig, sink: Sink, index: RunIndex) -> str | None:
-    """Why a local output folder cannot be written: it holds images neither planned nor recorded by any
-    manifest there (another tool's, or an older version's unrecorded outputs). Planned but unrecorded
-    outputs (a run killed before its checkpoint) are simply regenerated."""
-    root = sink.local_root
-    if root is None or not root.is_dir():
+    """Why the destination (a folder or an S3 prefix) cannot be written: it holds images neither planned nor
+    recorded by any manifest there (another tool's, or an older version's unrecorded outputs). Planned but
+    unrecorded outputs (a run killed before its checkpoint) are simply regenerated."""
+    skip = input_inside_output(config)  # an input inside the output is not looked into
+    if skip == "":
         return None
-    inside = config.in_directory.resolve() if config.in_directory is not None else None
-    foreign = unrecorded_images(root.resolve(), index.known, inside)
+    foreign = unrecorded_images(sink.names(skip), index.known)
     first = next(foreign, None)
     if first is None:
         return None
-    total = 1 + sum(1 for _ in foreign)  # the same walk, counted on
+    total = 1 + sum(1 for _ in foreign)  # the same listing, counted on
+    where = "an empty --dest prefix" if config.sink.url is not None else "an empty --out-directory"
     return (
-        f"{root} holds {total} image(s) that no manifest there records and this run would not write"
-        f" (e.g. {printable(first)!r}); move them away or use an empty --out-directory"
+        f"{sink.describe()} holds {total} image(s) that no manifest there records and this run would not write"
+        f" (e.g. {printable(first)!r}); move them away or use {where}"
     )
 
 
 def input_inside_output(config: RunConfig) -> str | None:
     """Where the input sits inside the output (``""``: they are one, say through a bind mount): a local
     folder by real path and identity, an S3 source prefix below the --dest prefix; None when it does not."""
-    if config.source is not None and config.dest is not None:
-        source, dest = parse_s3_url(config.source), parse_s3_url(config.dest)
+    if config.source.url is not None and config.sink.url is not None:
+        source, dest = parse_s3_url(config.source.url), parse_s3_url(config.sink.url)
         return source.prefix.removeprefix(dest.prefix).rstrip("/") if dest.contains(source) else None
-    if config.dest is not None or config.in_directory is None:
+    if config.sink.url is not None or config.source.in_directory is None:
         return None
-    return below(config.out_directory, config.in_directory)
+    return below(config.sink.out_directory, config.source.in_directory)
 
 
 def into_input(config: RunConfig, name: str) -> str:
     """Why a run whose output ``name`` would land in its own input is refused."""
-    if config.dest is not None:
-        where, what = f"--dest {config.dest}", f"--source {config.source}"
+    if config.sink.url is not None:
+        where, what = f"--dest {config.sink.url}", f"--source {config.source.url}"
     else:
-        where, what = f"--out-directory {config.out_directory}", f"--in-directory {config.in_directory}"
+        where, what = f"--out-directory {config.sink.out_directory}", f"--in-directory {config.source.in_directory}"
     return (
         f"{where} holds the input ({what}): outputs such as {printable(name)!r} would land in it and be read as"
         " inputs by the next run; write outside the input (or inside it)"

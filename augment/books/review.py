@@ -24,12 +24,12 @@ _TIMING_SAMPLES = 6  # originals rendered to estimate the time of a dry run
 def write_preview(config: RunConfig, source: Source, sink: Sink, tasks: Iterable[Task], log: Log) -> None:
     """Render and store ``preview.png`` (and per-class sheets for many classes) in the destination (in its
     hidden bookkeeping folder when EI imports it into a project: ``RunConfig.books``)."""
-    sheets = build(tasks, source.read, config.seed, config.encode, config.min_box_visibility)
+    sheets = build(tasks, source.read, config.render.seed, config.render.encode, config.render.min_box_visibility)
     for name, image in sheets.items():
         out = io.BytesIO()
         image.save(out, "PNG", optimize=True)
-        sink.write(config.books + name, out.getvalue())
-    names = [config.books + name for name in sheets]
+        sink.write(config.sink.books + name, out.getvalue())
+    names = [config.sink.books + name for name in sheets]
     shown = ", ".join(names) if len(names) <= 3 else f"{names[0]} and {len(names) - 1} per-class sheets"
     left_out = f" ({sheets.left_out} more classes not shown: at most {MAX_CLASSES})" if sheets.left_out else ""
     log(f"preview: {shown} in {sink.describe()}{left_out}")
@@ -57,11 +57,11 @@ def dry_run(
         originals[label] += 1
         if i % step == 0 and len(timing) < _TIMING_SAMPLES:
             timing.append(task)
-        recorded = {} if config.overwrite else manifest.recorded(o.name for o in task.outputs)
+        recorded = {} if config.sink.overwrite else manifest.recorded(o.name for o in task.outputs)
         for out in task.outputs:
             planned[label] += 1
             categories[out.category or "-"] += 1
-            if is_done(out, recorded, sink, config.verify_outputs):
+            if is_done(out, recorded, sink, config.sink.verify_outputs):
                 skip[label] += 1
     log("dry run: nothing is written except the preview")
     header = f"{'class':<24} {'originals':>9} {'outputs':>8} {'skip':>6} {'to make':>8}"
@@ -74,8 +74,8 @@ def dry_run(
         log("split: " + ", ".join(f"{name} {n}" for name, n in sorted(categories.items())))
     per_output = _seconds_per_output(config, source, timing)
     if per_output is not None:
-        estimate = per_output * to_make / max(1, config.workers)
-        log(f"estimated time: {_duration(estimate)} for {to_make} outputs with {config.workers} worker(s)")
+        estimate = per_output * to_make / max(1, config.run.workers)
+        log(f"estimated time: {_duration(estimate)} for {to_make} outputs with {config.run.workers} worker(s)")
     write_preview(config, source, sink, tasks(), log)
     return 0
 
@@ -84,7 +84,9 @@ def _seconds_per_output(config: RunConfig, source: Source, tasks: list[Task]) ->
     made, start = 0, time.perf_counter()
     for task in tasks:
         try:  # one output held at a time, whatever --copies
-            for _ in iter_render(task.sample.key, source.read(task.sample), task.outputs, config.seed, config.encode):
+            for _ in iter_render(
+                task.sample.key, source.read(task.sample), task.outputs, config.render.seed, config.render.encode
+            ):
                 made += 1
         except Exception:  # noqa: BLE001 - a bad sample only weakens the estimate
             continue

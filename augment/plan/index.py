@@ -13,9 +13,10 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from augment.errors import BlockError
 from augment.plan.holdout import TESTING, TRAINING, held_out_count, rank_key
 from augment.plan.labels import with_boxes
-from augment.plan.samples import Sample, folded
+from augment.plan.samples import Sample, folded, printable
 from augment.plan.selection import ClassBalance, balance_key, class_quota
 from augment.render.boxes import Box
 from augment.storage.diskmap import decode, encode, open_temp_db
@@ -37,7 +38,7 @@ CREATE TABLE lines (name BLOB PRIMARY KEY, line BLOB NOT NULL) WITHOUT ROWID;
 """
 
 
-class DuplicateSample(ValueError):
+class DuplicateSample(BlockError, ValueError):
     """Two listed samples have the same key."""
 
 
@@ -75,16 +76,28 @@ class RunIndex:
 
     def add_samples(self, samples: Iterable[Sample]) -> int:
         """Store the listing; how many samples. Raises DuplicateSample if a key repeats."""
-        rows = (
-            (encode(s.key), encode(s.label), pickle.dumps(s), _signed(rank_key(s.key)), _signed(balance_key(s.key)))
-            for s in samples
-        )
+        last: list[str] = []  # the key being inserted: the one that repeats, on an IntegrityError
+
+        def rows() -> Iterator[tuple[bytes, bytes, bytes, int, int]]:
+            for s in samples:
+                last[:] = [s.key]
+                yield (
+                    encode(s.key),
+                    encode(s.label),
+                    pickle.dumps(s),
+                    _signed(rank_key(s.key)),
+                    _signed(balance_key(s.key)),
+                )
+
         self._db.execute("BEGIN")
         try:
-            self._db.executemany("INSERT INTO samples (key, label, sample, hold, spread) VALUES (?, ?, ?, ?, ?)", rows)
-        except sqlite3.IntegrityError as e:
+            self._db.executemany(
+                "INSERT INTO samples (key, label, sample, hold, spread) VALUES (?, ?, ?, ?, ?)", rows()
+            )
+        except sqlite3.IntegrityError:
             self._db.execute("ROLLBACK")
-            raise DuplicateSample(str(e)) from None
+            key = printable(last[0]) if last else "?"
+            raise DuplicateSample(f"the source listed {key!r} twice; a listing must name each sample once") from None
         self._db.execute("COMMIT")
         return self.count()
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from augment.errors import BlockError
 from augment.plan.samples import label_problem
 from augment.render.boxes import Box
 from augment.storage import jsontext
@@ -26,7 +27,7 @@ MAX_COORDINATE = 1_000_000  # pixels; beyond this a box value is a broken file, 
 WARNINGS_PER_FILE = 20  # duplicate-entry warnings logged per labels file; the rest are counted in one line
 
 
-class LabelsError(ValueError):
+class LabelsError(BlockError, ValueError):
     """A labels file is malformed; the message names the file and the entry."""
 
 

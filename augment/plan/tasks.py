@@ -6,13 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from augment.errors import BlockError
 from augment.plan.holdout import TESTING
 from augment.plan.samples import ORIGINAL, Sample, output_name, output_names
 from augment.render.codec import EncodeOptions, output_format
 from augment.render.recipe import Node, Recipe
 
 
-class PlanError(ValueError):
+class PlanError(BlockError, ValueError):
     """The plan cannot be made (e.g. two sources would write the same output)."""
 
 

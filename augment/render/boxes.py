@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_MIN_BOX_VISIBILITY = 0.3  # a moved box is kept while at least this share of it is in the image
-
 
 @dataclass(frozen=True, slots=True)
 class Box:

@@ -16,7 +16,7 @@ import numpy as np
 
 from augment.plan.samples import stable_hash
 from augment.plan.tasks import PlannedOutput
-from augment.render.boxes import DEFAULT_MIN_BOX_VISIBILITY, Box, clip, hide, move
+from augment.render.boxes import Box, clip, hide, move
 from augment.render.codec import Decoded, EncodeOptions, decode, encode
 from augment.render.frame import Frame
 from augment.render.ops import GeometricOp, get_op, pixels
@@ -181,14 +181,17 @@ def iter_render(
     seed: int,
     options: EncodeOptions,
     boxes: tuple[Box, ...] | None = None,
-    min_visibility: float = DEFAULT_MIN_BOX_VISIBILITY,
+    min_visibility: float | None = None,
     notes: list[str] | None = None,
 ) -> Iterator[Rendered]:
     """Decode ``data`` once and yield each requested output as it is encoded (raises codec.DecodeError), so
     only one output is held at a time.
 
-    With ``boxes``, each output carries the boxes still at least ``min_visibility`` visible; boxes reaching
-    outside the image are clipped to it first (or dropped), with a line in ``notes``."""
+    With ``boxes`` (and ``min_visibility``, then required), each output carries the boxes still at least
+    ``min_visibility`` visible; boxes reaching outside the image are clipped to it first (or dropped), with a
+    line in ``notes``."""
+    if boxes is not None and min_visibility is None:
+        raise TypeError("iter_render: boxes need min_visibility (--min-box-visibility)")
     target = None
     if options.output_size is not None:
         target = OutputSize(*options.output_size, options.resize_mode)

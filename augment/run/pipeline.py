@@ -1,7 +1,7 @@
 """The streaming part of a run: read -> render -> write, overlapped, with everything in flight bounded.
 
 Tasks arrive in plan order, grouped in chunks. Each chunk is driven by a thread of this process: it checks
-which outputs are already done and reads the sources (on the I/O threads, ``io_threads()`` requests at
+which outputs are already done and reads the sources (on the I/O threads, ``io_threads`` requests at
 once; with --since, a source whose bytes changed since its recorded outputs were made has them all made
 again, decided right after the read), hands each sample to the render pool (its bytes and the outputs to
 make), and writes its outputs as the worker sends them (on the I/O threads again, at most ``_OUTPUT_BYTES``
@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from augment.books.done import Recorded, is_done
 from augment.books.report import OutputRecord, Status, TaskResult
 from augment.plan.tasks import Task
-from augment.run.concurrency import io_threads
 from augment.run.pool import Part as RenderPart
 from augment.run.pool import RenderJob, RenderOptions, RenderPool
 from augment.sinks import OutputEntry, Sink
@@ -53,6 +52,7 @@ class StreamOptions:
     sink: Sink
     render: RenderOptions
     overwrite: bool
+    io_threads: int  # source reads and output writes in flight (EDGE_AUGMENT_IO_THREADS)
     keep_boxless: bool = False  # keep a copy whose boxes were all cut off (as a background image)
     verify: bool = False  # --verify-outputs: a recorded output must also have its recorded sha256
     since: bool = False  # --since: a source whose bytes changed since its recorded outputs were made redoes them
@@ -79,12 +79,12 @@ def execute(
     late: list[TaskResult],
     stopping: Callable[[], bool] = lambda: False,
 ) -> Iterator[TaskResult]:
-    """Results in plan order; at most ``workers + io_threads() // _CHUNK`` chunks (and at least 2) under way,
+    """Results in plan order; at most ``workers + io_threads // _CHUNK`` chunks (and at least 2) under way,
     and no more than ``_WINDOW_BYTES`` of their sources (but always one chunk).
 
     When ``stopping()`` turns true (a signal), no more results are handed out: chunks not yet rendering are
     dropped, the others finish, and their results go to ``late`` so their outputs are recorded too."""
-    threads = io_threads()
+    threads = options.io_threads
     window_size = workers + max(2, threads // _CHUNK)
     stop = threading.Event()
     renderers = RenderPool(options.render, workers, stopping)  # workers are forked now, before other threads

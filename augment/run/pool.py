@@ -32,7 +32,6 @@ from PIL import Image
 
 from augment.plan.samples import Sample
 from augment.plan.tasks import PlannedOutput
-from augment.render.boxes import DEFAULT_MIN_BOX_VISIBILITY
 from augment.render.codec import SNIFFED_FORMATS, DecodeError, EncodeOptions, name_mismatch
 from augment.render.engine import Rendered, iter_render
 from augment.render.ops import pixels
@@ -49,7 +48,8 @@ class RenderOptions:
 
     seed: int
     encode: EncodeOptions
-    min_box_visibility: float = DEFAULT_MIN_BOX_VISIBILITY
+    min_box_visibility: float
+    huge_pixels: int  # images over this many pixels render one at a time across workers (``is_huge``)
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,8 @@ class RenderPool:
             return self._queue.popleft() if self._queue and not self._closing else None
 
     def _huge_lock(self, job: RenderJob) -> Any:
-        return self._huge if self._several and is_huge(job.data) else contextlib.nullcontext()
+        huge = self._several and is_huge(job.data, self.options.huge_pixels)
+        return self._huge if huge else contextlib.nullcontext()
 
 
 class _Lane:
@@ -280,22 +281,17 @@ def _prefer_oom_kill() -> None:
             f.write(str(min(1000, max(current, 0) + _OOM_SCORE_ADJ)))
 
 
-def huge_pixels() -> int:
-    """Images over this many pixels are rendered one at a time across workers: rendering takes 22-30 bytes
-    a pixel at its peak (the heavy preset, one worker: 339 MiB for 12 MP, 991 MiB for 48 MP; bench/photos.py
-    --memory), so a few 48 MP images at once would still need several GB. ``EDGE_AUGMENT_HUGE_PIXELS``
-    overrides the default of 16 MP."""
-    return int(os.environ.get("EDGE_AUGMENT_HUGE_PIXELS", "16000000"))
-
-
-def is_huge(data: bytes) -> bool:
-    """From the header only (nothing decoded): is this image over ``huge_pixels``?"""
+def is_huge(data: bytes, limit: int) -> bool:
+    """From the header only (nothing decoded): is this image over ``limit`` pixels? Such images are rendered
+    one at a time across workers: rendering takes 22-30 bytes a pixel at its peak (the heavy preset, one
+    worker: 339 MiB for 12 MP, 991 MiB for 48 MP; bench/photos.py --memory), so a few 48 MP images at once
+    would still need several GB (``EDGE_AUGMENT_HUGE_PIXELS``, default 16 MP)."""
     try:
         with Image.open(io.BytesIO(data), formats=SNIFFED_FORMATS) as image:
             width, height = image.size
     except Exception:  # noqa: BLE001 - not an image: decoding reports why
         return False
-    return width * height > huge_pixels()
+    return width * height > limit
 
 
 _PR_SET_PDEATHSIG = 1

@@ -17,6 +17,7 @@ from augment.books.manifest import MANIFEST, Manifest, fingerprint
 from augment.books.outdir import check_manifests, foreign_images, input_inside_output, into_input, suffixed
 from augment.books.report import Log
 from augment.config import RunConfig
+from augment.errors import EXIT_FAILED, EXIT_USAGE, BlockError
 from augment.plan.holdout import notes as holdout_notes
 from augment.plan.index import Counts, RunIndex
 from augment.plan.labels import boxes_by_key
@@ -31,15 +32,13 @@ from augment.sinks import Sink
 from augment.sources import Listing, Source
 from augment.storage.overlap import lands_in
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-
-class Stop(Exception):
-    """The run cannot go on: the message is logged as an ERROR and ``code`` is the exit code."""
+class Stop(BlockError):
+    """The run cannot go on: the message is logged as an ERROR and ``exit_code`` is the exit code."""
 
     def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
         super().__init__(message)
-        self.code = code
+        self.exit_code = code
 
 
 @dataclass
@@ -73,7 +72,7 @@ def prepare(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log:
     """List the source into the index (reporting what it skips), decide the split and copies per original,
     plan every task once, load the earlier manifest; then, one run at a time (``lock.checking``), check
     every manifest in the destination and write this run's header."""
-    if not config.dry_run:
+    if not config.run.dry_run:
         sink.prefetch()  # (S3: the destination is listed while the source is)
     listing = Listing(on_skip=lambda key, reason: log(f"skipped {printable(key)}: {reason}"))
     detection = list_source(source, index, listing)
@@ -86,21 +85,25 @@ def prepare(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log:
     for label in index.labels():
         if issue := ei_label_issue(label):
             log(f"warning: label {label!r}: {issue}; class folders and labels files keep it, or use --upload-label")
-    index.assign_holdout(config.test_fraction)
-    settings = PlanSettings(config.recipe, config.copies, config.include_originals, config.layout, config.encode)
+    index.assign_holdout(config.plan.test_fraction)
+    settings = PlanSettings(
+        config.plan.recipe, config.plan.copies, config.plan.include_originals, config.plan.layout, config.render.encode
+    )
     header = _run_header(config, detection)
-    manifest = Manifest(sink, header, config.overwrite, config.books + suffixed(MANIFEST, config.shard.suffix()), index)
-    plan = RunPlan(config, Planner(index, settings, config.shard), listing, detection, manifest, header)
-    if config.balance:
+    manifest = Manifest(
+        sink, header, config.sink.overwrite, config.sink.books + suffixed(MANIFEST, config.plan.shard.suffix()), index
+    )
+    plan = RunPlan(config, Planner(index, settings, config.plan.shard), listing, detection, manifest, header)
+    if config.plan.balance:
         plan.balance_table = _balance(config, index, log)
     _plan_tasks(plan)
     with lock.checking() if lock is not None else contextlib.nullcontext():
         check_manifests(config, sink, index, manifest.name, header["fingerprint"], plan.planned_here)
-        if not config.dry_run:
+        if not config.run.dry_run:
             if refusal := foreign_images(config, sink, index):
                 raise Stop(refusal)
             manifest.start()  # the header (which settings the files belong to) lands before any output
-    for line in holdout_notes(plan.holdout, config.test_fraction):
+    for line in holdout_notes(plan.holdout, config.plan.test_fraction):
         log(line)
     return plan
 
@@ -124,7 +127,7 @@ def _plan_tasks(plan: RunPlan) -> None:
         if input_folder is not None and lands_in(name, input_folder):
             raise Stop(into_input(plan.config, name), EXIT_USAGE)
 
-    plan.planner.plan(plan.config.since, check)
+    plan.planner.plan(plan.config.plan.since, check)
     counts = plan.planner.index.counts()
     if not counts.planned:
         raise Stop(
@@ -138,39 +141,39 @@ def _plan_tasks(plan: RunPlan) -> None:
 
 def _balance(config: RunConfig, index: RunIndex, log: Log) -> dict[str, Any]:
     """--balance: copies per original from the whole listing (so every shard and refresh agrees)."""
-    copies = config.copies if config.copies is not None else (config.recipe.copies or 0)
-    table = index.assign_balance(copies, config.include_originals, config.target_per_class, MAX_COPIES)
-    goal = f"target {config.target_per_class}" if config.target_per_class else "match the largest class"
-    if config.test_fraction:
+    copies = config.plan.copies if config.plan.copies is not None else (config.plan.recipe.copies or 0)
+    table = index.assign_balance(copies, config.plan.include_originals, config.plan.target_per_class, MAX_COPIES)
+    goal = f"target {config.plan.target_per_class}" if config.plan.target_per_class else "match the largest class"
+    if config.plan.test_fraction:
         goal += ", training side: held-out originals are not counted"
-    kept = "in" if config.include_originals else "out"
+    kept = "in" if config.plan.include_originals else "out"
     for line in balance_lines(table, f"{goal} (outputs per class, originals {kept})"):
         log(line)
     return {k: vars(v) for k, v in table.items()}
 
 
 def _run_header(config: RunConfig, detection: bool) -> dict[str, Any]:
-    recipe = {k: v for k, v in config.recipe.to_dict().items() if k != "copies"}
+    recipe = {k: v for k, v in config.plan.recipe.to_dict().items() if k != "copies"}
     values = {
         "recipe": recipe,
-        "seed": config.seed,
-        "image_format": config.encode.image_format,
-        "jpeg_quality": config.encode.jpeg_quality,
-        "png_compression": config.encode.png_compression,
-        "png_strategy": config.encode.png_strategy,
-        "layout": config.layout,
-        "label": config.label,
+        "seed": config.render.seed,
+        "image_format": config.render.encode.image_format,
+        "jpeg_quality": config.render.encode.jpeg_quality,
+        "png_compression": config.render.encode.png_compression,
+        "png_strategy": config.render.encode.png_strategy,
+        "layout": config.plan.layout,
+        "label": config.source.label,
         "kernels": KERNELS,
     }
-    if config.encode.output_size is not None:  # only then, as for the hold-out below
-        values["output_size"] = list(config.encode.output_size)
-        values["resize_mode"] = config.encode.resize_mode
-    if config.test_fraction:  # only then: fingerprints of runs without a hold-out stay as they were
-        values["test_fraction"] = config.test_fraction
+    if config.render.encode.output_size is not None:  # only then, as for the hold-out below
+        values["output_size"] = list(config.render.encode.output_size)
+        values["resize_mode"] = config.render.encode.resize_mode
+    if config.plan.test_fraction:  # only then: fingerprints of runs without a hold-out stay as they were
+        values["test_fraction"] = config.plan.test_fraction
         values["holdout"] = "exact-per-class"  # the rule changed (was: a hash threshold per original)
     if detection:  # which boxes survive, and whether box-less copies are kept
-        values["min_box_visibility"] = config.min_box_visibility
-        values["keep_boxless"] = config.keep_boxless
+        values["min_box_visibility"] = config.render.min_box_visibility
+        values["keep_boxless"] = config.render.keep_boxless
     return {"fingerprint": fingerprint(values), "version": __version__, **values}
 
 

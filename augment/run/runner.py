@@ -22,12 +22,13 @@ from augment.books.outdir import suffixed, write_box_labels
 from augment.books.report import REPORT, Log, Progress, Status, TaskResult
 from augment.books.review import dry_run, write_preview
 from augment.config import RunConfig
+from augment.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from augment.plan.holdout import report as holdout_report
 from augment.plan.index import RunIndex
 from augment.run.backends import sink_for, source_for
 from augment.run.pipeline import Chunk, StreamOptions, chunked, execute
 from augment.run.pool import RenderOptions
-from augment.run.prepare import EXIT_FAILED, EXIT_OK, EXIT_USAGE, RunPlan, Stop, prepare
+from augment.run.prepare import RunPlan, Stop, prepare
 from augment.signals import EXIT_CODES, Interrupted, Signals
 from augment.sinks import Sink, SinkError
 from augment.sources import Source, SourceError
@@ -39,26 +40,24 @@ _CHECKPOINT_SECONDS = 30.0  # how often outputs and the manifest journal are mad
 
 
 def run(config: RunConfig, log: Log = print) -> int:
-    """Run the block; return the process exit code."""
+    """Run the block; return the process exit code (a BlockError says why the run could not go on)."""
     source, sink = source_for(config), sink_for(config, log)
-    for note in config.notes:
+    for note in config.run.notes:
         log(f"note: {note}")
-    lock = None if config.dry_run else sink.lock(config.shard)  # a local folder: who may write beside whom
+    lock = (
+        None if config.run.dry_run else sink.lock(config.plan.shard, config.sink.lock_wait)
+    )  # a local folder: who may write beside whom
     index = RunIndex()
     try:
         with Signals() as signals:
             if lock is not None:
                 lock.acquire()
             return _run(config, source, sink, index, log, lock, signals)
-    except (Stop, SinkError) as e:
-        log(f"ERROR: {e}")
-        return e.code if isinstance(e, Stop) else EXIT_FAILED
     except Interrupted as e:  # listing, planning, the report: nothing half written (temps are removed)
         log(f"interrupted ({e.name}): stopped; finished outputs are kept and a rerun resumes")
         return e.code
     except sqlite3.Error as e:  # listing, planning or the final manifest: nothing half-recorded
-        log(f"ERROR: {index_failure(e)}")
-        return EXIT_FAILED
+        raise Stop(index_failure(e)) from None
     finally:
         index.close()
         if lock is not None:
@@ -69,7 +68,7 @@ def _run(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log: Lo
     if lock is not None and (removed := sink.remove_stale_temps(lock)):
         log(f"removed {removed} temp file(s) left by an interrupted run")
     plan = prepare(config, source, sink, index, log, lock)
-    if config.dry_run:
+    if config.run.dry_run:
         return dry_run(config, source, sink, lambda: plan.tasks, plan.counts.tasks, plan.manifest, log)
     outcome = _augment(config, plan, source, sink, log, signals)
     return _finish(config, plan, outcome, source, sink, log)
@@ -87,26 +86,30 @@ def _augment(config: RunConfig, plan: RunPlan, source: Source, sink: Sink, log: 
     counts = plan.counts
     log(
         f"edge-augment {__version__}: {counts.tasks} images in {counts.labels} classes from {source.describe()}"
-        f" -> {counts.outputs} outputs in {sink.describe()} (recipe {config.recipe.name}, seed {config.seed},"
-        f" {config.workers} worker{'s' if config.workers != 1 else ''})"
+        f" -> {counts.outputs} outputs in {sink.describe()} (recipe {config.plan.recipe.name},"
+        f" seed {config.render.seed},"
+        f" {config.run.workers} worker{'s' if config.run.workers != 1 else ''})"
     )
     manifest = plan.manifest
     progress = Progress(counts.tasks, log)
     options = StreamOptions(
         source,
         sink,
-        RenderOptions(config.seed, config.encode, config.min_box_visibility),
-        config.overwrite,
-        keep_boxless=config.keep_boxless,
-        verify=config.verify_outputs,
-        since=config.since is not None,
+        RenderOptions(
+            config.render.seed, config.render.encode, config.render.min_box_visibility, config.render.huge_pixels
+        ),
+        config.sink.overwrite,
+        io_threads=config.run.io_threads,
+        keep_boxless=config.render.keep_boxless,
+        verify=config.sink.verify_outputs,
+        since=config.plan.since is not None,
     )
     chunks = (
         Chunk(tasks, manifest.recorded(o.name for t in tasks for o in t.outputs)) for tasks in chunked(plan.tasks)
     )
     late: list[TaskResult] = []  # finished after an interruption: recorded too
     with signals.deferred():  # a signal is acted on between two results, then the uploads stop
-        results = execute(chunks, options, config.workers, late, signals.received)
+        results = execute(chunks, options, config.run.workers, late, signals.received)
         try:
             saved_at = time.monotonic()
             try:
@@ -171,44 +174,45 @@ def _finish(config: RunConfig, plan: RunPlan, done: _Outcome, source: Source, si
     else:
         manifest.finish(plan.outputs(), plan.planned_here)
     if plan.detection:
-        write_box_labels(sink, manifest.lines(plan.outputs(), plan.planned_here), config.shard, config.books)
-    if config.preview and not done.interrupted:
+        write_box_labels(sink, manifest.lines(plan.outputs(), plan.planned_here), config.plan.shard, config.sink.books)
+    if config.run.preview and not done.interrupted:
         log("preview: drawing the contact sheet")
         try:
             write_preview(config, source, sink, plan.tasks, log)
         except Interrupted as e:  # the outputs are complete: the report still says so
             log(f"interrupted ({e.name}) during the preview: outputs and manifest are complete, no preview")
             done.interrupted = e.name
-    budget = config.failure_budget(plan.counts.tasks)
+    budget = config.run.failure_budget(plan.counts.tasks)
     failed = progress.failed
     report = progress.report(
         {
             "run": plan.header,
-            "copies": config.copies,
-            "include_originals": config.include_originals,
-            "workers": config.workers,
+            "copies": config.plan.copies,
+            "include_originals": config.plan.include_originals,
+            "workers": config.run.workers,
             "skipped_files": [{"source": k, "reason": r} for k, r in plan.listing.skipped],
             "skipped_files_not_listed": plan.listing.skipped_count - len(plan.listing.skipped),
             "empty_folders": plan.listing.empty_folders,
-            "metadata": config.metadata,
+            "metadata": config.run.metadata,
             "interrupted": done.interrupted,
             "failure_budget": budget,
         }
     )
     report.update(_scale_report(config, plan, progress))
-    if config.test_fraction:
-        report["holdout"] = holdout_report(plan.holdout, config.test_fraction)
+    if config.plan.test_fraction:
+        report["holdout"] = holdout_report(plan.holdout, config.plan.test_fraction)
     if upload is not None:
         report["upload"] = upload
     sink.write_text(
-        config.books + suffixed(REPORT, config.shard.suffix()), json.dumps(report, indent=2, sort_keys=True) + "\n"
+        config.sink.books + suffixed(REPORT, config.plan.shard.suffix()),
+        json.dumps(report, indent=2, sort_keys=True) + "\n",
     )
-    if config.write_ei_metadata:
+    if config.sink.write_ei_metadata:
         sink.write_text(EI_METADATA, _ei_metadata(report, config))
     sink.settle()
     for line in progress.summary_lines():
         log(line)
-    if config.since is not None:
+    if config.plan.since is not None:
         s = report["since"]
         log(f"since {s['time']}: {s['new']} new or modified ({s['done']} done), {s['unchanged']} unchanged (skipped)")
     return _exit_code(config, plan, done, failed, budget, log)
@@ -220,7 +224,7 @@ def _exit_code(config: RunConfig, plan: RunPlan, done: _Outcome, failed: int, bu
     if failed > budget:
         log(
             f"FAILED: {failed} of {plan.counts.tasks} images could not be augmented "
-            f"(allowed: {budget}, from --max-failures {config.max_failures:g})"
+            f"(allowed: {budget}, from --max-failures {config.run.max_failures:g})"
         )
         return EXIT_FAILED
     if done.upload is not None and done.upload["failed"]:
@@ -238,8 +242,8 @@ def _ei_metadata(report: dict[str, Any], config: RunConfig) -> str:
         "augment_outputs": totals["written"] + totals["existing"],
         "augment_originals": totals["originals"],
         "augment_failed": totals["failed"],
-        "augment_recipe": config.recipe.name,
-        "augment_seed": config.seed,
+        "augment_recipe": config.plan.recipe.name,
+        "augment_seed": config.render.seed,
         "augment_version": __version__,
     }
     body = {"version": 1, "action": "add", "metadata": {k: str(v) for k, v in values.items()}}
@@ -247,14 +251,14 @@ def _ei_metadata(report: dict[str, Any], config: RunConfig) -> str:
 
 
 def _scale_report(config: RunConfig, plan: RunPlan, progress: Progress) -> dict[str, Any]:
-    extra: dict[str, Any] = {"shard": {"index": config.shard.index, "count": config.shard.count}}
-    if config.since is not None:
+    extra: dict[str, Any] = {"shard": {"index": config.plan.shard.index, "count": config.plan.shard.count}}
+    if config.plan.since is not None:
         extra["since"] = {
-            "time": config.since.isoformat(),
+            "time": config.plan.since.isoformat(),
             "new": plan.counts.tasks,
             "unchanged": plan.counts.unchanged,
             "done": plan.counts.tasks - progress.failed,
         }
-    if config.balance:
+    if config.plan.balance:
         extra["balance"] = plan.balance_table
     return extra

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from augment.errors import BlockError
+
 
 @dataclass(frozen=True)
 class OutputEntry:
@@ -30,7 +32,7 @@ class OutputEntry:
     category: str | None = None  # with a hold-out: training | testing
 
 
-class SinkError(RuntimeError):
+class SinkError(BlockError, RuntimeError):
     """The destination cannot be written; the message names the path or object."""
 
 
@@ -99,6 +101,11 @@ class Sink:
     def write_text(self, name: str, text: str) -> None:
         self.write(name, text.encode("utf-8"))
 
+    def names(self, skip: str | None = None) -> Iterator[str]:
+        """The relative name of every file in the destination, sorted, leaving out hidden (``.``) folders and
+        the folder ``skip`` (an input inside the output); none when the destination cannot say."""
+        return iter(())
+
     @property
     def local_root(self) -> Path | None:
         """The folder outputs land in, when they land in one on this machine."""
@@ -106,8 +113,9 @@ class Sink:
 
     # -- hooks (no-ops unless a destination needs them) ------------------------------------------------------
 
-    def lock(self, shard: Any) -> Any:
-        """This run's place in the destination (a ``FolderLock``, not yet taken), or None when it has none."""
+    def lock(self, shard: Any, wait: float) -> Any:
+        """This run's place in the destination (a ``FolderLock``, not yet taken; ``wait``: seconds to wait for
+        another run's check), or None when it has none."""
         return None
 
     def remove_stale_temps(self, lock: Any) -> int:

@@ -37,33 +37,27 @@ from augment.sinks.ingestion_api import (
     CATEGORIES,
     DEFAULT_BATCH,
     DEFAULT_CONCURRENCY,
-    DEST,
     DUPLICATE,
     HOLDOUT,
     MAX_FILE_BYTES,
     UploadSettings,
     encode_label,
     ingestion_url,
-    project_key,
-    resolve,
 )
 from augment.sinks.ingestion_upload import Uploader
 from augment.sinks.local import LocalSink
 from augment.sinks.lock import FolderLock
 
-__all__ = [  # the flag rules live in ingestion_api; named here too, for callers that think "the EI sink"
+__all__ = [  # the API's rules live in ingestion_api; named here too, for callers that think "the EI sink"
     "CATEGORIES",
     "DEFAULT_BATCH",
     "DEFAULT_CONCURRENCY",
-    "DEST",
     "DUPLICATE",
     "HOLDOUT",
     "IngestionSink",
     "UploadSettings",
     "encode_label",
     "ingestion_url",
-    "project_key",
-    "resolve",
 ]
 
 
@@ -79,9 +73,9 @@ class IngestionSink(Sink):
     def describe(self) -> str:
         return f"Edge Impulse project via {self.settings.url} (staged in {self.staging.describe()})"
 
-    def lock(self, shard: Shard) -> FolderLock:
+    def lock(self, shard: Shard, wait: float) -> FolderLock:
         """The staging folder's lock: two uploads cannot stage (and send) into one folder at once."""
-        return self.staging.lock(shard)
+        return self.staging.lock(shard, wait)
 
     def remove_stale_temps(self, lock: FolderLock | None) -> int:
         return self.staging.remove_stale_temps(lock)

@@ -45,6 +45,10 @@ class LocalSink(Sink):
         return _real(self.root)
 
     @cached_property
+    def _made(self) -> set[Path]:
+        return set()  # folders this sink has made
+
+    @cached_property
     def _folders(self) -> dict[str, Path]:
         return {}  # relative folder -> resolved and checked (one realpath per folder, not per output)
 
@@ -63,9 +67,20 @@ class LocalSink(Sink):
             raise SinkError(f"refusing to write {name!r}: it would land outside {self.root}")
         return path
 
-    def lock(self, shard: Shard) -> FolderLock:
+    def lock(self, shard: Shard, wait: float) -> FolderLock:
         """This run's place in the folder (not yet taken): keeps out runs that must not write beside it."""
-        return FolderLock(self.root, shard)
+        return FolderLock(self.root, shard, wait)
+
+    def names(self, skip: str | None = None) -> Iterator[str]:
+        root = self.root.resolve()
+        for dirpath, dirnames, filenames in os.walk(root):
+            here = Path(dirpath)
+            folder = here.relative_to(root).as_posix()
+            dirnames[:] = sorted(
+                d for d in dirnames if not d.startswith(".") and (skip is None or _joined(folder, d) != skip)
+            )
+            for name in sorted(filenames):
+                yield _joined(folder, name)
 
     def remove_stale_temps(self, lock: FolderLock | None) -> int:
         """Remove temp files left by killed runs (see ``lock.remove_stale_temps``); how many."""
@@ -76,7 +91,7 @@ class LocalSink(Sink):
 
     def write(self, name: str, data: bytes) -> None:
         """Write ``data`` to ``name`` atomically: readers see the old file or the whole new one."""
-        _atomic_write(self.path(name), [data], self.tag)
+        _atomic_write(self.path(name), [data], self.tag, self._made)
 
     def delete(self, name: str) -> None:
         try:
@@ -97,7 +112,7 @@ class LocalSink(Sink):
         if journal is not None:
             journal.close()
         lines_ = ((line + "\n").encode("utf-8", "surrogateescape") for line in lines)
-        _atomic_write(self.path(name), lines_, self.tag, durable=True)
+        _atomic_write(self.path(name), lines_, self.tag, self._made, durable=True)
 
     def read_lines(self, name: str) -> Iterator[str] | None:
         path = self.path(name)
@@ -108,7 +123,7 @@ class LocalSink(Sink):
     def open_journal(self, name: str, header: str | None) -> LocalJournal:
         path = self.path(name)
         if header is not None:
-            _atomic_write(path, [(header + "\n").encode("utf-8")], self.tag, durable=True)
+            _atomic_write(path, [(header + "\n").encode("utf-8")], self.tag, self._made, durable=True)
         return LocalJournal(path)
 
     def size(self, name: str) -> int | None:
@@ -133,7 +148,6 @@ class LocalSink(Sink):
             _syncfs(self.root)
 
 
-_MADE_DIRS: set[Path] = set()  # output folders this process has made (one mkdir per folder, not per file)
 _TEMP_IDS = itertools.count()
 
 
@@ -154,13 +168,14 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(target: Path, chunks: Iterable[bytes], tag: str, durable: bool = False) -> None:
+def _atomic_write(target: Path, chunks: Iterable[bytes], tag: str, made: set[Path], durable: bool = False) -> None:
     """Write ``chunks`` to a temp file beside ``target``, then rename it into place (never a partial file);
-    ``durable``: fsync the file before, and its folder after, the rename."""
+    ``made``: the folders the sink has made (one mkdir per folder, not per file); ``durable``: fsync the file
+    before, and its folder after, the rename."""
     try:
-        if target.parent not in _MADE_DIRS:
+        if target.parent not in made:
             target.parent.mkdir(parents=True, exist_ok=True)
-            _MADE_DIRS.add(target.parent)
+            made.add(target.parent)
         try:
             fd, tmp = _temp_file(target.parent, target.suffix, tag)
         except FileNotFoundError:  # the folder went away since this process made it
@@ -206,6 +221,10 @@ def _temp_file(folder: Path, suffix: str, tag: str) -> tuple[int, str]:
             folder.mkdir(parents=True, exist_ok=True)
             continue
         return fd, tmp
+
+
+def _joined(folder: str, name: str) -> str:
+    return name if folder == "." else f"{folder}/{name}"
 
 
 def _real(path: Path) -> Path:

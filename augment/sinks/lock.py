@@ -39,7 +39,6 @@ _CHECK, _RUN, _COUNT, _INDEX = 0, 1, 2, 1 << 40
 _FLOCK = "hhqqi4x"  # struct flock on Linux: l_type, l_whence, l_start, l_len, l_pid (0 for OFD locks)
 _TEMP = re.compile(r"^\.tmp-(?:u|s(\d+)of(\d+))-\d+-\d+")
 _LEGACY_TEMP = re.compile(r"^\.tmp-\d+-\d+")  # an earlier version's temp file: its pid proves nothing
-_CHECK_WAIT = "300"  # seconds a run waits for another to finish its check (EDGE_AUGMENT_LOCK_WAIT)
 _SHARED_TEMP_AGE = 600.0  # seconds: beside live shards, an earlier version's temp files this old are leftovers
 
 
@@ -56,9 +55,10 @@ class FolderLock:
     """This run's place in ``folder`` (``acquire``/``release``, or ``with``); ``checking()`` while it reads
     the folder's manifests and writes its own header."""
 
-    def __init__(self, folder: Path, shard: Shard | None = None) -> None:
+    def __init__(self, folder: Path, shard: Shard, wait: float) -> None:
         self.folder = folder
-        self.shard = shard or Shard()
+        self.shard = shard
+        self.wait = wait  # seconds to wait for another run's check (EDGE_AUGMENT_LOCK_WAIT)
         self.path = folder / LOCK_FILE
         self.fd: int | None = None
         self.made_folder = False
@@ -122,7 +122,7 @@ class FolderLock:
     def _hold_check(self, fd: int) -> None:
         """Take ``_CHECK``, waiting while another run holds it (a moment), but not for ever: a run stopped
         (SIGSTOP, a frozen container) while it checks would hold every other run."""
-        wait = _check_wait()
+        wait = self.wait
         deadline = time.monotonic() + wait
         while not _lock(fd, fcntl.F_WRLCK, _CHECK):
             if time.monotonic() > deadline:
@@ -200,13 +200,6 @@ def _stale(name: str, path: Path, lock: FolderLock) -> bool:
     if not _LEGACY_TEMP.match(name):
         return False
     return not lock.shard.active or time.time() - path.stat().st_mtime >= _SHARED_TEMP_AGE
-
-
-def _check_wait() -> float:
-    try:
-        return max(0.0, float(os.environ.get("EDGE_AUGMENT_LOCK_WAIT", _CHECK_WAIT)))
-    except ValueError:
-        return float(_CHECK_WAIT)
 
 
 def _lock(fd: int, kind: int, start: int, length: int = 1) -> bool:

@@ -31,8 +31,9 @@ from pathlib import PurePosixPath
 from typing import IO
 
 from augment.sinks import Journal, Sink, SinkError, s3_journal
+from augment.storage import s3_limits
 from augment.storage.diskmap import DiskMap
-from augment.storage.s3_client import S3Client, S3Error
+from augment.storage.s3_client import DEFAULT_MAX_ATTEMPTS, S3Client, S3Error
 from augment.storage.s3_url import S3Url, iter_objects, unsafe_key_reason
 
 CONTENT_TYPES = {
@@ -56,9 +57,15 @@ def content_type(name: str) -> str:
 
 
 class S3Sink(Sink):
-    def __init__(self, url: S3Url, endpoint: str | None = None) -> None:
+    def __init__(
+        self,
+        url: S3Url,
+        endpoint: str | None = None,
+        timeout: float = s3_limits.DEFAULT_TIMEOUT,
+        attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> None:
         self.url = url
-        self.client = S3Client(endpoint)
+        self.client = S3Client(endpoint, timeout, attempts)
         self._present: DiskMap | None = None  # name -> "size etag", once listed
         self._drop: weakref.finalize | None = None
         self._listed: Future[None] | None = None  # the listing started by ``prefetch``
@@ -163,6 +170,14 @@ class S3Sink(Sink):
     def open_journal(self, name: str, header: str | None) -> Journal:
         self._key(name)
         return s3_journal.open_journal(self, name, header)
+
+    def names(self, skip: str | None = None) -> Iterator[str]:
+        """From the destination's listing (made once per process; the run needs it anyway)."""
+        below = None if skip is None else skip.rstrip("/") + "/"
+        for name, entry in self._listing().items():
+            hidden = any(part.startswith(".") for part in name.split("/")[:-1])
+            if entry and not hidden and (below is None or not name.startswith(below)):
+                yield name
 
     def manifests(self, books: str) -> list[str]:
         """Every ``manifest*.jsonl`` object in the ``books`` folder (from the listing, else one small

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from augment.errors import BlockError
 from augment.plan.samples import Sample
 
 IGNORED_DIRS = {"__MACOSX", ".ipynb_checkpoints", ".git"}  # folders that are never data (macOS, notebooks, git)
 
 
-class SourceError(RuntimeError):
+class SourceError(BlockError, RuntimeError):
     """The source as a whole cannot be read (missing folder, no access); the run cannot start."""
 
 

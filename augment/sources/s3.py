@@ -8,7 +8,7 @@ The client (``augment.storage.s3_client``: obstore for objects, botocore for cre
 first used, so local runs never load it. URL and key checks shared with the sink are ``augment.storage.s3_url``'s.
 
 Thread safety: ``S3Source.read`` may be called from many threads of one process at once (the run's I/O
-threads, ``augment.run.concurrency.io_threads``). The client is made once, under a lock; obstore
+threads, ``EDGE_AUGMENT_IO_THREADS`` of them). The client is made once, under a lock; obstore
 releases the GIL while a request is under way and opens as many connections as there are requests.
 """
 
@@ -22,7 +22,8 @@ from augment.plan.labels import LABELS_FILES
 from augment.plan.samples import Sample, label_for_key
 from augment.render.codec import IMAGE_EXTENSIONS
 from augment.sources import IGNORED_DIRS, Listing, Source, SourceError
-from augment.storage.s3_client import S3Client, S3Error
+from augment.storage import s3_limits
+from augment.storage.s3_client import DEFAULT_MAX_ATTEMPTS, S3Client, S3Error
 from augment.storage.s3_url import S3Url, iter_objects, unsafe_key_reason
 
 
@@ -35,11 +36,13 @@ class S3Source(Source):
         label: str | None = None,
         exclude: S3Url | None = None,
         endpoint: str | None = None,
+        timeout: float = s3_limits.DEFAULT_TIMEOUT,
+        attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> None:
         self.url = url
         self.label = label  # overrides every label (EI's --upload-label)
         self.exclude = exclude  # an S3 destination inside the source prefix: never read back as input
-        self.client = S3Client(endpoint)
+        self.client = S3Client(endpoint, timeout, attempts)
 
     def describe(self) -> str:
         return str(self.url)

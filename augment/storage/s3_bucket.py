@@ -22,9 +22,9 @@ from xml.sax.saxutils import escape
 Signer = Callable[[Any], None]  # adds SigV4 headers to a botocore AWSRequest
 
 
-def http_client(attempts: int) -> Any:
+def http_client(attempts: int, seconds: float) -> Any:
     """A urllib3 pool manager retrying ``attempts - 1`` times with backoff (5xx, 429, dropped connections),
-    its requests under ``augment.storage.s3_limits`` (a total time each; cut, and not retried, on a stop)."""
+    its requests under ``augment.storage.s3_limits`` (``seconds`` in all each; cut, and not retried, on a stop)."""
     import urllib3
 
     from augment.storage import s3_limits
@@ -45,7 +45,7 @@ def http_client(attempts: int) -> Any:
         raise_on_status=False,  # the last answer's S3 error is the message
     )
     manager = urllib3.PoolManager(maxsize=4, retries=retry, timeout=urllib3.Timeout(connect=10, read=60))
-    s3_limits.install_pools(manager)
+    s3_limits.install_pools(manager, seconds)
     return manager
 
 

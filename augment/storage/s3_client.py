@@ -27,7 +27,7 @@ from typing import IO, Any
 from augment.storage import s3_limits
 from augment.storage.s3_bucket import Bucket, BucketError, http_client
 
-DEFAULT_MAX_ATTEMPTS = 5  # AWS_MAX_ATTEMPTS overrides
+DEFAULT_MAX_ATTEMPTS = 5  # AWS_MAX_ATTEMPTS (augment.config.env)
 _LOCK = threading.Lock()  # guards lazy creation
 _OBSTORE_PID = [0]  # the process whose tokio runtime obstore started (0: none yet)
 _CODE = re.compile(r"<Code>([^<]{1,64})</Code>")
@@ -38,13 +38,6 @@ _PART_SIZE = 8 * 1024 * 1024  # multipart chunk of the final manifest
 
 class S3Error(RuntimeError):
     """A failed S3 call, already phrased for the log (one line, naming bucket and key, no secrets)."""
-
-
-def max_attempts() -> int:
-    try:
-        return max(1, int(os.environ.get("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)))
-    except ValueError:
-        return DEFAULT_MAX_ATTEMPTS
 
 
 def configured_endpoint(endpoint: str | None, session: Any = None) -> str | None:
@@ -85,8 +78,13 @@ class S3Client:
     """S3 for a source or sink: the clients are made lazily, once per endpoint, and shared by every S3Client
     (a source and a sink on one store resolve credentials once) and their threads."""
 
-    def __init__(self, endpoint: str | None = None) -> None:
-        self.endpoint = endpoint or None
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        timeout: float = s3_limits.DEFAULT_TIMEOUT,
+        attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> None:
+        self.endpoint, self.timeout, self.attempts = endpoint or None, timeout, attempts  # a request's time, tries
         self._mine: _Clients | None = None  # the clients this S3Client uses
 
     def describe_endpoint(self) -> str:
@@ -184,7 +182,12 @@ class S3Client:
         mine = self._mine
         if mine is not None:
             return mine
-        key = (self.endpoint, *sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+        key = (
+            self.endpoint,
+            self.timeout,
+            self.attempts,
+            *sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")),
+        )
         _check_endpoint(configured_endpoint(self.endpoint))  # before credentials: the URL may hold some
         with _LOCK:
             clients = _SHARED.get(key)
@@ -227,7 +230,7 @@ class S3Client:
                 if "." in bucket
                 else f"https://{bucket}.s3.{region}.amazonaws.com"
             )
-        http = http_client(max_attempts())
+        http = http_client(self.attempts, self.timeout)
 
         def sign(request: Any) -> None:
             S3SigV4Auth(clients.credentials.frozen(), "s3", region).add_auth(request)
@@ -251,9 +254,9 @@ class S3Client:
                 client_options={
                     "allow_http": bool(custom and custom.startswith("http://")),
                     "connect_timeout": timedelta(seconds=10),
-                    "timeout": timedelta(seconds=s3_limits.request_seconds()),  # a try's total time
+                    "timeout": timedelta(seconds=self.timeout),  # a try's total time
                 },
-                retry_config={"max_retries": max_attempts() - 1, "backoff": backoff},
+                retry_config={"max_retries": self.attempts - 1, "backoff": backoff},
                 credential_provider=clients.credentials,
             )
         except Exception as e:  # noqa: BLE001
@@ -280,7 +283,7 @@ class S3Client:
         if code in HINTS:
             return f"cannot {action} {where}: {code}: {HINTS[code]}"
         name = type(error).__name__
-        attempts = max_attempts()
+        attempts = self.attempts
         if _unreachable(error):
             endpoint = self.describe_endpoint()
             return f"cannot {action} {where}: cannot reach the S3 endpoint {endpoint} after {attempts} attempts"

@@ -14,7 +14,6 @@ so if its internals change the client keeps only its socket timeouts (a test che
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -23,8 +22,7 @@ from typing import Any
 
 from augment.signals import stopping
 
-TIMEOUT_ENV = "EDGE_AUGMENT_S3_TIMEOUT"
-DEFAULT_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = 300.0  # EDGE_AUGMENT_S3_TIMEOUT (augment.config.env)
 _TICK = 0.1
 STOP_GRACE = 2.0  # seconds the requests under way at a signal get to finish
 _deadlines: dict[Any, tuple[float, float, int]] = {}  # connection in use -> (started, must end by, thread)
@@ -33,33 +31,26 @@ _lock = threading.Lock()
 _watchdog: threading.Thread | None = None
 
 
-def request_seconds() -> float:
-    try:
-        value = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
-    except ValueError:
-        return DEFAULT_TIMEOUT
-    return value if 0 < value < float("inf") else DEFAULT_TIMEOUT
-
-
-def install(client: Any) -> bool:
-    """Put ``client``'s requests under the limits; False when this botocore offers no way to."""
+def install(client: Any, seconds: float = DEFAULT_TIMEOUT) -> bool:
+    """Put ``client``'s requests under the limits (``seconds`` a request); False when this botocore offers no
+    way to."""
     http = getattr(getattr(client, "_endpoint", None), "http_session", None)
     manager = getattr(http, "_manager", None)
     if manager is None or not hasattr(http, "_pool_classes_by_scheme"):
         return False
-    classes = _tracked_classes()
+    classes = _tracked_classes(seconds)
     manager.pool_classes_by_scheme = http._pool_classes_by_scheme = classes  # proxies use the latter
     client.meta.events.register_first("needs-retry.s3", _no_retry_when_stopping)
     _start()
     return True
 
 
-def install_pools(manager: Any) -> None:
+def install_pools(manager: Any, seconds: float) -> None:
     """Put the requests of a urllib3 ``PoolManager`` under the limits (the listings of ``augment.storage.s3_bucket``;
     its ``Retry`` asks ``cut_by_stop`` before retrying)."""
     from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 
-    manager.pool_classes_by_scheme = _tracked_classes(HTTPConnectionPool, HTTPSConnectionPool)
+    manager.pool_classes_by_scheme = _tracked_classes(seconds, HTTPConnectionPool, HTTPSConnectionPool)
     _start()
 
 
@@ -77,11 +68,10 @@ def _no_retry_when_stopping(**kwargs: Any) -> bool | None:
     return False if cut_by_stop() else None
 
 
-def _tracked_classes(http_base: type | None = None, https_base: type | None = None) -> dict[str, type]:
+def _tracked_classes(seconds: float, http_base: type | None = None, https_base: type | None = None) -> dict[str, type]:
     from botocore.awsrequest import AWSHTTPConnectionPool, AWSHTTPSConnectionPool
 
     http_base, https_base = http_base or AWSHTTPConnectionPool, https_base or AWSHTTPSConnectionPool
-    seconds = request_seconds()
 
     class Tracked:
         def _get_conn(self, timeout: float | None = None) -> Any:

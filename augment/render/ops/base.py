@@ -16,10 +16,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from augment.errors import UsageError
 from augment.render.frame import Frame
 
 
-class RecipeError(ValueError):
+class RecipeError(UsageError, ValueError):
     """A recipe (or an op's settings) is invalid; the message names where and why."""
 
 

@@ -104,7 +104,8 @@ def render() -> str:
         out.append("")
     out += ["## Environment knobs", ""]
     out += ["Unset or empty: the default; any other value must parse and be in range, else the run stops before"
-            " it starts with one line naming the variable (exit 2).", ""]  # fmt: skip
+            " it starts with one line naming the variable (exit 2). Any other `EDGE_AUGMENT_*` variable is named in a"
+            " note (a misspelt knob is not ignored silently).", ""]  # fmt: skip
     out += ["| variable | default | range | what it sets |", "|---|---|---|---|"]
     for knob in KNOBS:
         low, high = (f"{v:,}" if knob.whole else f"{v:g}" for v in (knob.lo, knob.hi))

@@ -90,6 +90,14 @@ def test_an_s3_endpoint_variable_is_checked_with_the_flags(variable):
     assert build_config(parse([*argv, "--s3-endpoint", "http://127.0.0.1:1"])[0], {variable: "notaurl"})
 
 
+def test_a_misspelt_knob_name_is_named_in_a_note():
+    notes = _config(env={"EDGE_AUGMENT_HUGE_PIXEL": "100", "EDGE_AUGMENT_IO_THREADS": "8"}).run.notes
+    assert [n for n in notes if "EDGE_AUGMENT" in n] == [
+        "EDGE_AUGMENT_HUGE_PIXEL is not a setting of this block: ignored (known: EDGE_AUGMENT_HUGE_PIXELS, "
+        "EDGE_AUGMENT_IO_THREADS, EDGE_AUGMENT_S3_TIMEOUT, EDGE_AUGMENT_LOCK_WAIT, EDGE_AUGMENT_RETRY_BACKOFF)"
+    ]
+
+
 def test_env_knobs_reach_the_parts_that_use_them():
     env = {"EDGE_AUGMENT_HUGE_PIXELS": "100", "EDGE_AUGMENT_IO_THREADS": " 3 ", "EDGE_AUGMENT_S3_TIMEOUT": "",
            "AWS_MAX_ATTEMPTS": "2", "EDGE_AUGMENT_LOCK_WAIT": "0"}  # fmt: skip

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from augment.config.env import Knobs
+from augment.config.env import Knobs, unknown
 from augment.config.options import BY_DEST, FILL_CHOICES, LAYOUTS
 from augment.config.project import DEST, project_args
 from augment.config.sections import (
@@ -39,6 +39,7 @@ def build_config(args: argparse.Namespace, env: dict[str, str]) -> RunConfig:
     RunConfig; raises ConfigError."""
     notes: list[str] = []  # in the order the parameters are read
     knobs = Knobs.from_env(env)
+    notes.extend(unknown(env))
     dest_ei = (args.dest or "").strip().lower() == DEST
     source, sink_dir, sink_url, storage = _places(args, dest_ei, env, knobs, notes)
     recipe, copies = _recipe_and_copies(args, notes)

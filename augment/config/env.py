@@ -47,6 +47,13 @@ def knob(name: str, env: Mapping[str, str]) -> float:
     return ranged(raw, name, spec.lo, spec.hi, int if spec.whole else float) if raw else spec.default
 
 
+def unknown(env: Mapping[str, str]) -> list[str]:
+    """A note for each ``EDGE_AUGMENT_*`` variable that is no knob (a misspelt name would be ignored silently)."""
+    known = ", ".join(k.name for k in KNOBS if k.name.startswith("EDGE_AUGMENT_"))
+    return [f"{name} is not a setting of this block: ignored (known: {known})"
+            for name in sorted(env) if name.startswith("EDGE_AUGMENT_") and name not in BY_NAME]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Knobs:
     """Every knob, read once at the start of a run; the run passes each value to the part that uses it."""

@@ -111,3 +111,32 @@ def test_a_refused_header_writes_nothing(s3server, bucket, tmp_path):
     assert len(errors) == 1 and "manifest.jsonl" in errors[0], result.output
     assert "Traceback" not in result.output and READER_KEY not in result.output
     assert not s3server.client().list_objects_v2(Bucket=bucket, Prefix="refused/").get("Contents")
+
+
+def test_a_refused_part_delete_fails_the_run_before_any_report(s3server, bucket, tmp_path, monkeypatch):
+    """The journal parts are deleted in the background: when the store refuses (a role without
+    s3:DeleteObject; SeaweedFS cannot refuse a delete alone, so the client's answer stands in for it), the run
+    fails with one line and no report.json says it went well (hostile review)."""
+    from augment.cli import parse
+    from augment.config import build_config
+    from augment.errors import BlockError
+    from augment.run.runner import run
+    from augment.storage.s3_client import S3Client
+    from tests.conftest import gradient
+
+    src = tmp_path / "in" / "cat"
+    src.mkdir(parents=True)
+    for i in range(3):
+        gradient(seed=i).save(src / f"{i}.png")
+    env = dict(s3server.env())
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    refusal = {"Key": "", "Code": "AccessDenied", "Message": "Access Denied"}
+    monkeypatch.setattr(S3Client, "delete", lambda self, bucket, keys: [{**refusal, "Key": k} for k in keys])
+    args, _ = parse(["--in-directory", str(tmp_path / "in"), "--dest", f"s3://{bucket}/refused/", "--copies", "1"])
+    lines: list[str] = []
+    with pytest.raises(BlockError) as failed:
+        run(build_config(args, env), lines.append)
+    assert failed.value.exit_code == 1 and "s3:DeleteObject" in str(failed.value)
+    keys = [o["Key"] for o in s3server.client().list_objects_v2(Bucket=bucket, Prefix="refused/").get("Contents", [])]
+    assert "refused/manifest.jsonl" in keys and "refused/report.json" not in keys

@@ -203,13 +203,13 @@ def _finish(config: RunConfig, plan: RunPlan, done: _Outcome, source: Source, si
         report["holdout"] = holdout_report(plan.holdout, config.plan.test_fraction)
     if upload is not None:
         report["upload"] = upload
+    sink.settle()  # the journal parts' deletes: a refused one fails the run before a report says it went well
     sink.write_text(
         config.sink.books + suffixed(REPORT, config.plan.shard.suffix()),
         json.dumps(report, indent=2, sort_keys=True) + "\n",
     )
     if config.sink.write_ei_metadata:
         sink.write_text(EI_METADATA, _ei_metadata(report, config))
-    sink.settle()
     for line in progress.summary_lines():
         log(line)
     if config.plan.since is not None:

@@ -187,3 +187,60 @@ def test_box_labels_stay_complete_when_a_shard_follows_an_unsharded_run(tmp_path
     result = run_block([*base, *SHARDS[0]], workdir=tmp_path)
     assert result.returncode == 0, result.output
     assert {p: p.read_text() for p in out.rglob("bounding_boxes.labels")} == labels  # shard 1's boxes kept
+
+
+def test_a_run_leaving_while_another_checks_leaves_no_lock_file(tmp_path, monkeypatch):
+    """The interleaving behind a lock file left after racing runs: run A leaves while run B holds the check
+    byte; B takes its place at the worst moment, after A's failed try for the check byte and before A's file is
+    closed. A's place must already be gone then (else B is refused and nobody removes the file)."""
+    from augment.plan.selection import Shard
+    from augment.sinks import lock
+
+    out = tmp_path / "out"
+    first = lock.FolderLock(out, Shard(), 1.0)
+    first.acquire()
+    second = lock.FolderLock(out, Shard(), 1.0)
+    real_lock = lock._lock
+    entered: list[str] = []
+
+    def interleave(fd: int, kind: int, start: int, length: int = 1) -> bool:
+        taken = real_lock(fd, kind, start, length)
+        if fd == first.fd and start == lock._CHECK and not taken and not entered:
+            entered.append("B takes its place")
+            second._take_place(fd_b)  # refused (FolderBusyError) if A still holds its place
+            second.fd = fd_b
+        return taken
+
+    fd_b = lock.os.open(second.path, lock.os.O_RDWR)
+    second._hold_check(fd_b)
+    monkeypatch.setattr(lock, "_lock", interleave)
+    first.release()
+    monkeypatch.setattr(lock, "_lock", real_lock)
+    assert entered and second.fd == fd_b  # B got its place while A was leaving
+    assert (out / lock.LOCK_FILE).exists()  # B's, while it runs
+    second.release()
+    assert not (out / lock.LOCK_FILE).exists()
+
+
+def test_a_refused_run_removes_the_lock_file_when_the_run_in_its_way_has_left(tmp_path):
+    """B is refused by A's place; A leaves while B still holds the check byte (so A keeps the file for B): B,
+    on its way out, finds no place taken and removes the file."""
+    from augment.plan.selection import Shard
+    from augment.sinks import lock
+
+    out = tmp_path / "out"
+    first = lock.FolderLock(out, Shard(), 1.0)
+    first.acquire()
+    second = lock.FolderLock(out, Shard(), 1.0)
+    real_take = second._take_place
+
+    def refused_after_a_leaves(fd: int) -> None:
+        try:
+            real_take(fd)
+        finally:
+            first.release()  # while B holds _CHECK: A cannot take it and leaves the file
+
+    second._take_place = refused_after_a_leaves
+    with pytest.raises(lock.FolderBusyError):
+        second.acquire()
+    assert not (out / lock.LOCK_FILE).exists()

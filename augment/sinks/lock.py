@@ -88,6 +88,8 @@ class FolderLock:
         try:
             self._take_place(fd)
         except BaseException:
+            with contextlib.suppress(OSError, SinkError):  # refused with _CHECK held: the run in the way may be gone
+                _remove_if_unused(fd, self.path)
             os.close(fd)
             raise
         self.fd = fd
@@ -157,9 +159,12 @@ class FolderLock:
         if self.fd is None:
             return
         with contextlib.suppress(OSError, SinkError):
-            # _CHECK taken by another run means it is taking its place in this file: keep it, never wait
-            if _lock(self.fd, fcntl.F_WRLCK, _CHECK) and not _held(self.fd, _RUN, 0):
-                self.path.unlink(missing_ok=True)  # no other run's place: nobody needs the file
+            # This run's place goes first, so that a run checking meanwhile never sees it and is never refused
+            # by a run already leaving (it would then leave the file behind). _CHECK taken by another run means
+            # it is taking its place in this file: keep the file (that run removes it), never wait.
+            _lock(self.fd, fcntl.F_UNLCK, _RUN, 0)
+            if _lock(self.fd, fcntl.F_WRLCK, _CHECK):
+                _remove_if_unused(self.fd, self.path)
         os.close(self.fd)
         self.fd = None
         if self.made_folder:
@@ -212,6 +217,13 @@ def _lock(fd: int, kind: int, start: int, length: int = 1) -> bool:
     except OSError as e:
         raise SinkError(f"cannot lock the output folder's lock file: {e.strerror}") from None
     return True
+
+
+def _remove_if_unused(fd: int, path: Path) -> None:
+    """With ``_CHECK`` held on ``fd``: unlink the lock file if no other run has a place in it (and it is still
+    this file, not one a later run made after it was unlinked)."""
+    if not _held(fd, _RUN, 0) and _same_file(fd, path):
+        path.unlink(missing_ok=True)
 
 
 def _held(fd: int, start: int, length: int) -> bool:

@@ -19,6 +19,7 @@ from tests.support.ingestion_server import BAD_ANSWERS, IngestionServer
 from tests.test_ingestion import ARGS, KEY, assert_key_nowhere, manifest_lines, upload
 
 TIGHT = ["--upload-timeout", "2", "--upload-retry-time", "4"]  # seconds: small limits for the tests
+PATIENT = ["--upload-timeout", "60", "--upload-retry-time", "4"]  # only the retry time ends a try
 
 
 def ledger(out: Path) -> list[dict]:
@@ -59,21 +60,84 @@ def test_a_200_that_does_not_say_stored_is_sent_again(sample_dir: Path, tmp_path
 
 
 def test_answers_that_never_say_stored_fail_the_run_and_book_nothing(sample_dir: Path, tmp_path: Path):
+    """Every answer a 200 HTML page: the first file to use its retry time stops the uploads (the service has
+    confirmed nothing); every file is failed by name in report.json, nothing is booked, a rerun sends all.
+    (--upload-timeout 60: only the retry time ends a try, however slowly a loaded machine answers.)"""
     out = tmp_path / "o"
     with IngestionServer(KEY) as server:
         server.bad("html", 10_000)
-        failed = upload(server, sample_dir, TIGHT, tmp_path / "w", out)
+        failed = upload(server, sample_dir, PATIENT, tmp_path / "w", out)
         assert failed.returncode == 1, failed.output
         total = len(manifest_lines(out))
         up = report(out)
-        assert up["landed"] == 0 and up["failed"] == total and not ledger(out)
+        assert up["landed"] == 0 and up["failed"] == total and up["not_sent"] == 0 and not ledger(out)
+        assert sorted(f["output"] for f in up["failures"]) == sorted(x["output"] for x in manifest_lines(out))[:100]
         assert "ERROR upload" in failed.stdout and "text/html answer" in failed.stdout
-        assert len(server.seen) > total  # each was tried more than once
-        assert "Traceback" not in failed.output
+        assert up["gave_up"] and "no answer of this run said a file was stored or refused" in up["gave_up"]
+        assert len(server.seen) > 1 and "Traceback" not in failed.output
+        assert not list(out.rglob(".tmp*"))
         server.heal()
         rerun = upload(server, sample_dir, [], tmp_path / "w2", out)
         assert rerun.returncode == 0, rerun.output
         assert report(out)["landed"] == total == len(server.stored)
+
+
+def test_a_service_that_never_confirms_costs_one_retry_time_not_one_per_file(sample_dir: Path, tmp_path: Path):
+    """One file at a time (60 outputs): the first file's retry time (4 s) stops the uploads; without the
+    breaker each file would spend its own (240 s, past the 120 s the helper allows). The others are failed by
+    name with the cause and were never sent; the staged outputs and the manifest are complete."""
+    out = tmp_path / "o"
+    with IngestionServer(KEY) as server:
+        server.bad("unnamed", 10_000)
+        result = upload(server, sample_dir, [*PATIENT, "--upload-concurrency", "1"], tmp_path / "w", out)
+        assert result.returncode == 1, result.output
+        lines = manifest_lines(out)
+        up = report(out)
+        assert up["failed"] == len(lines) == 60 and up["landed"] == 0 and not ledger(out)
+        tried = [f for f in up["failures"] if f["error"].endswith("tries)")]
+        assert len(tried) == 1 and "does not name the file" in tried[0]["error"]
+        assert tried[0]["output"] in up["gave_up"] and "--upload-retry-time (4 s)" in up["gave_up"]
+        assert all(f["error"] == up["gave_up"] for f in up["failures"] if f not in tried)
+        assert all((out / x["output"]).is_file() for x in lines) and not list(out.rglob(".tmp*"))
+        assert up["requests"] == len(server.seen)  # every request went to the one file that used its time
+        assert "stopped uploading" in result.stdout and "Traceback" not in result.output
+
+
+def test_the_retry_time_ending_during_a_try_is_an_unconfirmed_file(tmp_path: Path):
+    """Answers take 1.5 s, each a 200 that does not say stored: the 4 s retry time ends while a try is under
+    way. That file is unconfirmed like one whose retry time ends between tries (it was taken for an unreachable
+    service: the run stopped with no report.json, the flake seen under load)."""
+    from augment.demo import write_sample_set
+
+    src = tmp_path / "in"
+    write_sample_set(src, per_class=1)
+    out = tmp_path / "o"
+    with IngestionServer(KEY, latency=1.5) as server:
+        server.bad("html", 10_000)
+        args = ["--copies", "0", "--test-fraction", "0", *PATIENT]
+        result = upload(server, src, args, tmp_path / "w", out)
+        assert result.returncode == 1, result.output
+        assert "cannot upload" not in result.stdout, result.stdout
+        up = report(out)
+        assert up["failed"] == 3 and up["error"] is None and up["gave_up"] and not ledger(out)
+
+
+def test_a_service_that_confirms_some_files_and_fails_others_keeps_uploading(sample_dir: Path, tmp_path: Path):
+    """Squares get a 200 that never says stored, circles a per-file error, triangles land: each file has its
+    own outcome, the breaker never trips (the service answers for files), every triangle lands."""
+    out = tmp_path / "o"
+    with IngestionServer(KEY, vague="square", reject="circle") as server:
+        result = upload(server, sample_dir, PATIENT, tmp_path / "w", out)
+        assert result.returncode == 1, result.output
+        names = [x["output"] for x in manifest_lines(out)]
+        up = report(out)
+        assert up["gave_up"] is None and "stopped uploading" not in result.stdout
+        assert up["landed"] == len(server.stored) == sum("triangle" in n for n in names)
+        assert up["failed"] == sum("triangle" not in n for n in names) and up["not_sent"] == 0
+        errors = {f["output"]: f["error"] for f in up["failures"]}
+        assert all("text/html answer" in e for n, e in errors.items() if "square" in n)
+        assert all("invalid image" in e for n, e in errors.items() if "circle" in n)
+        assert {x["output"] for x in ledger(out) if x["status"] == "landed"} == {n for n in names if "triangle" in n}
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])

@@ -10,10 +10,10 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from augment import __version__
@@ -22,9 +22,9 @@ from augment.sinks import OutputEntry, SinkError
 from augment.sinks.http import OutOfTime, Session, Stopped
 from augment.sinks.ingestion_answers import FAILED, LANDED, UNCONFIRMED, answer_results, parse_json
 from augment.sinks.ingestion_api import DUPLICATE, MAX_REQUEST_BYTES, UPLOADS, UploadSettings, encode_label
+from augment.sinks.ingestion_ledger import read_ledger
 from augment.sinks.local import LocalSink
 from augment.sinks.s3 import content_type
-from augment.storage.diskmap import DiskMap
 
 
 @dataclass
@@ -39,10 +39,10 @@ class Uploader:
         self.staging = staging
         self.log = log
         self.ledger_path = staging.path(UPLOADS)
-        self.done = _read_ledger(self.ledger_path)  # output -> sha256 of what landed (or was a duplicate)
+        self.done = read_ledger(self.ledger_path)  # output -> sha256 of what landed (or was a duplicate)
         self.pending: dict[tuple[str, str], list[_Item]] = {}
         self.pending_bytes: Counter[tuple[str, str]] = Counter()
-        self.inflight: dict[Future, int] = {}  # batch -> its number of files
+        self.inflight: dict[Future, list[_Item]] = {}  # batch -> its files
         self.pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="ei-upload")
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -50,6 +50,8 @@ class Uploader:
         self.counts: Counter[str] = Counter()  # landed, duplicates, failed, previously_uploaded, requests, retries
         self.failures: list[dict[str, str]] = []
         self.fatal: str | None = None
+        self.answered = False  # has the service said of any file of this run: stored, duplicate or refused?
+        self.gave_up: str | None = None  # why the uploads stopped while the run goes on (see _exhausted)
         self.closed: dict[str, Any] | None = None
         self.start = time.monotonic()
         self.logged_at = self.start
@@ -60,6 +62,9 @@ class Uploader:
         name = entry.output
         if self.done.get(name) == entry.sha256:
             self.counts["previously_uploaded"] += 1
+            return
+        if self.gave_up is not None:
+            self._cancel([_Item(name, entry)])
             return
         category = entry.category or self.settings.category
         group = (category, entry.label)
@@ -109,6 +114,7 @@ class Uploader:
             "seconds": round(time.monotonic() - self.start, 3),
             "failures": self.failures[:100],
             "error": self.fatal,
+            "gave_up": self.gave_up,
         }
         self.log(
             f"upload: {c['landed']} landed, {c['duplicates']} duplicates (already in the project), "
@@ -116,6 +122,8 @@ class Uploader:
             + (f", {not_sent} not sent (a rerun sends them)" if not_sent else "")
             + f"; {c['requests']} requests, {c['retries']} retries"
         )
+        if self.gave_up is not None:
+            self.log(f"ERROR upload: {self.gave_up}")
         if self.fatal is not None and not interrupted:
             raise SinkError(self.fatal)
         return self.closed
@@ -129,13 +137,15 @@ class Uploader:
             self._reap(wait(self.inflight, timeout=0.2, return_when=FIRST_COMPLETED).done)
         items = self.pending.pop(group)
         self.pending_bytes.pop(group, None)
-        self.inflight[self.pool.submit(self._send, group[0], group[1], items)] = len(items)
+        if self.gave_up is not None:
+            return self._cancel(items)
+        self.inflight[self.pool.submit(self._send, group[0], group[1], items)] = items
 
     def _reap(self, finished: set[Future], check: bool = True) -> None:
         for future in finished:
-            files = self.inflight.pop(future, 0)
+            items = self.inflight.pop(future, [])
             if future.cancelled():
-                self.counts["cancelled"] += files
+                self._cancel(items)
             elif future.exception() is not None:  # a bug, not an answer: stop rather than guess
                 self.fatal = self.fatal or f"upload failed: {type(future.exception()).__name__}: {future.exception()}"
         now = time.monotonic()
@@ -155,9 +165,7 @@ class Uploader:
 
     def _send(self, category: str, label: str, items: list[_Item]) -> None:
         if self.stop.is_set() or self.fatal is not None:
-            with self.lock:
-                self.counts["cancelled"] += len(items)
-            return
+            return self._cancel(items)
         try:
             header_label = encode_label(label)
         except ValueError as e:
@@ -174,20 +182,22 @@ class Uploader:
             self._cancel(items)
             return None
         rows: list[tuple] = []
+        doubt: str | None = None  # why the last answer did not confirm the files
         with self.http.call() as call:
             for attempt in itertools.count():
-                outcome = self._exchange(category, label, items, call)
+                outcome = self._exchange(category, label, items, call, doubt)
                 if outcome is None or outcome == "each":
                     break
                 rows += [row for row in outcome if row[1] != UNCONFIRMED]
                 unsure = [row for row in outcome if row[1] == UNCONFIRMED]
                 if not unsure:
                     return rows
-                items = [row[0] for row in unsure]
+                items, doubt = [row[0] for row in unsure], unsure[0][2]
                 try:  # resending is safe: a stored file comes back as a duplicate
-                    call.wait(min(30.0, self.settings.backoff * 2**attempt), unsure[0][2])
+                    call.wait(min(30.0, self.settings.backoff * 2**attempt), doubt)
                 except OutOfTime:
-                    return rows + [(i, UNCONFIRMED, f"{unsure[0][2]} ({attempt + 1} tries)", None) for i in items]
+                    self._exhausted(items[0].name)
+                    return rows + [(i, UNCONFIRMED, f"{doubt} ({attempt + 1} tries)", None) for i in items]
                 except Stopped:
                     self._cancel(items)
                     return rows
@@ -195,8 +205,11 @@ class Uploader:
             return rows or None
         return rows + [row for item in items for row in (self._post(category, label, [item]) or [])]
 
-    def _exchange(self, category: str, label: str, items: list[_Item], call: Any) -> list[tuple] | str | None:
-        """One request and what its answer says: rows, "each" (send each file alone), or None (stop)."""
+    def _exchange(
+        self, category: str, label: str, items: list[_Item], call: Any, doubt: str | None
+    ) -> list[tuple] | str | None:
+        """One request and what its answer says: rows, "each" (send each file alone), or None (stop).
+        ``doubt``: why the previous answer to these files did not confirm them (None on the first try)."""
         import requests
 
         parts: list[tuple[str, tuple[str, bytes, str]]] = []
@@ -225,6 +238,8 @@ class Uploader:
             response = self.http.post(url, headers=headers, files=parts)
         except (requests.RequestException, OutOfTime, Stopped) as e:
             self._count(call.attempts - before, before > 0)
+            if doubt is not None and call.cut == "time" and call.attempt_end >= call.end:
+                return [(item, UNCONFIRMED, doubt, None) for item in items]  # the budget ended this try: as a wait
             return self._unreachable(url, e, items, call)
         retries = getattr(getattr(response.raw, "retries", None), "history", ()) or ()
         self._count(call.attempts - before, before > 0)
@@ -254,11 +269,13 @@ class Uploader:
             body = parse_json(text)
             error = (body.get("error") if isinstance(body, dict) else None) or text.strip()[:300] or "no details"
             error = f"HTTP {status}: {error}"
+            self.answered = True
             return [(items[0], "duplicate" if DUPLICATE in error else FAILED, error, None)]
         names = [part[1][0] for part in parts[: len(items)]]
         results = answer_results(names, bool(boxes), text, response.headers.get("Content-Type", ""))
         if results is None:  # a batch answer that cannot be matched to its files: send each alone
             return "each"
+        self.answered = self.answered or any(result[0] != UNCONFIRMED for result in results)
         return [
             (item, "duplicate" if result == FAILED and DUPLICATE in error else result, error, sample_id)
             for item, (result, error, sample_id) in zip(items, results, strict=True)
@@ -286,8 +303,25 @@ class Uploader:
             self.counts["retries"] += max(0, sent - 1) + (1 if resend and sent else 0)
 
     def _cancel(self, items: list[_Item]) -> None:
+        """Not sent, or cut before an answer: counted not sent (a rerun sends them), or failed once given up."""
+        if self.gave_up is not None:
+            self._record("", [(item, UNCONFIRMED, self.gave_up, None) for item in items], quiet=True)
+            return
         with self.lock:
             self.counts["cancelled"] += len(items)
+
+    def _exhausted(self, name: str) -> None:
+        """``name`` went unconfirmed for its whole retry time. If no answer of this run said of any file that it
+        was stored, a duplicate or refused, none will: stop rather than spend the retry time on each file."""
+        with self.lock:
+            if self.answered or self.gave_up is not None:
+                return
+            self.gave_up = (
+                "stopped uploading: no answer of this run said a file was stored or refused, and "
+                f"{name} went unconfirmed for its whole --upload-retry-time ({self.settings.retry_time:g} s)"
+            )
+        self.log(f"ERROR upload: {self.gave_up}; the files not confirmed are failed, a rerun sends them")
+        self.stop.set()
 
     @staticmethod
     def _took(call: Any) -> str:
@@ -309,7 +343,7 @@ class Uploader:
         ]
         return {k: v for k, v in per_file[0].items() if all(m[k] == v for m in per_file[1:])}
 
-    def _record(self, category: str, rows: list[tuple]) -> None:
+    def _record(self, category: str, rows: list[tuple], quiet: bool = False) -> None:
         with self.lock:
             if self.ledger is None:
                 self.ledger_path.parent.mkdir(parents=True, exist_ok=True)
@@ -325,7 +359,8 @@ class Uploader:
                 if status in (FAILED, UNCONFIRMED):
                     if len(self.failures) < 100:  # the report lists 100 (all are counted and logged)
                         self.failures.append({"output": item.name, "error": error or ""})
-                    self.log(f"ERROR upload {item.name}: {error}")
+                    if not quiet:
+                        self.log(f"ERROR upload {item.name}: {error}")
                 if status != UNCONFIRMED:  # the ledger holds what the project answered, never a guess
                     self.ledger.write(json.dumps(line, sort_keys=True) + "\n")
             self.ledger.flush()  # a kill loses at most the responses under way: resent, they come back duplicates
@@ -337,28 +372,6 @@ class Uploader:
 
     def _redact(self, text: str) -> str:
         return text.replace(self.settings.api_key, "***") if self.settings.api_key else text
-
-
-def _read_ledger(path: Path) -> DiskMap:
-    """output -> sha256 of what landed (or was a duplicate), from ``uploads.jsonl``, on disk (one entry per
-    output: never all in memory)."""
-    done = DiskMap()
-    try:
-        with path.open(encoding="utf-8") as f:
-            done.update(_landed(f))
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        done.close()
-        raise SinkError(f"cannot read {path}: {e.strerror}") from None
-    return done
-
-
-def _landed(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
-    for line in lines:
-        entry = parse_json(line)
-        if isinstance(entry, dict) and entry.get("status") in ("landed", "duplicate"):
-            yield str(entry.get("output")), str(entry.get("sha256"))
 
 
 def _reason(error: Exception) -> str:

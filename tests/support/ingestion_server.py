@@ -22,7 +22,8 @@ another server), ``trickle(n, seconds)`` (the status line one byte every ``secon
 whatever its method is seen (``seen``, ``keys_seen``), so a second server can show it never got a key;
 ``latency`` delays every answer, ``down_after`` files makes it answer
 503 for good once that many are stored (until ``heal()``), ``reject`` refuses files whose name contains it,
-``rate_limit`` answers that share of requests 429 at random (seeded).
+``rate_limit`` answers that share of requests 429 at random (seeded), ``vague`` answers a request with a
+file whose name contains it by a 200 HTML page for good (never stored, never refused).
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class IngestionServer:
     api_key: str
     latency: float = 0.0
     reject: str | None = None  # file names containing this get a per-file error
+    vague: str | None = None  # requests with a file whose name contains this get a 200 that never says stored
     down_after: int | None = None
     rate_limit: float = 0.0  # share of requests answered 429 (Retry-After: rate_limit_after), seeded
     rate_limit_after: str | None = "1"
@@ -208,6 +210,8 @@ class IngestionServer:
                 raise ValueError("x-metadata must be a JSON object of strings")
         except ValueError as e:
             return self._answer(h, 400, "text/plain", str(e).encode(), 0, key_ok)
+        if self.vague and any(self.vague in name for name, _ in files):
+            return self._answer(h, 200, *BAD_ANSWERS["html"], len(files), key_ok, "vague")
         if all(name.endswith(".labels") for name, _ in files):
             return self._answer(h, 400, "text/plain", b"No 'data' files in the request", 0, key_ok)
         if len(files) > MAX_FILES or any(len(data) > MAX_FILE_BYTES for _, data in files):

@@ -18,7 +18,9 @@ holds ("An item with this hash already exists"), which is counted as a duplicate
 
 Retries (urllib3): 429 (honouring Retry-After), 500/502/503/504, resets and dropped connections, with
 exponential backoff, POST included (safe: a resent file that had landed comes back as a duplicate); a 200
-that does not say the file was stored (``ingestion_answers``) is resent too and never booked. Every request
+that does not say the file was stored (``ingestion_answers``) is resent too and never booked; once a file used
+its whole retry time so and no answer of the run said of any file stored/duplicate/refused, the uploads stop
+and the files left are failed (``Uploader._exhausted``). Every request
 is cut at ``--upload-timeout`` and every file's tries at ``--upload-retry-time`` (``augment.sinks.http``).
 Out of retries or time, HTTP 401/403, or any redirect (never followed: the key would go wherever it
 points), the run stops (``SinkError``); per-file errors are counted and named, the run goes on and exits 1

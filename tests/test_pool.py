@@ -77,29 +77,48 @@ def _render_all(pool: RenderPool, jobs: list[RenderJob], take) -> None:
         future.result(timeout=120)
 
 
+class _WatchedLock:
+    """The pool's huge-image lock, noting each lane that comes to it (``events``: ("lock", "")) before taking it."""
+
+    def __init__(self, lock, events: list[tuple[str, str]], changed: threading.Condition) -> None:
+        self.lock, self.events, self.changed = lock, events, changed
+
+    def __enter__(self) -> None:
+        with self.changed:
+            self.events.append(("lock", ""))
+            self.changed.notify_all()
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
 def _overlap(huge_pixels: str, monkeypatch) -> list[tuple[str, str]]:
-    """Render two small images with two workers; the first one's receiver waits (up to 5 s) for the other to
-    start. Returns the order of ("start" | "end", key): interleaved when the two render at once."""
+    """Render two small images with two workers; the first one's receiver waits for the other to start, or to
+    come to the huge-image lock the first holds (then it cannot start before the first ends). Returns the order
+    of ("start" | "end", key): interleaved when the two render at once."""
     events: list[tuple[str, str]] = []
     changed = threading.Condition()
+    count = lambda kind: sum(e[0] == kind for e in events)  # noqa: E731
 
     def take(key: str):
         def receive(part: Part) -> None:
             with changed:
                 events.append(("start", key))
                 changed.notify_all()
-                changed.wait_for(lambda: sum(e[0] == "start" for e in events) >= 2, timeout=5)
+                changed.wait_for(lambda: count("start") >= 2 or count("lock") >= 2, timeout=60)
                 if part.done:
                     events.append(("end", key))
 
         return receive
 
     pool = RenderPool(dataclasses.replace(OPTIONS, huge_pixels=int(huge_pixels)), workers=2)
+    pool._huge = _WatchedLock(pool._huge, events, changed)  # type: ignore[assignment]
     try:
         _render_all(pool, [job("a/0.png", png((40, 30), 0)), job("a/1.png", png((40, 30), 1))], take)
     finally:
         pool.shutdown()
-    return events
+    return [e for e in events if e[0] != "lock"]
 
 
 def test_huge_images_render_one_at_a_time_across_workers(monkeypatch):

@@ -62,7 +62,7 @@ def _objects(client, prefix: str) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def reference(s3server: SeaweedServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     tmp = tmp_path_factory.mktemp("kill-ref")
-    source = seeded(s3server, tmp, BUCKET)
+    source = seeded(s3server, tmp, BUCKET, per_class=2)  # 6 images: every phase still has its request
     done = run_block(
         ["--source", source, "--dest", f"s3://{BUCKET}/ref/", *ARGS], workdir=tmp, env=ei_env(s3server.env())
     )

@@ -25,10 +25,10 @@ from tests.support.s3server import SeaweedServer
 pytestmark = pytest.mark.xdist_group("s3")  # shares the session's SeaweedFS with test_s3.py
 
 
-def seeded(s3server: SeaweedServer, tmp_path: Path, bucket: str) -> str:
-    """The demo set (3 classes x 8 images) under s3://bucket/raw/; the source URL."""
+def seeded(s3server: SeaweedServer, tmp_path: Path, bucket: str, per_class: int = 8) -> str:
+    """The demo set (3 classes x ``per_class`` images) under s3://bucket/raw/; the source URL."""
     local = tmp_path / "seed"
-    write_sample_set(local)
+    write_sample_set(local, per_class=per_class)
     client = s3server.client()
     client.create_bucket(Bucket=bucket)
     for path in sorted(local.rglob("*.png")):
@@ -64,8 +64,8 @@ def test_a_signal_while_listing_a_slow_bucket(s3server: SeaweedServer, tmp_path:
 
 def test_sigterm_while_waiting_for_the_destination_listing(s3server: SeaweedServer, tmp_path: Path):
     """An S3 destination is listed in the background while the source is: the source's one page is in, the
-    destination's second page (of 1,001 objects) is 6 s away when SIGTERM comes. Exit 143 at once, in one
-    line, nothing written."""
+    destination's second page (of 1,001 objects) is 2 s away when SIGTERM comes (sent once that page is asked
+    for: an event, whatever the delay). Exit 143 at once, in one line, nothing written."""
     source = seeded(s3server, tmp_path, "stop-dest-listing")
     client = s3server.client()
     with ThreadPoolExecutor(24) as pool:  # two listing pages
@@ -75,7 +75,7 @@ def test_sigterm_while_waiting_for_the_destination_listing(s3server: SeaweedServ
                 range(1001),
             )
         )
-    with LatencyProxy(s3server.ports["s3.port"], delay=3.0) as far:
+    with LatencyProxy(s3server.ports["s3.port"], delay=1.0) as far:
         args = ["--source", source, "--dest", "s3://stop-dest-listing/out/", "--copies", "1", "--workers", "1"]
         env = ei_env(s3server.env(AWS_ENDPOINT_URL=far.url))
 
@@ -85,7 +85,7 @@ def test_sigterm_while_waiting_for_the_destination_listing(s3server: SeaweedServ
             return source_done and any("continuation-token" in e.line for e in pages)
 
         stopped, seconds = sigterm_when(args, workdir=tmp_path, env=env, ready=waiting, guard=60)
-    print(f"\nSIGTERM while waiting for the destination's listing (6 s a page): exited in {seconds:.1f} s")
+    print(f"\nSIGTERM while waiting for the destination's listing (2 s a page): exited in {seconds:.1f} s")
     assert stopped.returncode == 143, stopped.output
     assert "interrupted (SIGTERM)" in stopped.stdout and "Traceback" not in stopped.output
     written = client.list_objects_v2(Bucket="stop-dest-listing", Prefix="out/", MaxKeys=1100).get("Contents", [])

@@ -29,6 +29,19 @@ class Brightness(_Photometric):
         return frame.replace(color=pixels.point(frame.color, lambda x: x * f))
 
 
+class Exposure(_Photometric):
+    name = "exposure"
+    summary = "change exposure by EV stops in linear light, as a camera's shutter or gain does (0 = unchanged)"
+    schema = {"ev": Range((-1.0, 1.0), (-8.0, 8.0), "exposure change range, stops (+1 doubles the light)")}
+
+    def sample(self, settings: dict[str, Any], rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+        return {"ev": uniform(rng, settings["ev"])}
+
+    def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
+        gain = 2.0 ** params["ev"]
+        return frame.replace(color=pixels.point(frame.color, lambda x: _to_srgb(np.clip(_to_linear(x) * gain, 0, 1))))
+
+
 class Contrast(_Photometric):
     name = "contrast"
     summary = "scale distances from the image's mean grey (1 = unchanged)"
@@ -105,6 +118,15 @@ class HueSaturation(_Photometric):
         return frame.replace(color=cv2.transform(frame.color, matrix))
 
 
+# The sRGB transfer curve (IEC 61966-2-1), for values in [0, 1].
+def _to_linear(x: np.ndarray) -> np.ndarray:
+    return np.where(x <= 0.04045, x / 12.92, np.power((x + 0.055) / 1.055, 2.4))
+
+
+def _to_srgb(x: np.ndarray) -> np.ndarray:
+    return np.where(x <= 0.0031308, x * 12.92, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+
+
 def _channels(values: np.ndarray) -> int:
     return 1 if values.ndim == 2 else values.shape[2]
 
@@ -129,6 +151,7 @@ def _saturate(factor: float) -> np.ndarray:
 
 OPS: tuple[Op, ...] = (
     Brightness(),
+    Exposure(),
     Contrast(),
     Gamma(),
     Blur(),

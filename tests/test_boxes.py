@@ -95,8 +95,9 @@ def test_boxes_follow_every_geometric_op(tmp_path, op):
         assert min(scores) >= 0.6 and np.mean(scores) >= 0.75, scores
 
 
-def test_photometric_ops_leave_boxes_and_labels_files_are_written(tmp_path):
-    out, entries = run_op(tmp_path, {"op": "brightness", "factor": [0.5, 1.5]}, 2)
+@pytest.mark.parametrize("step", [{"op": "brightness", "factor": [0.5, 1.5]}, {"op": "exposure", "ev": [-2, 1.5]}])
+def test_photometric_ops_leave_boxes_and_labels_files_are_written(tmp_path, step):
+    out, entries = run_op(tmp_path, step, 2)
     source = json.loads((tmp_path / "in" / "bounding_boxes.labels").read_text())["boundingBoxes"]
     labels = json.loads((out / "blue" / "bounding_boxes.labels").read_text())  # label: the commoner box (tie: a-z)
     assert labels["version"] == 1 and labels["type"] == "bounding-box-labels"

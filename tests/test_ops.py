@@ -66,6 +66,44 @@ def test_brightness_gamma_contrast_by_hand():
     assert px(apply("contrast", f, factor=1.0)) == px(f)
 
 
+def _srgb_exposure_f(x: float, ev: float) -> float:
+    """An sRGB value in [0, 1] after ``ev`` stops in linear light, by the IEC 61966-2-1 formulas written out."""
+    linear = x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4
+    linear = min(linear * 2**ev, 1.0)
+    return linear * 12.92 if linear <= 0.0031308 else 1.055 * linear ** (1 / 2.4) - 0.055
+
+
+def _srgb_exposure(value: int, ev: float) -> int:
+    return round(_srgb_exposure_f(value / 255, ev) * 255)
+
+
+@pytest.mark.parametrize("ev", [-2.0, -1.0, 0.5, 1.0, 1.5])
+def test_exposure_is_a_change_of_stops_in_linear_light(ev):
+    values = [0, 3, 10, 50, 100, 128, 200, 254, 255]
+    out = px(apply("exposure", L([values]), ev=ev))[0]
+    assert out == [_srgb_exposure(v, ev) for v in values]
+    assert out[0] == 0  # black stays black, unlike a contrast or gamma change
+    if ev >= 1:
+        assert out[-1] == 255 and out[-3] == 255  # highlights clip, as a sensor's do
+
+
+def test_exposure_zero_is_identity_and_one_stop_is_not_a_doubling_of_srgb():
+    f = L([list(range(0, 256, 5))])
+    assert px(apply("exposure", f, ev=0.0)) == px(f)
+    assert px(apply("exposure", L([[50]]), ev=1.0)) == [[71]]  # 2x linear light is ~1.4x in sRGB here, not 2x
+    assert px(apply("exposure", L([[50]]), ev=-1.0)) == [[34]]
+
+
+def test_exposure_on_16_bit_and_rgb_keeps_channels_apart():
+    deep = Frame(np.array([[0, 1000, 20000, 65535]], dtype=np.uint16))
+    out = apply("exposure", deep, ev=-1.0).color
+    assert out.dtype == np.uint16  # 16-bit stays 16-bit, not squeezed through an 8-bit table
+    expected = [_srgb_exposure_f(v / 65535, -1.0) * 65535 for v in (0, 1000, 20000, 65535)]
+    assert np.abs(out[0].astype(float) - expected).max() <= 1  # float32 kernel, float64 reference
+    rgb = Frame(np.array([[[10, 100, 200]]], dtype=np.uint8))
+    assert apply("exposure", rgb, ev=1.0).color.tolist() == [[[_srgb_exposure(v, 1.0) for v in (10, 100, 200)]]]
+
+
 def test_cutout_blanks_exactly_its_rectangles():
     f = L([[5, 5, 5], [5, 5, 5]])
     out = apply("cutout", f, rects=[[1, 0, 2, 1]], fill="constant", fill_value=0.0, seed=1)
@@ -106,6 +144,7 @@ def test_noise_never_touches_alpha_but_geometry_moves_it():
         ("gaussian_noise", {"sigma": 0.3, "seed": 1}),
         ("salt_pepper", {"amount": 0.5, "salt_ratio": 0.5, "seed": 1}),
         ("brightness", {"factor": 2.0}),
+        ("exposure", {"ev": -1.5}),
         ("cutout", {"rects": [[0, 0, 10, 10]], "fill": "noise", "fill_value": 0.0, "seed": 1}),
     ]:
         out = apply(name, frame, **params)
@@ -189,6 +228,8 @@ def test_samplers_stay_in_range(seed, w, h):
         assert x >= 0 and x + rw <= w and y >= 0 and y + rh <= h and rw >= 1 and rh >= 1
     bright = get_op("brightness").sample(get_op("brightness").validate("t", {"factor": [0.5, 0.6]}), rng, (w, h))
     assert 0.5 <= bright["factor"] <= 0.6
+    stops = get_op("exposure").sample(get_op("exposure").validate("t", {"ev": [-2.3, -0.5]}), rng, (w, h))
+    assert -2.3 <= stops["ev"] <= -0.5
 
 
 @pytest.mark.parametrize(
@@ -200,6 +241,8 @@ def test_samplers_stay_in_range(seed, w, h):
         ("rotate", {"fill": "wrap"}, "is not one of"),
         ("gaussian_noise", {"sigma": "big"}, "expected a number or [low, high]"),
         ("cutout", {"count": [1.5, 2]}, "whole numbers"),
+        ("exposure", {"ev": [-9, 0]}, "outside the allowed"),
+        ("exposure", {"stops": 1}, "unknown setting"),
     ],
 )
 def test_invalid_settings_are_named(op, settings_, message):

@@ -32,6 +32,7 @@ _SHORT = {
     "translate": lambda p: f"shift {p['dx']:+d},{p['dy']:+d}",
     "shear": lambda p: f"shear {_angle(p['x'])}",
     "brightness": lambda p: f"bright {p['factor']:.2f}",
+    "exposure": lambda p: f"{p['ev']:+.1f} EV",
     "contrast": lambda p: f"contrast {p['factor']:.2f}",
     "gamma": lambda p: f"gamma {p['gamma']:.2f}",
     "blur": lambda p: f"blur {p['sigma']:.1f}",

@@ -35,7 +35,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench import field  # noqa: E402
+from bench import field, mixlight  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parent / "recipes"  # <name>.json here is a condition called <name>
 DATA = ROOT.parent / "shared" / "data" / "electronic-components-png"
@@ -133,6 +133,9 @@ DEFAULT_CONDITIONS = "none,workshop,light,medium,heavy,trivial"
 # trained on the very transformations it is tested with (on other photos): a strong reference for what
 # augmentation can do for this model at the same steps, not a candidate (and not a strict upper bound).
 ORACLE = "field-oracle"
+# Bench-side prototypes (not block features): the block makes the geometry (a recipe of bench/recipes/), then
+# a function of the output folder and the seed changes the copies in place. Screened before anything is built.
+PROTOTYPES = {"mixlight-proto": ("duo-geo", mixlight.apply_to_folder)}
 
 
 def block_args(condition: str) -> list[str] | None:
@@ -142,6 +145,8 @@ def block_args(condition: str) -> list[str] | None:
         if copies:
             raise SystemExit(f"{condition!r}: {ORACLE} makes no copies (no @N)")
         return None
+    if name in PROTOTYPES:
+        name = PROTOTYPES[name][0]
     recipe_file = RECIPES / f"{name}.json"
     if name not in CONDITIONS and recipe_file.is_file():
         return ["--recipe", str(recipe_file), *(["--copies", copies] if copies else [])]
@@ -221,6 +226,11 @@ def run_one(seed: int, condition: str, opts: argparse.Namespace, work: Path) -> 
             x, y = _oracle_set(photos, classes, seed, x, y)
     else:
         aug_s = augment(train, work, seed, args, opts.workers)
+        prototype = PROTOTYPES.get(condition.partition("@")[0])
+        if prototype:
+            start = time.perf_counter()
+            prototype[1](work / "out", seed)
+            aug_s += time.perf_counter() - start
         x, y = training_set(work / "out", classes)
     originals = {f"{c}/{p.name}": rgb_of(p) for c in classes for p in test[c]}
     truth = {key: classes.index(key.split("/")[0]) for key in originals}

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from augment.demo import write_sample_set
-from bench import field, figures, quality
+from bench import field, figures, mixlight, quality
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
@@ -132,6 +132,25 @@ def test_conditions_are_built_ins_recipe_files_or_the_oracle() -> None:
         quality.block_args(f"{quality.ORACLE}@4")
     with pytest.raises(SystemExit, match="medium-v1"):  # the message lists the recipe files too
         quality.block_args("bogus")
+
+
+def test_the_mixlight_prototype_blends_copies_only_seeded_and_keeps_the_geometry(tmp_path: Path, photo) -> None:
+    assert quality.block_args("mixlight-proto") == ["--recipe", str(quality.RECIPES / "duo-geo.json")]
+    for run in ("a", "b"):
+        (tmp_path / run / "c").mkdir(parents=True)
+        for name in ("x.0.orig.png", "x.0.aug00.png", "x.0.aug01.png"):
+            Image.fromarray(photo).save(tmp_path / run / "c" / name)
+        mixlight.apply_to_folder(tmp_path / run, seed=4)
+    read = {p.name: np.asarray(Image.open(p)) for p in (tmp_path / "a" / "c").iterdir()}
+    assert np.array_equal(read["x.0.orig.png"], photo)  # the original is never blended
+    assert not np.array_equal(read["x.0.aug00.png"], photo) and not np.array_equal(
+        read["x.0.aug00.png"], read["x.0.aug01.png"]
+    )
+    for name, pixels in read.items():  # seeded per file name: a rerun gives the same pixels
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "b" / "c" / name)), pixels)
+    # Photometric only: the part stays where it was (its bright-orange block keeps its place in every channel).
+    moved = np.asarray(Image.open(tmp_path / "a" / "c" / "x.0.aug00.png")).astype(int)
+    assert moved[10:20, 8:40, 0].mean() > moved[30:, :, 0].mean()
 
 
 def test_table_only_needs_no_dataset_and_counts_a_repeated_seed_once(tmp_path: Path) -> None:

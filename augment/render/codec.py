@@ -119,7 +119,8 @@ def decode(data: bytes, needed: Needed | None = None) -> Decoded:
         raise DecodeError(str(e)) from None
     key = image.info.get("transparency") if image.mode in ("L", "RGB", "I;16") else None
     if key is not None:  # the colour key becomes an alpha plane, so transparency follows the pixels
-        frame = Frame(frame.color, np.where(_is_key(frame.color, key), 0, 255).astype(np.uint8))
+        color = frame.color
+        frame = Frame(color, np.where(_is_key(color, key), 0, 255).astype(np.uint8))
     mode = replace(mode, icc=image.info.get("icc_profile") or None, exif=image.info.get("exif") or None, color_key=key)
     swapped = orientation in (5, 6, 7, 8)
     return Decoded(frame, mode, fmt, orientation not in (None, 1), stored[::-1] if swapped else stored)

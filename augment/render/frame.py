@@ -23,34 +23,85 @@ class UnsupportedImageError(ValueError):
     """The image cannot be augmented (unsupported mode, unreadable data)."""
 
 
-@dataclass(frozen=True)
 class Frame:
-    """Colour planes plus optional alpha (numpy arrays); both the same size."""
+    """Colour planes plus optional alpha (numpy arrays); both the same size.
 
-    color: np.ndarray
-    alpha: np.ndarray | None = None
+    8-bit RGB colour may be held ``padded`` instead: in Pillow's layout, 4 bytes a pixel (HxWx4, the 4th byte
+    unused), as decoding writes it and encoding reads it. Kernels that copy, resample or map each value on
+    their own (flips, shifts, warps, lookup tables) run on it as it is: the same bytes per channel, faster
+    (4-byte pixels vectorise better, and neither decode nor encode converts). ``color`` is then converted on
+    each read (not kept: a decoded frame is shared by every copy of a sample, and memory is per pixel)."""
+
+    __slots__ = ("_color", "_padded", "alpha")
+
+    def __init__(
+        self, color: np.ndarray | None = None, alpha: np.ndarray | None = None, *, padded: np.ndarray | None = None
+    ) -> None:
+        if (color is None) == (padded is None):
+            raise TypeError("Frame: give either color or padded")
+        self._color, self._padded, self.alpha = color, padded, alpha
+
+    @property
+    def color(self) -> np.ndarray:
+        """The colour planes (L: HxW, RGB: HxWx3, I;16: HxW uint16)."""
+        if self._color is not None:
+            return self._color
+        return cv2.cvtColor(self._padded, cv2.COLOR_RGBA2RGB)
+
+    @property
+    def padded(self) -> np.ndarray | None:
+        """8-bit RGB in Pillow's layout (HxWx4, C-contiguous), as held or converted; None for other colours."""
+        if self._padded is not None:
+            return self._padded
+        color = self._color
+        if color.dtype == np.uint8 and color.ndim == 3:
+            return cv2.cvtColor(color, cv2.COLOR_RGB2RGBA)
+        return None
+
+    @property
+    def is_padded(self) -> bool:
+        return self._padded is not None
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height), as Pillow says it."""
-        return self.color.shape[1], self.color.shape[0]
+        shape = (self._color if self._color is not None else self._padded).shape
+        return shape[1], shape[0]
 
     @property
     def mode(self) -> str:
         """The Pillow mode of the colour planes: L, RGB or I;16."""
-        if self.color.dtype == np.uint16:
+        if self._padded is not None:
+            return "RGB"
+        if self._color.dtype == np.uint16:
             return "I;16"
-        return "RGB" if self.color.ndim == 3 else "L"
+        return "RGB" if self._color.ndim == 3 else "L"
 
     @property
     def max_value(self) -> int:
-        return 65535 if self.color.dtype == np.uint16 else 255
+        return 255 if self._padded is not None or self._color.dtype != np.uint16 else 65535
 
-    def replace(self, color: np.ndarray | None = None, alpha: np.ndarray | None = None) -> Frame:
-        return Frame(
-            color if color is not None else self.color,
-            alpha if alpha is not None else self.alpha,
-        )
+    def replace(
+        self, color: np.ndarray | None = None, alpha: np.ndarray | None = None, padded: np.ndarray | None = None
+    ) -> Frame:
+        """A frame with new colour (``color``, or ``padded``) and/or alpha; the rest kept."""
+        alpha = alpha if alpha is not None else self.alpha
+        if color is None and padded is None:
+            return Frame(self._color, alpha, padded=self._padded)
+        return Frame(color, alpha, padded=padded)
+
+
+def colour_planes(frame: Frame) -> tuple[np.ndarray, bool]:
+    """(values, padded) for a kernel that treats every channel alike: 8-bit RGB in Pillow's layout (converted
+    if need be: 4-byte pixels copy and warp faster, and the encoder takes them as they are), anything else
+    as its colour planes. ``with_planes`` makes the result a frame."""
+    padded = frame.padded
+    return (padded, True) if padded is not None else (frame.color, False)
+
+
+def with_planes(values: np.ndarray, padded: bool, alpha: np.ndarray | None) -> Frame:
+    """A frame of ``values`` from a kernel given ``colour_planes``, and ``alpha``."""
+    return Frame(None, alpha, padded=values) if padded else Frame(values, alpha)
 
 
 def from_image(color: Image.Image, alpha: Image.Image | None = None) -> Frame:
@@ -67,9 +118,8 @@ def _array(image: Image.Image) -> np.ndarray:
 
 def color_image(frame: Frame) -> Image.Image:
     """The colour planes as a Pillow image."""
-    if frame.color.dtype == np.uint8 and frame.color.ndim == 3:  # in Pillow's layout in one pass (see view)
-        return view(cv2.cvtColor(frame.color, cv2.COLOR_RGB2RGBA), "RGB")
-    return Image.fromarray(frame.color)
+    padded = frame.padded  # in Pillow's layout as it is, or in one pass (see view)
+    return view(padded, "RGB") if padded is not None else Image.fromarray(frame.color)
 
 
 # Pillow keeps L as 1 byte a pixel and RGB as 4 (the 4th unused): numpy memory in that layout can be an image's
@@ -120,7 +170,7 @@ def to_frame(image: Image.Image, decoded: np.ndarray | None = None) -> tuple[Fra
     memory ``decode_into_array`` gave it."""
     mode = image.mode
     if decoded is not None and mode in _VIEW_MODES:
-        return Frame(cv2.cvtColor(decoded, cv2.COLOR_RGBA2RGB) if decoded.ndim == 3 else decoded), ModeInfo(mode)
+        return (Frame(padded=decoded) if decoded.ndim == 3 else Frame(decoded)), ModeInfo(mode)
     if mode in ("L", "RGB", "I;16"):
         return from_image(image), ModeInfo(mode)
     if mode in ("LA", "RGBA"):

@@ -8,7 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from augment.render.frame import Frame
+from augment.render.frame import Frame, colour_planes, with_planes
 from augment.render.ops import pixels
 from augment.render.ops.base import Border, Choice, GeometricOp, Number, NumberList, Range, uniform
 
@@ -26,7 +26,8 @@ class _Flip(GeometricOp):
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
         alpha = cv2.flip(frame.alpha, self.flip_code) if frame.alpha is not None else None
-        return Frame(cv2.flip(frame.color, self.flip_code), alpha)
+        values, padded = colour_planes(frame)
+        return with_planes(cv2.flip(values, self.flip_code), padded, alpha)
 
     def border(self, params: dict[str, Any]) -> None:
         return None

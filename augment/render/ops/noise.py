@@ -73,17 +73,17 @@ class PoissonNoise(Op):
         return {"peak": uniform(rng, settings["peak"]), "seed": noise_seed(rng)}
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
-        peak = params["peak"]
+        peak, color = params["peak"], frame.color
         if peak <= 0:
-            distinct = _distinct_values(frame.color)
+            distinct = _distinct_values(color)
             peak = 2.0 ** math.ceil(math.log2(max(distinct, 2)))
-        flat = frame.color.ravel()
+        flat = color.ravel()
         out = np.empty_like(flat)
         rng = np.random.default_rng(params["seed"])
         for start in range(0, flat.size, _CHUNK):  # in chunks: float64 rates and int64 counts are 16 B a sample
             rates = flat[start : start + _CHUNK] * (peak / frame.max_value)
             out[start : start + _CHUNK] = pixels.to_image(rng.poisson(rates) * (frame.max_value / peak), out.dtype)
-        return frame.replace(color=out.reshape(frame.color.shape))
+        return frame.replace(color=out.reshape(color.shape))
 
 
 _CHUNK = 1 << 18

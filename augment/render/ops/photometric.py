@@ -26,7 +26,7 @@ class Brightness(_Photometric):
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
         f = params["factor"]
-        return frame.replace(color=pixels.point(frame.color, lambda x: x * f))
+        return pixels.point_frame(frame, lambda x: x * f)
 
 
 class Exposure(_Photometric):
@@ -52,8 +52,9 @@ class Contrast(_Photometric):
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
         f = params["factor"]
-        mean = float(np.mean(cv2.mean(frame.color)[: _channels(frame.color)])) / frame.max_value
-        return frame.replace(color=pixels.point(frame.color, lambda x: (x - mean) * f + mean))
+        color = frame.color
+        mean = float(np.mean(cv2.mean(color)[: _channels(color)])) / frame.max_value
+        return frame.replace(color=pixels.point(color, lambda x: (x - mean) * f + mean))
 
 
 class Gamma(_Photometric):
@@ -66,7 +67,7 @@ class Gamma(_Photometric):
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
         g = params["gamma"]
-        return frame.replace(color=pixels.point(frame.color, lambda x: np.power(np.clip(x, 0, 1), g)))
+        return pixels.point_frame(frame, lambda x: np.power(np.clip(x, 0, 1), g))
 
 
 class Blur(_Photometric):
@@ -91,9 +92,10 @@ class Sharpen(_Photometric):
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
         amount = params["amount"]
-        blurred = pixels.gaussian_blur(frame.color, 2.0)
+        color = frame.color
+        blurred = pixels.gaussian_blur(color, 2.0)
         # color + amount * (color - blurred), rounded and saturated in one pass.
-        return frame.replace(color=cv2.addWeighted(frame.color, 1.0 + amount, blurred, -amount, 0.0))
+        return frame.replace(color=cv2.addWeighted(color, 1.0 + amount, blurred, -amount, 0.0))
 
 
 class HueSaturation(_Photometric):

@@ -115,9 +115,12 @@ def _exact_copy(
         return None
     if fill == "reflect" and (max(left, right) >= x1 - x0 or max(top, bottom) >= y1 - y0):
         return None
-    window = np.ascontiguousarray(turned[y0:y1, x0:x1])
-    if not (left or right or top or bottom):
-        return window
+    window = turned[y0:y1, x0:x1]
+    if not (left or right or top or bottom) or flips or swap:  # OpenCV would copy a reversed view slowly
+        window = np.ascontiguousarray(window)
+        if not (left or right or top or bottom):
+            return window
+    # A plain shift: OpenCV reads the window in place (rows apart in memory) and copies it once, with the border.
     return cv2.copyMakeBorder(window, top, bottom, left, right, _BORDERS[fill], value=(round(constant),) * 4)
 
 

@@ -379,6 +379,9 @@ def test_a_padded_frame_gives_the_same_pixels(name, params):
         np.testing.assert_array_equal(via.alpha, plain.alpha)
     if name in ("hflip", "vflip", "rotate", "zoom", "translate", "brightness", "gamma"):
         assert via.is_padded and via.padded.flags.c_contiguous
+        geometric = name not in ("brightness", "gamma")  # a table runs on either layout at the same cost
+        assert apply(name, Frame(rgb), **params).is_padded == geometric  # the encoder takes that layout
+        assert not apply(name, Frame(rgb, alpha), **params).is_padded  # encoded from colour and alpha
 
 
 def test_a_frame_holds_one_colour_form():

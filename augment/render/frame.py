@@ -94,8 +94,9 @@ class Frame:
 def colour_planes(frame: Frame) -> tuple[np.ndarray, bool]:
     """(values, padded) for a kernel that treats every channel alike: 8-bit RGB in Pillow's layout (converted
     if need be: 4-byte pixels copy and warp faster, and the encoder takes them as they are), anything else
-    as its colour planes. ``with_planes`` makes the result a frame."""
-    padded = frame.padded
+    as its colour planes; a 3-byte frame with alpha stays 3-byte (it is encoded from colour and alpha, so a
+    conversion would only be undone). ``with_planes`` makes the result a frame."""
+    padded = frame.padded if frame.is_padded or frame.alpha is None else None
     return (padded, True) if padded is not None else (frame.color, False)
 
 

@@ -302,8 +302,8 @@ def _reuse_freed_memory() -> None:
 
 def is_huge(data: bytes, limit: int) -> bool:
     """From the header only (nothing decoded): is this image over ``limit`` pixels? Such images are rendered
-    one at a time across workers: rendering takes 22-30 bytes a pixel at its peak (the heavy preset, one
-    worker: 339 MiB for 12 MP, 991 MiB for 48 MP; bench/photos.py --memory), so a few 48 MP images at once
+    one at a time across workers: rendering takes 20-30 bytes a pixel at its peak (the heavy preset, one
+    worker: 333 MiB for 12 MP, 935 MiB for 48 MP; bench/photos.py --memory), so a few 48 MP images at once
     would still need several GB (``EDGE_AUGMENT_HUGE_PIXELS``, default 16 MP)."""
     try:
         with Image.open(io.BytesIO(data), formats=SNIFFED_FORMATS) as image:

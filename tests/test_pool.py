@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import Future
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +189,28 @@ def test_workers_reuse_freed_frames_without_new_pages():
         faults[mode] = int(run.stdout)
     assert faults["default"] > 20 * 1000, faults  # glibc's own thresholds: ~2,000 fresh pages an output
     assert faults["reuse"] < 200, faults
+
+
+def _rss_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of process ``pid`` in KiB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim, /proc")
+def test_a_worker_gives_back_the_memory_of_a_huge_image():
+    """Huge images render one at a time across workers to bound memory; a worker keeps freed arrays in its heap
+    for speed, so after a huge image it hands them back, or two workers would each hold a huge image's worth."""
+    import multiprocessing
+    import time
+
+    pool = RenderPool(dataclasses.replace(OPTIONS, huge_pixels=1_000_000), workers=1)
+    try:
+        _render_all(pool, [job("a/big.png", png((2400, 1600), noise=True), copies=3)], lambda key: lambda part: None)
+        (worker,) = [p for p in multiprocessing.active_children() if p.name == "render"]
+        deadline = time.monotonic() + 10
+        while (rss := _rss_kib(worker.pid))[0] > rss[1] - 24 * 1024 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the worker trims after sending its last part
+        assert rss[0] <= rss[1] - 24 * 1024, rss  # well under its peak: the image's 11 MiB frames went back
+    finally:
+        pool.shutdown()

@@ -294,7 +294,7 @@ def _reuse_freed_memory() -> None:
     for every 4 KiB of every array an output makes. Here every array comes from the worker's heap, and what it
     freed stays there (up to ``_TRIM_BYTES`` of it) for the next arrays: its peak is what it was (after a huge
     image, rendered alone to bound memory, it is given back: ``_trim_heap``). Measured on
-    a run of 240 1080p JPEG outputs: minor page faults 69,000 -> 30,000, CPU 2-3 % less; 32 12 MP outputs:
+    a run of 240 1080p JPEG outputs: minor page faults 69,000 -> 28,000, CPU 2-3 % less; 32 12 MP outputs:
     CPU 15 % less (bench/photos.py)."""
     libc = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform == "linux" else None
     mallopt = getattr(libc, "mallopt", None)  # glibc's (musl's does nothing)

@@ -222,8 +222,10 @@ def ops_table() -> None:
 
     from augment.render.frame import Frame
     from augment.render.ops import get_op, pixels
+    from augment.run.pool import _reuse_freed_memory
 
     pixels.configure_threads()
+    _reuse_freed_memory()  # as each worker does
     params = {
         "hflip": {},
         "rotate": {"degrees": 17.0, "fill": "edge", "fill_value": 0.0},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,36 @@ def test_the_proxy_keeps_bytes_order_and_end_of_stream():
                 received += data
         thread.join(10)
     assert bytes(received) == sent and proxy.connections == 1
+
+
+def test_a_sender_faster_than_the_receiver_loses_nothing():
+    """8 MB sent at once to a server that reads slowly at first (the proxy's socket to it fills up: its flow
+    control pauses and resumes reading from the client): every byte arrives, in order; the server's close
+    reaches the client."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    received = bytearray()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while data := conn.recv(4096):
+                received.extend(data)
+                if len(received) < 1_000_000:
+                    time.sleep(0.001)  # slow at first: the proxy's socket to it fills up
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    sent = bytes(range(256)) * (8 * 4096)
+    with (
+        listener,
+        LatencyProxy(listener.getsockname()[1], delay=0.005) as proxy,
+        socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as conn,
+    ):
+        conn.sendall(sent)
+        conn.shutdown(socket.SHUT_WR)
+        thread.join(20)
+        assert conn.recv(1) == b""  # the server closed: so is the client's connection
+    assert bytes(received) == sent
 
 
 def test_a_block_run_through_the_proxy_matches_a_local_run(slow_s3: SlowS3, tmp_path: Path):

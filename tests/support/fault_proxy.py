@@ -6,7 +6,7 @@
 Each planned fault takes one new connection: it reads the request head, then answers ``503 Slow Down`` or
 ``429 Too Many Requests`` (S3's XML error body, ``Connection: close``) or resets the connection (RST, no
 answer: a dropped connection); ``"pass"`` in the plan lets that connection through. Connections after the
-plan are piped to ``127.0.0.1:target_port`` untouched (``LatencyProxy`` with no delay). ``sent`` holds every
+plan are piped to ``127.0.0.1:target_port`` untouched, as they come. ``sent`` holds every
 byte the client sent (faulted connections' request heads included), for assertions on headers.
 """
 
@@ -29,6 +29,9 @@ class FaultProxy(LatencyProxy):
         self.faults: list[str] = []  # the faults served so far
         self.sent = bytearray()  # everything the client sent
 
+    async def _listen(self) -> asyncio.base_events.Server:
+        return await asyncio.start_server(self._serve, LOOPBACK, 0)
+
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
             head = await client_r.readuntil(b"\r\n\r\n")
@@ -48,7 +51,7 @@ class FaultProxy(LatencyProxy):
             return
         target_w.write(head)
         try:
-            await asyncio.gather(self._pipe(_Recorded(client_r, self.sent), target_w), self._pipe(target_r, client_w))
+            await asyncio.gather(_copy(_Recorded(client_r, self.sent), target_w), _copy(target_r, client_w))
         except asyncio.CancelledError:
             pass
         finally:
@@ -66,6 +69,18 @@ class _Recorded:
         chunk = await self._reader.read(n)
         self._record += chunk
         return chunk
+
+
+async def _copy(reader: asyncio.StreamReader | _Recorded, writer: asyncio.StreamWriter) -> None:
+    """Pass one direction on as it comes, its end of stream too."""
+    try:
+        while chunk := await reader.read(256 * 1024):
+            writer.write(chunk)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (ConnectionError, OSError, RuntimeError):
+        writer.close()
 
 
 async def _fail(fault: str, writer: asyncio.StreamWriter) -> None:

@@ -1,8 +1,9 @@
 """SIGKILL and SIGTERM at each bookkeeping phase of an S3 -> S3 run made concurrent by the round-trip work (the
-manifest header in flight, the whole manifest and the journal's last part in flight, the parts' deletes in
-flight), then a rerun: it finishes, every output recorded is stored, nothing is left over, and the bytes are
-those of a run never stopped. The signal goes when the request reaches the latency proxy (0.4 s each way), so
-the store may still receive it after the process is gone, as after a real crash."""
+manifest header in flight, the whole manifest in flight; for a run resuming a journal with a part: the whole
+manifest and the journal's last part in flight, the parts' deletes in flight), then a rerun: it finishes, every
+output recorded is stored, nothing is left over, and the bytes are those of a run never stopped. The signal goes
+when the request reaches the latency proxy (0.4 s each way), so the store may still receive it after the process is
+gone, as after a real crash."""
 
 from __future__ import annotations
 
@@ -42,12 +43,25 @@ def _delete(e) -> bool:
     return e.method == "POST" and "?delete" in e.line
 
 
-PHASES = {
-    "header": (_manifest_put, 1),
-    "final manifest": (_manifest_put, 2),
-    "last part": (_part_put, 1),
-    "deletes": (_delete, 1),
+PHASES = {  # (the request, its n-th, whether the run resumes a journal with a part)
+    "header": (_manifest_put, 1, False),
+    "final manifest": (_manifest_put, 2, False),
+    "resumed final manifest": (_manifest_put, 1, True),
+    "last part": (_part_put, 1, True),  # a fresh run shorter than a checkpoint stores no part, deletes none
+    "deletes": (_delete, 1, True),
 }
+
+
+def half_recorded(client, bucket: str, prefix: str) -> None:
+    """Turn a finished run's prefix into one a run stopped midway left: every output stored, the manifest's
+    header alone and a journal part recording the first half of them."""
+    lines = client.get_object(Bucket=bucket, Key=prefix + "manifest.jsonl")["Body"].read().splitlines(keepends=True)
+    outputs = lines[1:]
+    client.put_object(Bucket=bucket, Key=prefix + "manifest.jsonl", Body=lines[0])
+    client.put_object(
+        Bucket=bucket, Key=prefix + "manifest.jsonl.part-000001", Body=b"".join(outputs[: len(outputs) // 2])
+    )
+    client.delete_object(Bucket=bucket, Key=prefix + "report.json")
 
 
 def _objects(client, prefix: str) -> dict[str, bytes]:
@@ -76,12 +90,16 @@ def test_a_stop_at_each_bookkeeping_phase_then_a_rerun(s3server, reference, tmp_
     source = f"s3://{BUCKET}/raw/"
     dest = f"kill-{phase.replace(' ', '-')}-{signum.name}/"
     args = ["--source", source, "--dest", f"s3://{BUCKET}/{dest}", *ARGS]
-    test, nth = PHASES[phase]
+    test, nth, resumed = PHASES[phase]
+    client = s3server.client()
+    if resumed:
+        first = run_block(args, workdir=tmp_path, env=ei_env(s3server.env()))
+        assert first.returncode == 0, first.output
+        half_recorded(client, BUCKET, dest)
     with LatencyProxy(s3server.ports["s3.port"], delay=0.4) as far:
         env = ei_env(s3server.env(AWS_ENDPOINT_URL=far.url))
         stopped, _ = sigterm_when(args, workdir=tmp_path, env=env, ready=_in_flight(far, test, nth), signum=signum)
     assert "Traceback" not in stopped.output, stopped.output
-    client = s3server.client()
     after_stop = _objects(client, dest)
     manifest = after_stop.get("manifest.jsonl")
     if manifest is not None:  # every output a stopped run's manifest (and parts) record is stored

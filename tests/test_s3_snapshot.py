@@ -114,15 +114,17 @@ def test_a_refused_header_writes_nothing(s3server, bucket, tmp_path):
 
 
 def test_a_refused_part_delete_fails_the_run_before_any_report(s3server, bucket, tmp_path, monkeypatch):
-    """The journal parts are deleted in the background: when the store refuses (a role without
-    s3:DeleteObject; SeaweedFS cannot refuse a delete alone, so the client's answer stands in for it), the run
-    fails with one line and no report.json says it went well (hostile review)."""
+    """The journal parts (of a run that resumed a journal with a part) are deleted in the background: when the
+    store refuses (a role without s3:DeleteObject; SeaweedFS cannot refuse a delete alone, so the client's
+    answer stands in for it), the run fails with one line and no report.json says it went well (hostile
+    review)."""
     from augment.cli import parse
     from augment.config import build_config
     from augment.errors import BlockError
     from augment.run.runner import run
     from augment.storage.s3_client import S3Client
     from tests.conftest import gradient
+    from tests.test_s3_kill_phases import half_recorded
 
     src = tmp_path / "in" / "cat"
     src.mkdir(parents=True)
@@ -131,9 +133,11 @@ def test_a_refused_part_delete_fails_the_run_before_any_report(s3server, bucket,
     env = dict(s3server.env())
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    args, _ = parse(["--in-directory", str(tmp_path / "in"), "--dest", f"s3://{bucket}/refused/", "--copies", "1"])
+    assert run(build_config(args, env), print) == 0  # a journal with a part to delete: a run stopped midway's
+    half_recorded(s3server.client(), bucket, "refused/")
     refusal = {"Key": "", "Code": "AccessDenied", "Message": "Access Denied"}
     monkeypatch.setattr(S3Client, "delete", lambda self, bucket, keys: [{**refusal, "Key": k} for k in keys])
-    args, _ = parse(["--in-directory", str(tmp_path / "in"), "--dest", f"s3://{bucket}/refused/", "--copies", "1"])
     lines: list[str] = []
     with pytest.raises(BlockError) as failed:
         run(build_config(args, env), lines.append)

@@ -4,9 +4,13 @@
 booked since the last part as ``<name>.part-000001``, ``-000002``, ... (at each checkpoint, or every
 ``_PART_BYTES``). The header goes up while the run reads its first sources; the sink holds every other
 write back until it is stored. Reading gives the object's lines, then every part's in order. The final manifest is
-streamed to a temp file and uploaded by obstore (multipart when over 8 MB) while the journal's last part goes
-up beside it (either holds those lines: a crash in between loses none); once both are stored the parts are
-deleted, in the background (``S3Sink.settle`` waits for it).
+streamed to a temp file and uploaded by obstore (multipart when over 8 MB). A journal that has parts stores
+its last one beside it (either holds those lines: a crash in between loses none), and once both are stored
+the parts are deleted, in the background (``S3Sink.settle`` waits for it). A journal without parts (a run
+shorter than a checkpoint) stores none: the final manifest, stored whole or not at all, is the only write and
+nothing is left to delete (two round trips fewer that a run waits for). A crash during that write leaves the
+header alone, as a crash just before it would: the rerun makes the unrecorded outputs again and finds each
+already stored (same size and MD5), uploading nothing.
 
 The objects are reached through the sink (``Objects``), which keeps its listing of the destination up to date
 with them: which parts exist is read from that listing, not asked of the store again.
@@ -52,6 +56,11 @@ class S3Journal(Journal):
         self._next = next_part
         self._waiting: list[str] = []
         self._bytes = 0
+
+    @property
+    def has_parts(self) -> bool:
+        """Whether a part was stored (this run's, or an earlier one's that it continues)."""
+        return self._next > 1
 
     def append(self, lines: list[str]) -> None:
         self._waiting.extend(lines)
@@ -126,7 +135,9 @@ def write_lines(
     store: Objects, name: str, lines: Iterable[str], content_type: str, journal: Journal | None = None
 ) -> None:
     """Replace ``name`` with ``lines`` (spooled to a temp file, uploaded whole: multipart when large) while
-    ``journal``'s last lines go up as its last part; then drop the parts (in the background)."""
+    ``journal``'s last lines go up as its last part, if it has parts; then drop the parts (in the background)."""
+    if isinstance(journal, S3Journal) and not journal.has_parts:
+        journal = None  # the whole manifest alone holds its lines: no part to store, none to delete
     with tempfile.TemporaryFile() as spool:
         digest, size = hashlib.md5(usedforsecurity=False), 0
         for line in lines:

@@ -15,6 +15,8 @@ import pytest
 
 from augment.sinks import SinkError
 from augment.sinks.s3 import S3Sink
+from augment.sources import Listing
+from augment.sources.s3 import S3Source
 from augment.storage.s3_url import parse_s3_url
 from tests.support.fault_proxy import FaultProxy
 from tests.support.latency_proxy import Exchange, serial_round_trips
@@ -78,6 +80,40 @@ def test_a_run_waits_for_few_bookkeeping_round_trips(seeded: SlowS3, tmp_path: P
     # may start just after the source's ends): the bound on lone requests above is what the overlap buys.
 
 
+def test_a_fresh_run_reads_its_first_sources_while_it_checks_the_destination(seeded: SlowS3, tmp_path: Path):
+    """No manifest in the destination: every source will be read, so the first ones are read while the
+    destination's manifests are listed again and the header goes up (two round trips the reads used to
+    wait for); each source is still read once."""
+    exchanges = _run(seeded, tmp_path / "w", "ahead")
+    refresh = [e for e in exchanges if "list-type=2" in _path(e)][-1]
+    assert "prefix=ahead%2Fmanifest" in _path(refresh)
+    reads = [e for e in exchanges if e.method == "GET" and "/raw/" in _path(e)]
+    assert len(reads) == len({_path(e) for e in reads}) == 10
+    assert min(e.start for e in reads) < refresh.end  # before: only once the refresh was answered (and the header sent)
+
+
+def test_a_source_read_ahead_answers_each_read_once(seeded: SlowS3, monkeypatch: pytest.MonkeyPatch):
+    """``S3Source.prefetch``: one GET per sample, ``read`` answers from it (a key gone meanwhile: the same
+    FileNotFoundError as a read would raise); a second read of a sample asks the store again."""
+    for name, value in seeded.env().items():
+        monkeypatch.setenv(name, value)
+    client = seeded.direct.client()
+    put_all(client, BUCKET, {f"ahead-src/cat/{i}.png": MIXED[f"capacitor/c0{i}.png"] for i in range(3)})
+    source = S3Source(parse_s3_url(f"s3://{BUCKET}/ahead-src/"))
+    samples = sorted(source.scan(Listing()), key=lambda sample: sample.key)
+    client.delete_object(Bucket=BUCKET, Key="ahead-src/cat/2.png")
+    first = len(seeded.proxy.exchanges)
+    source.prefetch(samples)
+    assert [source.read(sample) for sample in samples[:2]] == [MIXED["capacitor/c00.png"], MIXED["capacitor/c01.png"]]
+    with pytest.raises(FileNotFoundError, match=r"cat/2\.png no longer exists"):
+        source.read(samples[2])
+    assert sorted(_path(e) for e in seeded.proxy.exchanges[first:]) == [
+        f"/{BUCKET}/ahead-src/cat/{i}.png" for i in range(3)
+    ]
+    source.read(samples[0])
+    assert len(seeded.proxy.exchanges) == first + 4
+
+
 def test_the_manifest_requests_keep_their_order(seeded: SlowS3, tmp_path: Path):
     """What must be stored before what, whatever now goes concurrently: the header before any output; every
     output before the final manifest; the final manifest before the report. A fresh run shorter than a
@@ -122,6 +158,7 @@ def test_a_rerun_reads_its_manifest_without_listing_it_again(seeded: SlowS3, tmp
     exchanges = _run(seeded, tmp_path / "w2", "again")
     assert len([e for e in exchanges if "list-type=2" in _path(e)]) == 3  # (the manifests' again: see above)
     assert not [e for e in exchanges if e.method == "PUT" and _path(e).endswith(".png")]
+    assert not [e for e in exchanges if "/raw/" in _path(e)]  # nothing to make: no source read, none ahead
     lone = [e for e in serial_round_trips(exchanges) if _bookkeeping(e)]
     assert len(lone) <= 8, [e.line for e in lone]
     report = json.loads(seeded.direct.client().get_object(Bucket=BUCKET, Key="again/report.json")["Body"].read())

@@ -32,6 +32,8 @@ from augment.sinks import Sink
 from augment.sources import Listing, Source
 from augment.storage.overlap import lands_in
 
+_AHEAD_BYTES = 16 * 1024 * 1024  # sources read ahead while the destination is checked (as the pipeline's window)
+
 
 class Stop(BlockError):
     """The run cannot go on: the message is logged as an ERROR and ``exit_code`` is the exit code."""
@@ -97,6 +99,8 @@ def prepare(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log:
     if config.plan.balance:
         plan.balance_table = _balance(config, index, log)
     _plan_tasks(plan)
+    if not config.run.dry_run:
+        _read_ahead(plan, source, sink)
     with lock.checking() if lock is not None else contextlib.nullcontext():
         check_manifests(config, sink, index, manifest.name, header["fingerprint"], plan.planned_here)
         if not config.run.dry_run:
@@ -137,6 +141,21 @@ def _plan_tasks(plan: RunPlan) -> None:
         )
     plan.counts = counts
     plan.holdout = plan.planner.index.holdout_counts()
+
+
+def _read_ahead(plan: RunPlan, source: Source, sink: Sink) -> None:
+    """A destination without manifests (nothing recorded: every source planned is read) has the first sources
+    read while it is checked and the header goes up, up to the reads in flight and ``_AHEAD_BYTES``; one that
+    has manifests decides what to read from them, so reads nothing ahead."""
+    if plan.manifest.resumed or sink.manifests(plan.config.sink.books):
+        return
+    samples, size = [], 0
+    for task in plan.tasks:
+        size += task.sample.size
+        if len(samples) >= plan.config.run.io_threads or size > _AHEAD_BYTES:
+            break
+        samples.append(task.sample)
+    source.prefetch(samples)
 
 
 def _balance(config: RunConfig, index: RunIndex, log: Log) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from typing import IO
 
 from augment.sinks import Journal, Sink, SinkError, s3_journal
 from augment.storage import s3_limits
+from augment.storage.background import in_background
 from augment.storage.diskmap import DiskMap
 from augment.storage.s3_client import DEFAULT_MAX_ATTEMPTS, S3Client, S3Error
 from augment.storage.s3_url import S3Url, iter_objects, unsafe_key_reason
@@ -68,7 +69,7 @@ class S3Sink(Sink):
         self.client = S3Client(endpoint, timeout, attempts)
         self._present: DiskMap | None = None  # name -> "size etag", once listed
         self._drop: weakref.finalize | None = None
-        self._listed: Future[None] | None = None  # the listing started by ``prefetch``
+        self._listed: Future[DiskMap] | None = None  # the listing started by ``prefetch``
         self._background: list[tuple[threading.Thread, list[BaseException]]] = []  # ``later``'s work
         self._header: Future[None] | None = None  # the manifest's header going up (``put_header``)
 
@@ -122,18 +123,7 @@ class S3Sink(Sink):
         """Start listing the destination in a background thread (the run lists its source meanwhile)."""
         if self._present is not None or self._listed is not None:
             return
-        listed: Future[None] = Future()
-        self._listed = listed
-
-        def make() -> None:
-            try:
-                self._list()
-            except BaseException as e:  # noqa: BLE001  (raised again by whoever needs the listing)
-                listed.set_exception(e)
-            else:
-                listed.set_result(None)
-
-        threading.Thread(target=make, name="s3-dest-listing", daemon=True).start()
+        self._listed = in_background(self._list, "s3-dest-listing")  # its error: raised by whoever needs it
 
     def refresh(self, prefix: str) -> None:
         """List ``prefix`` again (one small listing) into the listing, when this process has one."""
@@ -197,18 +187,7 @@ class S3Sink(Sink):
         """Upload the manifest's header in the background (the run reads its first sources meanwhile); every
         later write or delete waits until it is stored, and fails with its error if it could not be."""
         self._header_stored()
-        header: Future[None] = Future()
-        self._header = header
-
-        def put() -> None:
-            try:
-                self._put_now(name, data, content_type, entry)
-            except BaseException as e:  # noqa: BLE001  (raised by every write that waits for it)
-                header.set_exception(e)
-            else:
-                header.set_result(None)
-
-        threading.Thread(target=put, name="s3-manifest-header", daemon=True).start()
+        self._header = in_background(lambda: self._put_now(name, data, content_type, entry), "s3-manifest-header")
 
     def _header_stored(self) -> None:
         header = self._header

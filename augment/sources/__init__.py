@@ -60,3 +60,7 @@ class Source:
     def read_text(self, key: str) -> str:
         """A labels file's text."""
         raise NotImplementedError
+
+    def prefetch(self, samples: list[Sample]) -> None:
+        """Start reading ``samples`` in the background, the run's first sources (``read`` then answers from
+        it); a no-op where a read costs no round trip."""

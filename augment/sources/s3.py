@@ -14,7 +14,9 @@ releases the GIL while a request is under way and opens as many connections as t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -23,6 +25,7 @@ from augment.plan.samples import Sample, label_for_key
 from augment.render.codec import IMAGE_EXTENSIONS
 from augment.sources import IGNORED_DIRS, Listing, Source, SourceError
 from augment.storage import s3_limits
+from augment.storage.background import in_background
 from augment.storage.s3_client import DEFAULT_MAX_ATTEMPTS, S3Client, S3Error
 from augment.storage.s3_url import S3Url, iter_objects, unsafe_key_reason
 
@@ -43,6 +46,7 @@ class S3Source(Source):
         self.label = label  # overrides every label (EI's --upload-label)
         self.exclude = exclude  # an S3 destination inside the source prefix: never read back as input
         self.client = S3Client(endpoint, timeout, attempts)
+        self._ahead: dict[str, Future[bytes]] = {}  # sample key -> its read started by ``prefetch``
 
     def describe(self) -> str:
         return str(self.url)
@@ -98,9 +102,21 @@ class S3Source(Source):
             raise SourceError(f"cannot read {where}: NoSuchKey: it no longer exists")
         return body.decode("utf-8")
 
+    def prefetch(self, samples: list[Sample]) -> None:
+        """Start reading ``samples`` now, each in a thread (a run's first sources, while it checks its
+        destination and puts up its manifest header: round trips it would otherwise wait for before the
+        first read); ``read`` takes each one's bytes, or its error, once."""
+        for sample in samples:
+            if sample.key not in self._ahead:
+                self._ahead[sample.key] = in_background(functools.partial(self._get, sample), "s3-read-ahead")
+
     def read(self, sample: Sample) -> bytes:
         """The object's bytes. A key gone since listing is an OSError (that sample fails); anything else
         (endpoint unreachable after retries, access denied) is a SourceError that stops the run."""
+        ahead = self._ahead.pop(sample.key, None)
+        return ahead.result() if ahead is not None else self._get(sample)
+
+    def _get(self, sample: Sample) -> bytes:
         key = self.url.key(sample.key)
         try:
             data = self.client.get(self.url.bucket, key)

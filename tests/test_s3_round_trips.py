@@ -165,6 +165,37 @@ def test_a_rerun_reads_its_manifest_without_listing_it_again(seeded: SlowS3, tmp
     assert report["totals"]["existing"] == OUTPUTS and report["totals"]["written"] == 0
 
 
+def test_a_resumed_run_reads_its_manifest_and_parts_once(seeded: SlowS3, tmp_path: Path):
+    """A run resuming a journal: its manifest and part are read once (they were read twice, once to load them
+    and once more when every manifest of the destination was checked, a round trip each)."""
+    _run(seeded, tmp_path / "w1", "read-once")
+    half_recorded(seeded.direct.client(), BUCKET, "read-once/")
+    exchanges = _run(seeded, tmp_path / "w2", "read-once")
+    reads = [_path(e) for e in exchanges if e.method == "GET" and ".jsonl" in _path(e) and "list-type" not in _path(e)]
+    assert sorted(reads) == [f"/{BUCKET}/read-once/manifest.jsonl", f"/{BUCKET}/read-once/manifest.jsonl.part-000001"]
+
+
+def test_a_manifests_version_changes_when_another_run_rewrites_it(seeded: SlowS3, monkeypatch: pytest.MonkeyPatch):
+    """What lets a resumed run skip reading its manifest again: the version it read (listing entries of the
+    manifest and its parts) differs after a refresh once another run wrote either, and only then."""
+    for name, value in seeded.env().items():
+        monkeypatch.setenv(name, value)
+    client = seeded.direct.client()
+    put_all(client, BUCKET, {"versions/manifest.jsonl": b'{"fingerprint": "a"}\n'})
+    sink = S3Sink(parse_s3_url(f"s3://{BUCKET}/versions/"))
+    sink.prefetch()
+    read = sink.version("manifest.jsonl")
+    sink.refresh("manifest")
+    assert read and sink.version("manifest.jsonl") == read
+    put_all(client, BUCKET, {"versions/manifest.jsonl.part-000001": b'{"output": "x.png"}\n'})
+    sink.refresh("manifest")
+    assert sink.version("manifest.jsonl") != read
+    read = sink.version("manifest.jsonl")
+    put_all(client, BUCKET, {"versions/manifest.jsonl": b'{"fingerprint": "b"}\n'})
+    sink.refresh("manifest")
+    assert sink.version("manifest.jsonl") != read
+
+
 def test_no_write_goes_before_the_header_nor_after_it_failed(seeded: SlowS3, monkeypatch: pytest.MonkeyPatch):
     """The header goes up in the background: a write made meanwhile is held until it is stored; when it
     cannot be stored, every later write and ``settle`` fail with its one-line error, and nothing is written."""

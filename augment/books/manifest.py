@@ -94,6 +94,8 @@ class Manifest:
         self.journal: Journal | None = None
         self.resumed = False  # an earlier manifest of these settings is continued
         self.adopted = False  # booked outputs another manifest recorded: the final rewrite puts them in order
+        self.read_version: str | None = None  # the sink's version of the earlier manifest this run read
+        version = sink.version(name)  # taken before the read: if the file changes meanwhile, it differs later
         lines = None if overwrite else sink.read_lines(name)
         if lines is None:
             return
@@ -108,6 +110,7 @@ class Manifest:
             )
         index.load_previous(read_entries(lines))
         self.resumed = True
+        self.read_version = version
 
     def recorded(self, names: Iterable[str]) -> dict[str, OutputEntry]:
         """Outputs an earlier run recorded (here, or in another manifest of these settings in the folder, so

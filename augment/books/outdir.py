@@ -29,15 +29,25 @@ _OWN = ("preview.png", "preview-")  # contact sheets the block writes at the top
 
 
 def check_manifests(
-    config: RunConfig, sink: Sink, index: RunIndex, own: str, fingerprint: str, mine: Callable[[str], bool]
+    config: RunConfig,
+    sink: Sink,
+    index: RunIndex,
+    own: str,
+    fingerprint: str,
+    mine: Callable[[str], bool],
+    read: str | None = None,
 ) -> None:
     """Every manifest in the destination (this run's ``own`` and any other run's, sharded or not): another
     run's must be of these settings, else ManifestMismatchError (writing here would overwrite or mix with
     the files it records); with --overwrite 1 a sibling shard's (same count) may differ, its files being
     disjoint from this shard's. Their outputs go into the index: known to ``foreign_images``, and, when
-    another run of these settings recorded one this run plans (``mine``), adopted (never rewritten)."""
+    another run of these settings recorded one this run plans (``mine``), adopted (never rewritten). This
+    run's own manifest, already read and loaded (``read``: its version then), is not read again while its
+    version is the same (a resumed run on S3: the manifest and each part a round trip)."""
     sink.refresh(config.sink.books + "manifest")  # a run that started since this one listed the destination
     for name in sink.manifests(config.sink.books):
+        if name == own and read is not None and sink.version(name) == read:
+            continue  # its header was checked and its outputs loaded as the run's earlier ones
         lines = sink.read_lines(name)
         first = next(lines, None) if lines is not None else None
         if lines is None or first is None:

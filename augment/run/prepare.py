@@ -102,7 +102,9 @@ def prepare(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log:
     if not config.run.dry_run:
         _read_ahead(plan, source, sink)
     with lock.checking() if lock is not None else contextlib.nullcontext():
-        check_manifests(config, sink, index, manifest.name, header["fingerprint"], plan.planned_here)
+        check_manifests(
+            config, sink, index, manifest.name, header["fingerprint"], plan.planned_here, manifest.read_version
+        )
         if not config.run.dry_run:
             if refusal := foreign_images(config, sink, index):
                 raise Stop(refusal)

@@ -129,6 +129,11 @@ class Sink:
             return []
         return sorted(books + p.name for p in (root / books).glob("manifest*.jsonl") if p.is_file())
 
+    def version(self, name: str) -> str | None:
+        """What identifies the text file ``name`` and its journal as the run last saw them (S3: their listing
+        entries), to tell whether it changed since; None when the destination cannot say (read it again)."""
+        return None
+
     def prefetch(self) -> None:
         """Start, in the background, what the run will soon ask of the destination (S3: its listing)."""
 

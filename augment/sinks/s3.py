@@ -147,6 +147,12 @@ class S3Sink(Sink):
             if failed:
                 raise failed[0]
 
+    def version(self, name: str) -> str | None:
+        """``name``'s listing entry and its journal parts' (size and ETag each), when this process lists."""
+        if not self._known():
+            return None
+        return "\n".join(f"{n} {entry}" for n, entry in self._listing().items(prefix=name) if entry)
+
     def read_lines(self, name: str) -> Iterator[str] | None:
         self._key(name)
         if self._known() and self.size(name) is None:

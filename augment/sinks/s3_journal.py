@@ -8,9 +8,9 @@ streamed to a temp file and uploaded by obstore (multipart when over 8 MB). A jo
 its last one beside it (either holds those lines: a crash in between loses none), and once both are stored
 the parts are deleted, in the background (``S3Sink.settle`` waits for it). A journal without parts (a run
 shorter than a checkpoint) stores none: the final manifest, stored whole or not at all, is the only write and
-nothing is left to delete (two round trips fewer that a run waits for). A crash during that write leaves the
-header alone, as a crash just before it would: the rerun makes the unrecorded outputs again and finds each
-already stored (same size and MD5), uploading nothing.
+nothing is left to delete (a request fewer, and the deletes' round trip the report waited for). A crash during
+that write leaves the header alone, as a crash just before it would: the rerun makes the unrecorded outputs
+again and finds each already stored (same size and MD5), uploading nothing.
 
 The objects are reached through the sink (``Objects``), which keeps its listing of the destination up to date
 with them: which parts exist is read from that listing, not asked of the store again.

@@ -80,16 +80,39 @@ def test_a_run_waits_for_few_bookkeeping_round_trips(seeded: SlowS3, tmp_path: P
     # may start just after the source's ends): the bound on lone requests above is what the overlap buys.
 
 
-def test_a_fresh_run_reads_its_first_sources_while_it_checks_the_destination(seeded: SlowS3, tmp_path: Path):
+def test_a_fresh_run_reads_its_first_sources_while_it_checks_the_destination(
+    seeded: SlowS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     """No manifest in the destination: every source will be read, so the first ones are read while the
     destination's manifests are listed again and the header goes up (two round trips the reads used to
-    wait for); each source is still read once."""
-    exchanges = _run(seeded, tmp_path / "w", "ahead")
-    refresh = [e for e in exchanges if "list-type=2" in _path(e)][-1]
-    assert "prefix=ahead%2Fmanifest" in _path(refresh)
-    reads = [e for e in exchanges if e.method == "GET" and "/raw/" in _path(e)]
-    assert len(reads) == len({_path(e) for e in reads}) == 10
-    assert min(e.start for e in reads) < refresh.end  # before: only once the refresh was answered (and the header sent)
+    wait for): the reads are started before that listing; each source is still read once."""
+    from augment.cli import parse
+    from augment.config import build_config
+    from augment.run.runner import run
+
+    events: list[tuple[str, object]] = []
+    prefetch, refresh = S3Source.prefetch, S3Sink.refresh
+
+    def record_prefetch(self: S3Source, samples: list) -> None:
+        events.append(("prefetch", len(samples)))
+        prefetch(self, samples)
+
+    def record_refresh(self: S3Sink, prefix: str) -> None:
+        events.append(("refresh", prefix))
+        refresh(self, prefix)
+
+    monkeypatch.setattr(S3Source, "prefetch", record_prefetch)
+    monkeypatch.setattr(S3Sink, "refresh", record_refresh)
+    env = dict(seeded.env())
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    first = len(seeded.proxy.exchanges)
+    args, _ = parse(["--source", f"s3://{BUCKET}/raw/", "--dest", f"s3://{BUCKET}/ahead/"])
+    assert run(build_config(args, env), lambda line: None) == 0
+    assert events[:2] == [("prefetch", 10), ("refresh", "manifest")], events
+    reads = [_path(e) for e in seeded.proxy.exchanges[first:] if e.method == "GET" and "/raw/" in _path(e)]
+    assert len(reads) == len(set(reads)) == 10
 
 
 def test_a_source_read_ahead_answers_each_read_once(seeded: SlowS3, monkeypatch: pytest.MonkeyPatch):

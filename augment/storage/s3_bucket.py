@@ -16,8 +16,6 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote_plus
-from xml.etree import ElementTree
-from xml.sax.saxutils import escape
 
 Signer = Callable[[Any], None]  # adds SigV4 headers to a botocore AWSRequest
 
@@ -77,6 +75,8 @@ class Bucket:
 
     def delete(self, keys: list[str]) -> list[dict[str, Any]]:
         """Delete up to 1,000 ``keys`` in one request; the refused ones (Key, Code, Message)."""
+        from xml.sax.saxutils import escape  # here, not at the top: it imports urllib.request (~17 ms a run)
+
         objects = "".join(f"<Object><Key>{escape(key)}</Key></Object>" for key in keys)
         body = f"<Delete><Quiet>true</Quiet>{objects}</Delete>".encode()
         md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
@@ -84,6 +84,8 @@ class Bucket:
         return [{k: _text(node, k) for k in ("Key", "Code", "Message")} for node in _children(root, "Error")]
 
     def _request(self, method: str, query: dict[str, str], body: bytes = b"", headers: dict | None = None) -> Any:
+        from xml.etree import ElementTree
+
         from botocore.awsrequest import AWSRequest
 
         params = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" if v else k for k, v in sorted(query.items()))

@@ -271,3 +271,29 @@ def test_time_limits_are_flags_with_checked_values():
     for bad in ("nan", "inf", "0", "-1", "abc", "1e9"):
         with pytest.raises(ValueError, match="--upload-timeout"):
             resolve(True, None, None, env, timeout=bad)
+
+
+def test_sigterm_as_the_breaker_trips_then_a_rerun_sends_every_file_once(sample_dir: Path, tmp_path: Path):
+    """Every answer a vague 200: SIGTERM the moment the breaker trips. The run has little left to do, so the
+    signal lands while it fails the rest, writes its books and report, or exits (-15: after its handlers were
+    restored). report.json is written whenever it lands (it was not when the signal came after the uploads:
+    1 run in ~7), every file counted failed or not sent, nothing booked; a rerun against a healed service
+    stores each output exactly once."""
+    out = tmp_path / "o"
+    with IngestionServer(KEY) as server:
+        server.bad("html", 10_000)
+        args = [*ARGS, "--in-directory", str(sample_dir), "--out-directory", str(out), "--dest", "ei"]
+        args += ["--ingestion-url", server.url, *PATIENT, "--upload-concurrency", "2"]
+        env = ei_env({"EI_PROJECT_API_KEY": KEY})
+        stopped, _ = sigterm_when(args, workdir=tmp_path, env=env, line=lambda x: "stopped uploading" in x)
+        assert stopped.returncode in (143, -15), stopped.output
+        assert "Traceback" not in stopped.output and not list(out.rglob(".tmp*"))
+        total = len(manifest_lines(out))
+        up = report(out)
+        assert up["landed"] == 0 and up["failed"] + up["not_sent"] == total and not ledger(out)
+        server.heal()
+        rerun = upload(server, sample_dir, [], tmp_path / "w2", out)
+        assert rerun.returncode == 0, rerun.output
+        stored = Counter(s.name for s in server.stored)
+        assert len(stored) == total and set(stored.values()) == {1}
+        assert report(out)["landed"] == total and len(ledger(out)) == total

@@ -110,3 +110,20 @@ def test_a_stop_at_each_bookkeeping_phase_then_a_rerun(s3server, reference, tmp_
     rerun = run_block(args, workdir=tmp_path, env=ei_env(s3server.env()))
     assert rerun.returncode == 0, rerun.output
     assert _objects(client, dest) == reference
+
+
+def test_sigterm_while_the_books_are_written_still_writes_the_report(s3server, reference, tmp_path: Path):
+    """SIGTERM when the whole manifest reaches the store (0.4 s each way): every output is done, so the manifest
+    and report.json are finished (the report was lost: the signal was raised while they were written) and the
+    run exits 143; the destination is that of a run never stopped."""
+    dest = "books-TERM/"
+    args = ["--source", f"s3://{BUCKET}/raw/", "--dest", f"s3://{BUCKET}/{dest}", *ARGS]
+    with LatencyProxy(s3server.ports["s3.port"], delay=0.4) as far:
+        env = ei_env(s3server.env(AWS_ENDPOINT_URL=far.url))
+        stopped, _ = sigterm_when(args, workdir=tmp_path, env=env, ready=_in_flight(far, _manifest_put, 2))
+    assert stopped.returncode == 143, stopped.output
+    assert "interrupted (SIGTERM)" in stopped.stdout and "Traceback" not in stopped.output
+    client = s3server.client()
+    report = json.loads(client.get_object(Bucket=BUCKET, Key=dest + "report.json")["Body"].read())
+    assert report["totals"]["written"] == len(reference) - 1  # every output (the manifest aside)
+    assert _objects(client, dest) == reference

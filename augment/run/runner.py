@@ -13,6 +13,7 @@ import json
 import sqlite3
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +72,7 @@ def _run(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log: Lo
     if config.run.dry_run:
         return dry_run(config, source, sink, lambda: plan.tasks, plan.counts.tasks, plan.manifest, log)
     outcome = _augment(config, plan, source, sink, log, signals)
-    return _finish(config, plan, outcome, source, sink, log)
+    return _finish(config, plan, outcome, source, sink, log, signals)
 
 
 @dataclass
@@ -166,15 +167,21 @@ def _record_result(result: TaskResult, manifest: Manifest, progress: Progress, s
     progress.update(result)
 
 
-def _finish(config: RunConfig, plan: RunPlan, done: _Outcome, source: Source, sink: Sink, log: Log) -> int:
-    """The final manifest, labels files, preview and report; the summary; the exit code."""
-    progress, upload, manifest = done.progress, done.upload, plan.manifest
-    if done.interrupted:
-        manifest.close()  # the journal stays as it is: a rerun resumes from it
-    else:
-        manifest.finish(plan.outputs(), plan.planned_here)
-    if plan.detection:
-        write_box_labels(sink, manifest.lines(plan.outputs(), plan.planned_here), config.plan.shard, config.sink.books)
+def _finish(
+    config: RunConfig, plan: RunPlan, done: _Outcome, source: Source, sink: Sink, log: Log, signals: Signals
+) -> int:
+    """The final manifest, labels files, preview and report; the summary; the exit code. A signal while the
+    books are written is noted, not raised: they are finished and the report says so (only the preview stops)."""
+    progress, manifest = done.progress, plan.manifest
+    with _books(signals):
+        if done.interrupted:
+            manifest.close()  # the journal stays as it is: a rerun resumes from it
+        else:
+            manifest.finish(plan.outputs(), plan.planned_here)
+        if plan.detection:
+            lines = manifest.lines(plan.outputs(), plan.planned_here)
+            write_box_labels(sink, lines, config.plan.shard, config.sink.books)
+    _noted(done, signals, log)
     if config.run.preview and not done.interrupted:
         log("preview: drawing the contact sheet")
         try:
@@ -182,8 +189,35 @@ def _finish(config: RunConfig, plan: RunPlan, done: _Outcome, source: Source, si
         except Interrupted as e:  # the outputs are complete: the report still says so
             log(f"interrupted ({e.name}) during the preview: outputs and manifest are complete, no preview")
             done.interrupted = e.name
+    with _books(signals):
+        _report(config, plan, done, sink, log)
+    _noted(done, signals, log)
+    return _exit_code(config, plan, done, progress.failed, config.run.failure_budget(plan.counts.tasks), log)
+
+
+@contextlib.contextmanager
+def _books(signals: Signals) -> Iterator[None]:
+    """Writing the books: a signal is noted, not raised; a write the stop cut short (S3 requests get a grace
+    period, then are cut) is the stop, not an error: a rerun resumes from the journal."""
+    try:
+        with signals.deferred():
+            yield
+    except SinkError:
+        if signals.name is None:
+            raise
+
+
+def _noted(done: _Outcome, signals: Signals, log: Log) -> None:
+    """A signal noted while the books were written: the run stops there (143/130), its books complete."""
+    if signals.name is not None and not done.interrupted:
+        done.interrupted = signals.name
+        log(f"interrupted ({signals.name}) while the books were written: stopped once they were complete")
+
+
+def _report(config: RunConfig, plan: RunPlan, done: _Outcome, sink: Sink, log: Log) -> None:
+    """report.json (and EI's metadata file), then the summary lines."""
+    progress, upload = done.progress, done.upload
     budget = config.run.failure_budget(plan.counts.tasks)
-    failed = progress.failed
     report = progress.report(
         {
             "run": plan.header,
@@ -215,7 +249,6 @@ def _finish(config: RunConfig, plan: RunPlan, done: _Outcome, source: Source, si
     if config.plan.since is not None:
         s = report["since"]
         log(f"since {s['time']}: {s['new']} new or modified ({s['done']} done), {s['unchanged']} unchanged (skipped)")
-    return _exit_code(config, plan, done, failed, budget, log)
 
 
 def _exit_code(config: RunConfig, plan: RunPlan, done: _Outcome, failed: int, budget: int, log: Log) -> int:

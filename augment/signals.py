@@ -1,9 +1,10 @@
 """SIGTERM and SIGINT for the whole run (Kubernetes and EI stop a job with SIGTERM and kill it 30 s later).
 
-Outside ``deferred()`` (listing, planning, the preview, the report) a signal raises ``Interrupted`` in the
+Outside ``deferred()`` (listing, planning, the preview) a signal raises ``Interrupted`` in the
 main thread at once, even inside a blocking network read: the run unwinds (temp files removed, lock released)
 and exits 128 + the signal's number. Inside ``deferred()`` (rendering and uploading, where a result must
-never be half booked) it is only noted; that phase polls ``received()`` and stops between two results.
+never be half booked; the final manifest and report, finished then) it is only noted; that phase polls
+``received()`` and stops between two results.
 """
 
 from __future__ import annotations

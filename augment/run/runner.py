@@ -54,7 +54,7 @@ def run(config: RunConfig, log: Log = print) -> int:
             if lock is not None:
                 lock.acquire()
             return _run(config, source, sink, index, log, lock, signals)
-    except Interrupted as e:  # listing, planning, the report: nothing half written (temps are removed)
+    except Interrupted as e:  # listing, planning: nothing half written (temps are removed)
         log(f"interrupted ({e.name}): stopped; finished outputs are kept and a rerun resumes")
         return e.code
     except sqlite3.Error as e:  # listing, planning or the final manifest: nothing half-recorded

@@ -39,7 +39,7 @@ class Exposure(_Photometric):
 
     def apply(self, frame: Frame, params: dict[str, Any]) -> Frame:
         gain = 2.0 ** params["ev"]
-        return frame.replace(color=pixels.point(frame.color, lambda x: _to_srgb(np.clip(_to_linear(x) * gain, 0, 1))))
+        return pixels.point_frame(frame, lambda x: _to_srgb(np.clip(_to_linear(x) * gain, 0, 1)))
 
 
 class Contrast(_Photometric):

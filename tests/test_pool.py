@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import subprocess
 import sys
 import threading
@@ -22,6 +23,8 @@ from augment.render.codec import EncodeOptions
 from augment.render.recipe import Step
 from augment.run.pool import _PART_BYTES, Part, RenderJob, RenderOptions, RenderPool, is_huge, stream
 from tests.conftest import gradient
+
+ROOT = Path(__file__).resolve().parent.parent
 
 OPTIONS = RenderOptions(seed=7, encode=EncodeOptions(), min_box_visibility=0.3, huge_pixels=16_000_000)
 
@@ -214,3 +217,28 @@ def test_a_worker_gives_back_the_memory_of_a_huge_image():
         assert rss[0] <= rss[1] - 24 * 1024, rss  # well under its peak: the image's 11 MiB frames went back
     finally:
         pool.shutdown()
+
+
+_STARTUP_PROBE = """
+import os, sys
+spawned = []
+sys.addaudithook(lambda event, args: spawned.append(args[0]) if event == "subprocess.Popen" else None)
+import transform  # what the entrypoint imports, numpy and OpenCV among them
+from augment.run import pool
+from augment.sinks import local
+pool._reuse_freed_memory()
+pool._trim_heap()
+pool.exit_with_parent(os.getppid())
+print(len(os.listdir("/proc/self/task")), spawned, local._LIBC is not None)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc, glibc")
+def test_the_block_starts_one_thread_and_no_child_process():
+    """numpy's and OpenCV's OpenBLAS would start a spinning thread per core at import (0.16 CPU-s a run), and
+    ctypes.util.find_library forks ``ldconfig`` on each call; the block's parallelism is its workers."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    probe = subprocess.run(
+        [sys.executable, "-c", _STARTUP_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    assert probe.stdout.strip() == "1 [] True", probe.stderr  # threads, processes started, syncfs found

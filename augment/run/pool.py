@@ -12,13 +12,10 @@ naming it, and a new worker takes its place.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import io
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -30,6 +27,7 @@ from typing import Any
 
 from PIL import Image
 
+from augment.libc import libc
 from augment.plan.samples import Sample
 from augment.plan.tasks import PlannedOutput
 from augment.render.codec import SNIFFED_FORMATS, DecodeError, EncodeOptions, name_mismatch
@@ -296,8 +294,7 @@ def _reuse_freed_memory() -> None:
     image, rendered alone to bound memory, it is given back: ``_trim_heap``). Measured on
     a run of 240 1080p JPEG outputs: minor page faults 69,000 -> 28,000, CPU 2-3 % less; 32 12 MP outputs:
     CPU 15 % less (bench/photos.py)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform == "linux" else None
-    mallopt = getattr(libc, "mallopt", None)  # glibc's (musl's does nothing)
+    mallopt = getattr(libc(), "mallopt", None)  # glibc's (musl's does nothing)
     if mallopt is not None:
         mallopt(_M_MMAP_MAX, 0)
         mallopt(_M_TRIM_THRESHOLD, _TRIM_BYTES)
@@ -306,8 +303,7 @@ def _reuse_freed_memory() -> None:
 def _trim_heap() -> None:
     """Return the worker's free heap memory to the kernel (glibc's malloc_trim), so that the memory a huge
     image took is not held on to while another worker renders the next one."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform == "linux" else None
-    trim = getattr(libc, "malloc_trim", None)
+    trim = getattr(libc(), "malloc_trim", None)
     if trim is not None:
         trim(0)
 
@@ -331,8 +327,8 @@ _PR_SET_PDEATHSIG = 1
 def exit_with_parent(parent: int) -> None:
     """Die when the main process dies, even by SIGKILL (which runs no cleanup in it): on Linux the kernel
     sends this worker SIGKILL (prctl PR_SET_PDEATHSIG); elsewhere a thread watches the parent pid."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
-    if libc is None or libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+    c = libc()
+    if c is None or c.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     if os.getppid() != parent:  # it died before the signal was armed
         os._exit(1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import itertools
 import os
 import stat
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from augment.libc import libc
 from augment.plan.selection import Shard
 from augment.sinks import Journal, Sink, SinkError
 from augment.sinks.lock import FolderLock, remove_stale_temps
@@ -20,9 +20,8 @@ from augment.storage.files import read_regular
 
 def _libc() -> ctypes.CDLL | None:
     """The C library when it has ``syncfs`` (Linux), else None (then ``os.sync``)."""
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name, use_errno=True) if name else None
-    return libc if libc is not None and hasattr(libc, "syncfs") else None
+    c = libc()
+    return c if c is not None and hasattr(c, "syncfs") else None
 
 
 _LIBC = _libc()

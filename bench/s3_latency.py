@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from augment.render.codec import IMAGE_EXTENSIONS  # noqa: E402
 from augment.sinks.s3 import content_type  # noqa: E402
+from bench.run import compile_block  # noqa: E402
 from bench.s3 import BUCKET, digests_local, digests_s3  # noqa: E402
 from tests.support.ingestion_server import IngestionServer  # noqa: E402
 from tests.support.latency_proxy import LatencyProxy, measure_delay, serial_round_trips  # noqa: E402
@@ -47,6 +48,7 @@ CPU: dict[str, float] = {}  # CPU seconds of the last run: the block (with its w
 
 def run(args: list[str], env: dict[str, str], cwd: Path) -> float:
     """Wall seconds of one block run (exits the bench if the block fails); its CPU seconds go to ``CPU``."""
+    compile_block()
     before = _cpu()
     start = time.perf_counter()
     proc = subprocess.run(

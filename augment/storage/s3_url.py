@@ -11,6 +11,7 @@ from augment.storage.s3_client import S3Client
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # a local name that is not UTF-8 (surrogateescape)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def unsafe_key_reason(key: str) -> str | None:
         return "backslash in key (a Windows path?)"
     if _CONTROL.search(key):
         return "control character in key"
-    if any(0xDC80 <= ord(c) <= 0xDCFF for c in key):  # a local name that is not UTF-8
+    if _UNDECODABLE.search(key):
         return "not valid UTF-8 (S3 keys must be)"
     parts = key.split("/")
     if any(p == "" for p in parts):

@@ -184,8 +184,9 @@ class Result:
     outputs: int
     wall: float
     cpu: float
-    peak_rss_kib: int = 0
+    peak_rss_kib: int = 0  # the process tree's
     out_bytes: int = 0
+    peak_process_kib: int = 0  # the largest single process's (with workers: a worker's, on big images)
 
     @property
     def per_cpu(self) -> float:
@@ -204,13 +205,13 @@ def measure(name: str, command: list[str], out: Path, cwd: Path = ROOT) -> Resul
     peaks = watch_memory(proc)
     output, _ = proc.communicate()
     wall = time.perf_counter() - start
-    peak_tree, _ = peaks()
+    peak_tree, peak_process = peaks()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"{name} failed ({proc.returncode}):\n{output[-3000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     images = [p for p in out.rglob("*") if p.suffix in (".png", ".jpg")]
-    return Result(name, len(images), wall, cpu, peak_tree, sum(p.stat().st_size for p in images))
+    return Result(name, len(images), wall, cpu, peak_tree, sum(p.stat().st_size for p in images), peak_process)
 
 
 def compile_block() -> None:

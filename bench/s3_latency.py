@@ -2,7 +2,7 @@
 a 50 ms round trip, and --dest ei through the same delay, measured in one run.
 
     python bench/s3_latency.py [--data ../shared/data/electronic-components-png] [--workers 2] [--delay 0.025]
-                               [--repeat 1] [--skip-ingestion]
+                               [--repeat 1] [--skip-ingestion] [--times 1]
 
 SeaweedFS (`weed`, as the tests) and the loopback ingestion service of the tests run on 127.0.0.1; the delay
 comes from ``tests.support.latency_proxy`` (``--delay`` each way). Every run is ``transform.py`` as a subprocess with
@@ -10,7 +10,9 @@ the default preset and ``--workers``; outputs/s is outputs written / wall time (
 and manifest included). Every remote run's outputs are checked byte for byte against the local run. The
 proxy logs every request: each S3 run through it also says how many requests it made while nothing else was
 in flight (each a 50 ms round trip waited for). Issue #23's targets: S3 -> S3 block CPU <= 1.3x local's,
-direct >= 0.6x the local wall, through 50 ms >= 0.9x of direct. Exits 0 with a note when the dataset is absent.
+direct >= 0.6x the local wall, through 50 ms >= 0.9x of direct. ``--times N`` runs the dataset N times over
+(a job N times as long: what latency costs is a fixed number of round trips a run, not a share of it). Exits 0
+with a note when the dataset is absent.
 """
 
 from __future__ import annotations
@@ -85,6 +87,17 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def repeated(data: Path, times: int, target: Path) -> Path:
+    """``data`` with every image ``times`` times (``<stem>-<i><suffix>``, same class folders and root name)."""
+    root = target / data.name
+    for path in sorted(p for p in data.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
+        folder = root / path.parent.relative_to(data)
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(times):
+            shutil.copyfile(path, folder / f"{path.stem}-{i}{path.suffix}")
+    return root
+
+
 def seed(client, data: Path, prefix: str) -> int:
     files = sorted(p for p in data.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
@@ -124,12 +137,15 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.025, help="seconds each way (0.025: 50 ms round trip)")
     parser.add_argument("--skip-ingestion", action="store_true")
     parser.add_argument("--repeat", type=int, default=1, help="run local and S3 this many times, interleaved")
+    parser.add_argument("--times", type=int, default=1, help="the dataset this many times (a longer job)")
     opts = parser.parse_args()
     if not opts.data.is_dir():
         print(f"skipped: dataset not found at {opts.data}")
         return
     work = Path(tempfile.mkdtemp(prefix="bench-s3-latency-"))
     try:
+        if opts.times > 1:
+            opts.data = repeated(opts.data, opts.times, work / "times")
         with running_server(work / "weed") as server, LatencyProxy(server.ports["s3.port"], opts.delay) as proxy:
             STORE_PIDS.extend([server.proc.pid] if server.proc is not None else [])
             measure(opts, work, server, proxy)

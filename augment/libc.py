@@ -9,6 +9,13 @@ import sys
 
 @functools.cache
 def libc() -> ctypes.CDLL | None:
-    """The process's C library on Linux, else None. Opened as the process's own global symbols: no
-    ``ldconfig`` child process, which ``ctypes.util.find_library`` forks on every call."""
-    return ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+    """The process's C library on Linux, else None (also where the interpreter cannot dlopen: a static build).
+    Opened as the process's own global symbols: no ``ldconfig`` child process, which
+    ``ctypes.util.find_library`` forks on every call. A caller looks each function up with ``getattr``: a C
+    library may lack one."""
+    if sys.platform != "linux":
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None

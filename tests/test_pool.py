@@ -242,3 +242,39 @@ def test_the_block_starts_one_thread_and_no_child_process():
         [sys.executable, "-c", _STARTUP_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
     assert probe.stdout.strip() == "1 [] True", probe.stderr  # threads, processes started, syncfs found
+
+
+_NO_SYMBOLS_PROBE = """
+import ctypes, os, sys, threading
+from augment.run import pool
+from augment.sinks import local
+no_symbols = ctypes.CDLL(sys.argv[1])  # the dynamic loader: a real library, no prctl/mallopt/malloc_trim/syncfs
+pool.libc = local.libc = lambda: no_symbols
+pool._reuse_freed_memory()
+pool._trim_heap()
+pool.exit_with_parent(os.getppid())
+print(threading.active_count(), local._libc())
+"""
+
+_NO_DLOPEN_PROBE = """
+import ctypes
+def no_dlopen(*args, **kwargs):
+    raise OSError("Dynamic loading not supported")  # a statically linked interpreter (musl static builds)
+ctypes.CDLL = no_dlopen
+from augment.libc import libc
+from augment.sinks import local
+print(libc(), local._LIBC)
+"""
+
+
+_LOADER = next(iter(sorted(Path("/").glob("lib*/ld-linux*.so*"))), None)  # depends on no C library
+
+
+@pytest.mark.skipif(sys.platform != "linux" or _LOADER is None, reason="Linux's dynamic loader as the library")
+@pytest.mark.parametrize("probe", [_NO_SYMBOLS_PROBE, _NO_DLOPEN_PROBE], ids=["no-symbols", "no-dlopen"])
+def test_a_c_library_without_the_calls_falls_back_instead_of_failing(probe: str):
+    """A C library that lacks prctl/mallopt/malloc_trim/syncfs, or an interpreter that cannot dlopen at all:
+    the worker watches its parent with a thread, memory tuning is skipped, the sink uses os.sync."""
+    done = subprocess.run([sys.executable, "-c", probe, str(_LOADER)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == (["2", "None"] if probe is _NO_SYMBOLS_PROBE else ["None", "None"])

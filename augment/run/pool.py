@@ -327,8 +327,8 @@ _PR_SET_PDEATHSIG = 1
 def exit_with_parent(parent: int) -> None:
     """Die when the main process dies, even by SIGKILL (which runs no cleanup in it): on Linux the kernel
     sends this worker SIGKILL (prctl PR_SET_PDEATHSIG); elsewhere a thread watches the parent pid."""
-    c = libc()
-    if c is None or c.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+    prctl = getattr(libc(), "prctl", None)
+    if prctl is None or prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     if os.getppid() != parent:  # it died before the signal was armed
         os._exit(1)

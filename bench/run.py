@@ -23,6 +23,7 @@ plus PNG compression level / JPEG quality: speed and size, on the 96x96 set and 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import os
 import random
@@ -214,13 +215,21 @@ def measure(name: str, command: list[str], out: Path, cwd: Path = ROOT) -> Resul
     return Result(name, len(images), wall, cpu, peak_tree, sum(p.stat().st_size for p in images), peak_process)
 
 
-def compile_block() -> None:
+def compile_block(root: Path = ROOT) -> None:
     """Byte-compile the block once, as its image does (Dockerfile: compileall): a checkout run with
-    PYTHONDONTWRITEBYTECODE would otherwise compile every module on every run (about 80 ms of CPU a run)."""
+    PYTHONDONTWRITEBYTECODE would otherwise compile every module on every run (about 80 ms of CPU a run). A
+    checkout it cannot write to gets one note, not compileall's error per module on stdout amid the tables."""
     import compileall
 
-    compileall.compile_dir(ROOT / "augment", quiet=1)
-    compileall.compile_file(ROOT / "transform.py", quiet=1)
+    modules = compileall.compile_dir(root / "augment", quiet=2)
+    entrypoint = compileall.compile_file(root / "transform.py", quiet=2)
+    if not (modules and entrypoint):
+        _not_compiled(root)
+
+
+@functools.cache
+def _not_compiled(root: Path) -> None:
+    print(f"note: could not byte-compile {root} (read-only?): each block run compiles its modules", file=sys.stderr)
 
 
 def block(name: str, data: Path, out: Path, *args: str) -> Result:

@@ -87,10 +87,21 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
+def _images(data: Path) -> list[Path]:
+    """The images the bench uploads and repeats (what the block reads, bar labels files)."""
+    return sorted(p for p in data.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
 def repeated(data: Path, times: int, target: Path) -> Path:
     """``data`` with every image ``times`` times (``<stem>-<i><suffix>``, same class folders and root name)."""
     root = target / data.name
-    for path in sorted(p for p in data.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
+    for path in _images(data):
         folder = root / path.parent.relative_to(data)
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(times):
@@ -99,7 +110,7 @@ def repeated(data: Path, times: int, target: Path) -> Path:
 
 
 def seed(client, data: Path, prefix: str) -> int:
-    files = sorted(p for p in data.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = _images(data)
 
     def put(path: Path) -> None:
         key = prefix + path.relative_to(data).as_posix()
@@ -137,10 +148,13 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.025, help="seconds each way (0.025: 50 ms round trip)")
     parser.add_argument("--skip-ingestion", action="store_true")
     parser.add_argument("--repeat", type=int, default=1, help="run local and S3 this many times, interleaved")
-    parser.add_argument("--times", type=int, default=1, help="the dataset this many times (a longer job)")
+    parser.add_argument("--times", type=_count, default=1, help="the dataset this many times (a longer job)")
     opts = parser.parse_args()
     if not opts.data.is_dir():
         print(f"skipped: dataset not found at {opts.data}")
+        return
+    if not _images(opts.data):
+        print(f"skipped: no images in {opts.data}")
         return
     work = Path(tempfile.mkdtemp(prefix="bench-s3-latency-"))
     try:

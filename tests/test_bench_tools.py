@@ -1,5 +1,5 @@
-"""The benches byte-compile the block before each run (bench.run.compile_block); in a checkout they cannot write
-to, that must cost one note, not a page of errors per run, and never stop the bench."""
+"""The bench tools' own edges, each run as the bench is (a subprocess): compile_block in a read-only checkout,
+bench/s3_latency.py --times on odd datasets."""
 
 from __future__ import annotations
 
@@ -59,3 +59,26 @@ def test_a_read_only_checkout_is_benched_with_one_note_not_an_error_per_module()
         for folder in [parent, *(p for p in parent.rglob("*") if p.is_dir())]:
             folder.chmod(0o755)
         shutil.rmtree(parent)
+
+
+def _s3_latency(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(ROOT / "bench" / "s3_latency.py"), *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("times", ["1", "3"])
+def test_s3_latency_on_a_dataset_without_images_says_so_and_starts_nothing(tmp_path: Path, times: str):
+    """Not a failed block run naming a temp folder the bench made (``--times``), after starting SeaweedFS: a
+    note, as for an absent dataset."""
+    data = tmp_path / "data"
+    (data / "a" / "nested").mkdir(parents=True)
+    (data / "a" / "nested" / "notes.txt").write_text("not an image")
+    done = _s3_latency("--data", str(data), "--times", times, "--skip-ingestion")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.splitlines() == [f"skipped: no images in {data}"], done.stdout[-2000:]
+
+
+@pytest.mark.parametrize("times", ["0", "-2", "x"])
+def test_s3_latency_refuses_a_times_that_is_not_a_positive_count(tmp_path: Path, times: str):
+    done = _s3_latency("--data", str(tmp_path), "--times", times)
+    assert done.returncode == 2 and "--times" in done.stderr, done.stderr[-2000:]

@@ -273,11 +273,11 @@ def ops_table() -> None:
 
 
 def memory(work: Path) -> None:
-    """Peak RSS of a one-worker `heavy` run on one photo of 12 and 48 MP: of its largest process (the worker,
-    issue #26's "per worker") and of the whole tree (with the main process), per pixel; and the worker's peak
-    less that of a 96x96 run."""
+    """Peak RSS of a one-worker `heavy` run on one photo of 12 and 48 MP: of its largest process (there the
+    worker: issue #26's "per worker"; on the 96x96 run it may be the main process) and of the whole tree (with the
+    main process), per pixel; and the largest process's peak less that of a 96x96 run."""
     print("\npeak RSS, --workers 1 --preset heavy, one JPEG (sampled every 20 ms)")
-    print(f"{'photo':<12} {'worker MiB':>10} {'B/pixel':>8} {'over 96x96':>10} {'tree MiB':>9} {'B/pixel':>8}")
+    print(f"{'photo':<12} {'process MiB':>11} {'B/pixel':>8} {'over 96x96':>10} {'tree MiB':>9} {'B/pixel':>8}")
     base = None
     for label, size in (("96x96", (96, 96)), ("12 MP", (4000, 3000)), ("48 MP", (8000, 6000))):
         data = make_photos(work / f"mem-{label}", 1, size)
@@ -289,7 +289,7 @@ def memory(work: Path) -> None:
         worker, tree = r.peak_process_kib * 1024, r.peak_rss_kib * 1024
         over = worker - base * 1024
         print(
-            f"{label:<12} {worker / 2**20:>10.0f} {worker / pixels:>8.1f} {over / pixels:>10.1f}"
+            f"{label:<12} {worker / 2**20:>11.0f} {worker / pixels:>8.1f} {over / pixels:>10.1f}"
             f" {tree / 2**20:>9.0f} {tree / pixels:>8.1f}"
         )
 

@@ -6,6 +6,13 @@ import io
 import os
 import sys
 
+# The block's parallelism is its worker processes. Without these, numpy's and OpenCV's OpenBLAS start a thread per
+# core as they load, and those threads spin after the few 3x3 matrix products a run makes: 0.16 s of CPU a run of
+# 0.42 (docs/performance.md). Set here, before numpy loads, for the block's process only (a library user's own
+# process keeps its settings); a value the user set is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from augment.cli import parse, unknown_note
 from augment.config import build_config
 from augment.errors import BlockError

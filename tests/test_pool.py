@@ -278,3 +278,11 @@ def test_a_c_library_without_the_calls_falls_back_instead_of_failing(probe: str)
     done = subprocess.run([sys.executable, "-c", probe, str(_LOADER)], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == (["2", "None"] if probe is _NO_SYMBOLS_PROBE else ["None", "None"])
+
+
+def test_importing_the_package_leaves_the_thread_settings_to_its_importer():
+    """Only the block's own process (transform.py) sets one OpenBLAS thread: a library user's is left alone."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    probe = "import os, augment.cli, augment.run.pool; print(os.environ.get('OPENBLAS_NUM_THREADS'))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "None"

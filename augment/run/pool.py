@@ -12,6 +12,7 @@ naming it, and a new worker takes its place.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import multiprocessing
 import os
@@ -57,6 +58,7 @@ class RenderJob:
     sample: Sample
     data: bytes
     todo: tuple[PlannedOutput, ...]
+    huge: bool = False  # over ``huge_pixels`` (decided once, by the pool, from the header)
 
 
 @dataclass
@@ -142,8 +144,7 @@ class RenderPool:
             return self._queue.popleft() if self._queue and not self._closing else None
 
     def _huge_lock(self, job: RenderJob) -> Any:
-        huge = self._several and is_huge(job.data, self.options.huge_pixels)
-        return self._huge if huge else contextlib.nullcontext()
+        return self._huge if self._several and job.huge else contextlib.nullcontext()
 
 
 class _Lane:
@@ -158,6 +159,7 @@ class _Lane:
                 job, receiver, future = item
                 if not future.set_running_or_notify_cancel():
                     continue
+                job = dataclasses.replace(job, huge=is_huge(job.data, self.pool.options.huge_pixels))
                 try:
                     with self.pool._huge_lock(job):
                         self._render(job, receiver)
@@ -267,7 +269,7 @@ def _serve(conn: Connection, options: RenderOptions, parent: int) -> None:
             return
         for part in stream(options, job):
             conn.send(part)
-        if is_huge(job.data, options.huge_pixels):  # rendered alone to bound memory: give its memory back
+        if job.huge:  # rendered alone to bound memory: give its memory back
             _trim_heap()
 
 

@@ -31,7 +31,7 @@ from augment.sinks.s3 import S3Sink, content_type
 from augment.storage.s3_client import S3Client, S3Error
 from augment.storage.s3_url import parse_s3_url, unsafe_key_reason
 from tests.support.blockrun import ROOT, ei_env, run_block, terminate_when_under_way
-from tests.support.s3server import SECRET_KEY, SeaweedServer
+from tests.support.s3server import SECRET_KEY, SeaweedServer, SlowS3
 
 pytestmark = pytest.mark.xdist_group("s3")
 
@@ -59,6 +59,14 @@ MIXED = {
 MIXED_PREFIX = "org/team/raw/mixed/"  # a nested prefix
 CLASSES = ("capacitor", "resistor", "led")
 BIG_OBJECTS = {f"{CLASSES[i % 3]}/{CLASSES[i % 3]}-{i:04}.png": png8(1000 + i) for i in range(BIG)}
+
+
+def mixed_bucket(s3: SlowS3, bucket: str) -> SlowS3:
+    """``bucket`` made, with MIXED under ``raw/`` (put directly, not through the proxy); ``s3`` itself."""
+    client = s3.direct.client()
+    client.create_bucket(Bucket=bucket)
+    put_all(client, bucket, {"raw/" + k: v for k, v in MIXED.items()})
+    return s3
 
 
 def put_all(client, bucket: str, objects: dict[str, bytes]) -> None:

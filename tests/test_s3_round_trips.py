@@ -21,7 +21,7 @@ from augment.storage.s3_url import parse_s3_url
 from tests.support.fault_proxy import FaultProxy
 from tests.support.latency_proxy import Exchange, serial_round_trips
 from tests.support.s3server import SlowS3
-from tests.test_s3 import MIXED, block, put_all
+from tests.test_s3 import MIXED, block, mixed_bucket, put_all
 from tests.test_s3_kill_phases import half_recorded
 
 pytestmark = pytest.mark.xdist_group("s3")
@@ -55,10 +55,7 @@ def _run(slow_s3: SlowS3, tmp_path: Path, dest: str, *extra: str) -> list[Exchan
 
 @pytest.fixture(scope="module")
 def seeded(slow_s3: SlowS3) -> SlowS3:
-    client = slow_s3.direct.client()
-    client.create_bucket(Bucket=BUCKET)
-    put_all(client, BUCKET, {"raw/" + k: v for k, v in MIXED.items()})
-    return slow_s3
+    return mixed_bucket(slow_s3, BUCKET)
 
 
 def test_a_run_waits_for_few_bookkeeping_round_trips(seeded: SlowS3, tmp_path: Path):

@@ -28,6 +28,7 @@ from augment.plan.tasks import PlanSettings, Task
 from augment.render.codec import IMAGE_EXTENSIONS
 from augment.render.engine import KERNELS
 from augment.render.recipe import MAX_COPIES
+from augment.run import ahead
 from augment.sinks import Sink
 from augment.sources import Listing, Source
 from augment.storage.overlap import lands_in
@@ -109,6 +110,7 @@ def prepare(config: RunConfig, source: Source, sink: Sink, index: RunIndex, log:
             if refusal := foreign_images(config, sink, index):
                 raise Stop(refusal)
             manifest.start()  # the header (which settings the files belong to) lands before any output
+    ahead.forget()  # what planning did not use: any later listing asks the store
     for line in holdout_notes(plan.holdout, config.plan.test_fraction):
         log(line)
     return plan

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote_plus
@@ -47,6 +48,14 @@ def http_client(attempts: int, seconds: float) -> Any:
     return manager
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing: its objects, and the token of the next page (None: the last page)."""
+
+    objects: list[dict[str, Any]]
+    next_token: str | None
+
+
 class BucketError(RuntimeError):
     """A failed request: ``status code: NNN: <body>`` (the S3 error XML), or the transport's error."""
 
@@ -57,21 +66,31 @@ class Bucket:
     def __init__(self, url: str, sign: Signer, http: Any) -> None:
         self.url, self._sign, self._http = url.rstrip("/"), sign, http
 
-    def pages(self, prefix: str, page_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
-        """Objects under ``prefix`` a page at a time, as boto3 gives them: Key, Size, ETag, LastModified."""
-        token, seen = None, set()
+    def pages(self, prefix: str, page_size: int = 1000, first: Page | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Objects under ``prefix`` a page at a time, as boto3 gives them: Key, Size, ETag, LastModified;
+        ``first``: the first page, already listed (``page``), else it is asked for too."""
+        page, seen = first or self.page(prefix, page_size), set()
         while True:
-            query = {"list-type": "2", "prefix": prefix, "max-keys": str(page_size), "encoding-type": "url"}
-            if token:
-                query["continuation-token"] = token
-            root = self._request("GET", query)
-            yield [_object(node) for node in _children(root, "Contents")]
-            token = _text(root, "NextContinuationToken")
-            if _text(root, "IsTruncated") != "true" or not token:
+            yield page.objects
+            token = page.next_token
+            if not token:
                 return
             if token in seen:  # a store that would page forever
                 raise BucketError(f"the listing of {prefix!r} came back to a page it had already given")
             seen.add(token)
+            page = self.page(prefix, page_size, token)
+
+    def page(self, prefix: str, page_size: int = 1000, token: str | None = None) -> Page:
+        """One ListObjectsV2 request: the page after ``token`` (the first without)."""
+        query = {"list-type": "2", "prefix": prefix, "max-keys": str(page_size), "encoding-type": "url"}
+        if token:
+            query["continuation-token"] = token
+        root = self._request("GET", query)
+        more = _text(root, "IsTruncated") == "true"
+        return Page(
+            [_object(node) for node in _children(root, "Contents")],
+            _text(root, "NextContinuationToken") if more else None,
+        )
 
     def delete(self, keys: list[str]) -> list[dict[str, Any]]:
         """Delete up to 1,000 ``keys`` in one request; the refused ones (Key, Code, Message)."""

@@ -18,20 +18,20 @@ child gets an error instead of a hang.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
 from augment.storage import s3_limits
-from augment.storage.s3_bucket import Bucket, BucketError, http_client
+from augment.storage.background import in_background
+from augment.storage.s3_bucket import Bucket, BucketError, Page, http_client
+from augment.storage.s3_errors import HINTS, NO_CREDENTIALS, error_code, s3_message, unreachable
 
 DEFAULT_MAX_ATTEMPTS = 5  # AWS_MAX_ATTEMPTS (augment.config.env)
 _LOCK = threading.Lock()  # guards lazy creation
 _OBSTORE_PID = [0]  # the process whose tokio runtime obstore started (0: none yet)
-_CODE = re.compile(r"<Code>([^<]{1,64})</Code>")
-_STATUS = re.compile(r"status code: (\d{3})")
 _REFRESH = timedelta(minutes=5)  # botocore refreshes expiring credentials 15 min ahead: 5-min-old ones stay valid
 _PART_SIZE = 8 * 1024 * 1024  # multipart chunk of the final manifest
 
@@ -158,11 +158,31 @@ class S3Client:
 
     def pages(self, bucket: str, prefix: str, page_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
         """The objects under ``prefix`` (dicts as boto3's ListObjectsV2 gives them: Key, Size, ETag,
-        LastModified), a page at a time."""
+        LastModified), a page at a time; the first from ``list_ahead`` when it listed this very prefix."""
         try:
-            yield from self._bucket(bucket).pages(prefix, page_size)
+            first = self._ahead((bucket, prefix, page_size))
+            yield from self._bucket(bucket).pages(prefix, page_size, first)
         except BucketError as e:
             raise S3Error(self.message(e, "list", f"s3://{bucket}/{prefix}")) from None
+
+    def list_ahead(self, bucket: str, prefix: str, page_size: int = 1000) -> None:
+        """Start listing the first page of ``prefix`` in a background thread (credentials resolved there
+        too): the first ``pages`` of the same prefix, store and AWS settings takes it instead of asking
+        again. One try; a failed one is forgotten (``pages`` lists with its own tries and says why)."""
+        key = (_client_key(self.endpoint), bucket, prefix, page_size)
+        once = S3Client(self.endpoint, self.timeout, 1)
+        with _LOCK:
+            _AHEAD[key] = in_background(lambda: once._bucket(bucket).page(prefix, page_size), "s3-list-ahead")
+
+    def _ahead(self, key: tuple[str, str, int]) -> Page | None:
+        """The page ``list_ahead`` listed for ``key`` (once), waiting for it up to this client's time limit
+        of a request; None when there is none or it failed."""
+        with _LOCK:
+            listing = _AHEAD.pop((_client_key(self.endpoint), *key), None)
+        try:
+            return listing.result(timeout=self.timeout) if listing is not None else None
+        except Exception:  # noqa: BLE001  (its own error or a time-out: listed again, with this client's tries)
+            return None
 
     def delete(self, bucket: str, keys: list[str]) -> list[dict[str, Any]]:
         """DeleteObjects, 1,000 keys a request; the per-key refusals (``Key``, ``Code``, ``Message``)."""
@@ -182,12 +202,7 @@ class S3Client:
         mine = self._mine
         if mine is not None:
             return mine
-        key = (
-            self.endpoint,
-            self.timeout,
-            self.attempts,
-            *sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")),
-        )
+        key = _client_key(self.endpoint)
         _check_endpoint(configured_endpoint(self.endpoint))  # before credentials: the URL may hold some
         with _LOCK:
             clients = _SHARED.get(key)
@@ -207,14 +222,15 @@ class S3Client:
         return self._for(bucket, "buckets", self._make_bucket)
 
     def _for(self, bucket: str, kind: str, make: Any) -> Any:
-        """The obstore store or the ``Bucket`` (``kind``) of ``bucket``, made by the first caller."""
+        """The obstore store or the ``Bucket`` (``kind``) of ``bucket`` with this client's time limit and
+        tries, made by the first caller."""
         clients = self._clients()
-        made = getattr(clients, kind)
-        found = made.get(bucket)
+        made, key = getattr(clients, kind), (bucket, self.timeout, self.attempts)
+        found = made.get(key)
         if found is None:
             with _LOCK:
-                found = made.get(bucket) or make(clients, bucket)
-                made[bucket] = found
+                found = made.get(key) or make(clients, bucket)
+                made[key] = found
         return found
 
     def _make_bucket(self, clients: _Clients, bucket: str) -> Bucket:
@@ -284,47 +300,13 @@ class S3Client:
             return f"cannot {action} {where}: {code}: {HINTS[code]}"
         name = type(error).__name__
         attempts = self.attempts
-        if _unreachable(error):
+        if unreachable(error):
             endpoint = self.describe_endpoint()
             return f"cannot {action} {where}: cannot reach the S3 endpoint {endpoint} after {attempts} attempts"
         if code:
-            return f"cannot {action} {where}: {code}: {self.scrub(_s3_message(error))}"
+            return f"cannot {action} {where}: {code}: {self.scrub(s3_message(error))}"
         first = str(error).split("\n\nDebug source:")[0]  # obstore appends a multi-line debug dump
         return f"cannot {action} {where}: {name}: {self.scrub(first)} (after {attempts} attempts)"
-
-
-NO_CREDENTIALS = (
-    "no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or use an instance role)"
-)
-HINTS = {
-    "NoSuchBucket": "the bucket does not exist (check the bucket name and the endpoint/region)",
-    "AccessDenied": "access denied: the credentials lack permission for it",
-    "403": "access denied (403): wrong credentials, or no permission for it",
-    "InvalidAccessKeyId": "the access key id is not known to this endpoint: check AWS_ACCESS_KEY_ID",
-    "SignatureDoesNotMatch": "the secret key does not match the access key: check AWS_SECRET_ACCESS_KEY",
-    "ExpiredToken": "the session token has expired: refresh the credentials",
-    "InvalidToken": "the session token is not valid: check AWS_SESSION_TOKEN",
-    "PermanentRedirect": "the bucket is in another region: set AWS_DEFAULT_REGION",
-    "301": "the bucket is in another region: set AWS_DEFAULT_REGION",
-    "AuthorizationHeaderMalformed": "the region does not match the bucket's: set AWS_DEFAULT_REGION",
-}
-
-
-def error_code(error: Exception) -> str | None:
-    """The S3 error code (``NoSuchKey``, ...) or else the HTTP status of a failed request, or None."""
-    text = str(error)
-    found = _CODE.search(text) or _STATUS.search(text)
-    return found.group(1) if found else None
-
-
-def _s3_message(error: Exception) -> str:
-    found = re.search(r"<Message>([^<]{0,300})</Message>", str(error))
-    return found.group(1) if found else "no message"
-
-
-def _unreachable(error: Exception) -> bool:
-    text = str(error)
-    return any(s in text for s in ("error sending request", "Connection refused", "connection closed", "Max retries"))
 
 
 def _session() -> Any:
@@ -354,11 +336,23 @@ class _Clients:
         self.session = session
         self.endpoint = endpoint  # None: AWS itself
         self.credentials = _Credentials(session)
-        self.buckets: dict[str, Bucket] = {}  # bucket -> its listings and deletes
-        self.stores: dict[str, Any] = {}  # bucket -> obstore S3Store
+        self.buckets: dict[tuple[str, float, int], Bucket] = {}  # (bucket, time limit, tries) -> listings, deletes
+        self.stores: dict[tuple[str, float, int], Any] = {}  # (bucket, time limit, tries) -> obstore S3Store
 
 
-_SHARED: dict[tuple, _Clients] = {}  # (endpoint, AWS_* variables) -> their clients
+_SHARED: dict[tuple, _Clients] = {}  # ``_client_key`` -> its clients
+_AHEAD: dict[tuple, Future[Page]] = {}  # (``_client_key``, bucket, prefix, page size) -> a first page listed ahead
+
+
+def _client_key(endpoint: str | None) -> tuple:
+    """What the clients depend on: the endpoint given, and the AWS_* variables (credentials, region, ...)."""
+    return (endpoint, *sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+
+
+def forget_ahead() -> None:
+    """Drop the pages listed ahead that no listing took (a later listing asks the store, as it must)."""
+    with _LOCK:
+        _AHEAD.clear()
 
 
 class _Credentials:

@@ -1,0 +1,55 @@
+"""S3 listings started as the block starts, before its render modules load.
+
+Python spends about 0.2 s importing numpy, OpenCV and Pillow before a run can plan; the first page of an
+``--source`` or ``--dest`` s3:// prefix (and the AWS credentials, resolved on the way) can be on its way
+meanwhile, a round trip the run no longer waits for (docs/s3.md). This module imports nothing heavy.
+
+The flags are read as a hint, not parsed: only ``--source``, ``--dest`` and ``--s3-endpoint`` spelled out in
+full. Nothing depends on reading them right: a page listed ahead is used only by a listing of exactly that
+prefix, store and AWS settings (``S3Client.list_ahead``), and what planning did not use is dropped
+(``forget``), so a later listing always asks the store.
+"""
+
+from __future__ import annotations
+
+from augment.storage.s3_client import S3Client, forget_ahead
+from augment.storage.s3_url import parse_s3_url
+
+_FLAGS = ("--source", "--dest", "--s3-endpoint")
+_NOT_A_RUN = ("-h", "--help", "--version")
+
+
+def start(argv: list[str]) -> None:
+    """List ahead the first page of each s3:// prefix ``argv`` names with ``--source`` or ``--dest``."""
+    given = _flags(argv)
+    urls = [given[f] for f in ("--source", "--dest") if given.get(f, "").strip().startswith("s3://")]
+    if not urls:
+        return
+    client = S3Client((given.get("--s3-endpoint") or "").strip() or None)
+    for text in urls:
+        try:
+            url = parse_s3_url(text)
+        except ValueError:
+            continue  # the run says why
+        client.list_ahead(url.bucket, url.prefix)
+
+
+def forget() -> None:
+    """Drop what was listed ahead and not used (planning is over: a later listing must ask the store)."""
+    forget_ahead()
+
+
+def _flags(argv: list[str]) -> dict[str, str]:
+    """The last value of each of ``_FLAGS`` (``--flag value`` or ``--flag=value``); nothing for a
+    ``--help`` or ``--version`` run. Stops at ``--``."""
+    found: dict[str, str] = {}
+    for i, token in enumerate(argv):
+        if token == "--" or token in _NOT_A_RUN:
+            return {} if token != "--" else found
+        name, eq, value = token.partition("=")
+        if name in _FLAGS:
+            if eq:
+                found[name] = value
+            elif i + 1 < len(argv):
+                found[name] = argv[i + 1]
+    return found

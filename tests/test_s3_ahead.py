@@ -14,6 +14,8 @@ import pytest
 from augment.run import ahead
 from augment.storage.s3_client import S3Client, S3Error, forget_ahead
 from tests.support.blockrun import ei_env
+from tests.support.fault_proxy import FaultProxy
+from tests.support.latency_proxy import LatencyProxy
 from tests.support.s3server import SlowS3
 from tests.test_s3 import MIXED, mixed_bucket
 
@@ -105,15 +107,16 @@ def test_a_forgotten_page_is_listed_again(aws: SlowS3):
         aws.direct.client().delete_object(Bucket=BUCKET, Key="raw/led/led-new.png")
 
 
-def test_a_failed_listing_ahead_is_made_again_with_the_runs_tries_and_says_why(aws: SlowS3):
-    """A bucket that is not there: the listing ahead (one try) fails quietly, the run's own listing fails
-    with its message."""
+@pytest.mark.parametrize("attempts", [1, 2])
+def test_a_failed_listing_ahead_is_the_first_of_the_runs_tries_and_it_says_why(aws: SlowS3, attempts: int):
+    """A bucket that is not there: the listing ahead (one try) fails quietly; the run's own listing makes the
+    tries left (none of 1) and fails with its message."""
     first = len(aws.proxy.exchanges)
     S3Client().list_ahead("edge-no-such-bucket", "raw/")
     _when_listed(aws, first, 1)
     with pytest.raises(S3Error, match=r"cannot list s3://edge-no-such-bucket/raw/: NoSuchBucket: the bucket does not"):
-        list(S3Client(attempts=1).pages("edge-no-such-bucket", "raw/"))
-    assert len(_listings(aws, first)) == 2
+        list(S3Client(attempts=attempts).pages("edge-no-such-bucket", "raw/"))
+    assert len(_listings(aws, first)) == attempts
 
 
 @pytest.mark.parametrize(
@@ -125,6 +128,8 @@ def test_a_failed_listing_ahead_is_made_again_with_the_runs_tries_and_says_why(a
         (["--dest", "ei", "--source", "/data"], []),
         (["--source", "s3://Not_A_Bucket/raw/"], []),  # the run says why
         (["--sou", "s3://edge-list-ahead/raw/"], []),  # abbreviations are argparse's: no guess
+        (["--s3-end", "http://127.0.0.1:9", "--source", "s3://edge-list-ahead/raw/"], []),  # not from AWS
+        (["--source", "s3://edge-list-ahead/raw/", "--s3-endpoint=http://127.0.0.1:9", "--s3=x"], []),
         (["--", "--source", "s3://edge-list-ahead/raw/"], []),
     ],
 )
@@ -196,3 +201,41 @@ def test_the_block_lists_its_source_and_destination_while_its_render_modules_loa
     assert len(listings) == 3 and "prefix=gated%2Fmanifest" in listings[-1], listings
     written = seeded.direct.client().list_objects_v2(Bucket=BUCKET, Prefix="gated/")["KeyCount"]
     assert written == 20 + 2  # 10 images, a copy and the original each; the manifest and the report
+
+
+def _run_through(proxy: FaultProxy | LatencyProxy, s3: SlowS3, tmp_path: Path, **env: str) -> tuple[int, str]:
+    """The block on the source s3://BUCKET/raw/ through ``proxy``, into a folder: (exit code, output)."""
+    args = ["--source", f"s3://{BUCKET}/raw/", "--copies", "1", "--out-directory", str(tmp_path / "out")]
+    with proxy:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "transform.py"), *args, "--workers", "1"],
+            cwd=tmp_path, env=ei_env(s3.direct.env(AWS_ENDPOINT_URL=proxy.url, **env)),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(("attempts", "plan", "code"), [("1", ["503"], 1), ("2", ["503"] * 2, 1), ("2", ["reset"], 0)])
+def test_the_listing_ahead_is_the_first_of_the_runs_tries(seeded: SlowS3, tmp_path: Path, attempts, plan, code):
+    """AWS_MAX_ATTEMPTS tries in all, the listing ahead's included: a store that fails them all fails the run
+    with the message it had without the listing ahead; a try left lists the page."""
+    proxy = FaultProxy(seeded.direct.ports["s3.port"], plan)
+    returncode, output = _run_through(proxy, seeded, tmp_path, AWS_MAX_ATTEMPTS=attempts)
+    assert returncode == code, output
+    assert proxy.faults == plan and bytes(proxy.sent).count(b"list-type=2") == int(attempts)
+    assert "Traceback" not in output
+    if code:
+        assert f"ERROR: cannot list s3://{BUCKET}/raw/: SlowDown: " in output, output
+
+
+@pytest.mark.parametrize("attempts", ["1", "2"])
+def test_a_stalled_listing_ahead_costs_the_run_no_time(seeded: SlowS3, tmp_path: Path, attempts: str):
+    """A store that stalls (30 s each way), EDGE_AUGMENT_S3_TIMEOUT=1: the listing ahead is cut at the run's
+    time limit and is its first try; the run asks AWS_MAX_ATTEMPTS times in all, then says what it said
+    without it (counted, not timed)."""
+    proxy = LatencyProxy(seeded.direct.ports["s3.port"], 30.0)
+    returncode, output = _run_through(proxy, seeded, tmp_path, AWS_MAX_ATTEMPTS=attempts, EDGE_AUGMENT_S3_TIMEOUT="1")
+    assert returncode == 1, output
+    said = f"ERROR: cannot list s3://{BUCKET}/raw/: cannot reach the S3 endpoint {proxy.url} after {attempts} attempts"
+    assert said in output and "Traceback" not in output, output
+    assert len([e for e in proxy.exchanges if "list-type=2" in e.line]) == int(attempts)

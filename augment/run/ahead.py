@@ -12,7 +12,11 @@ prefix, store and AWS settings (``S3Client.list_ahead``), and what planning did 
 
 from __future__ import annotations
 
+import math
+import os
+
 from augment.storage.s3_client import S3Client, forget_ahead
+from augment.storage.s3_limits import DEFAULT_TIMEOUT
 from augment.storage.s3_url import parse_s3_url
 
 _FLAGS = ("--source", "--dest", "--s3-endpoint")
@@ -25,7 +29,7 @@ def start(argv: list[str]) -> None:
     urls = [given[f] for f in ("--source", "--dest") if given.get(f, "").strip().startswith("s3://")]
     if not urls:
         return
-    client = S3Client((given.get("--s3-endpoint") or "").strip() or None)
+    client = S3Client((given.get("--s3-endpoint") or "").strip() or None, _time_limit())
     for text in urls:
         try:
             url = parse_s3_url(text)
@@ -39,14 +43,28 @@ def forget() -> None:
     forget_ahead()
 
 
+def _time_limit() -> float:
+    """EDGE_AUGMENT_S3_TIMEOUT, the run's time limit of a request (its listing counts this one as its first
+    try); the default for a value the run refuses (it says why)."""
+    try:
+        seconds = float(os.environ.get("EDGE_AUGMENT_S3_TIMEOUT") or DEFAULT_TIMEOUT)
+    except ValueError:
+        return DEFAULT_TIMEOUT
+    return seconds if math.isfinite(seconds) and seconds > 0 else DEFAULT_TIMEOUT
+
+
 def _flags(argv: list[str]) -> dict[str, str]:
     """The last value of each of ``_FLAGS`` (``--flag value`` or ``--flag=value``); nothing for a
-    ``--help`` or ``--version`` run. Stops at ``--``."""
+    ``--help`` or ``--version`` run, nor when one of ``_FLAGS`` is abbreviated (argparse takes ``--s3-e``
+    for ``--s3-endpoint``: listed ahead from another store, the credentials would go where the run's do not).
+    Stops at ``--``."""
     found: dict[str, str] = {}
     for i, token in enumerate(argv):
         if token == "--" or token in _NOT_A_RUN:
             return {} if token != "--" else found
         name, eq, value = token.partition("=")
+        if name not in _FLAGS and name.startswith("--") and any(f.startswith(name) for f in _FLAGS):
+            return {}
         if name in _FLAGS:
             if eq:
                 found[name] = value

@@ -24,6 +24,7 @@ from concurrent.futures import Future
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
+from augment.signals import stopping
 from augment.storage import s3_limits
 from augment.storage.background import in_background
 from augment.storage.s3_bucket import Bucket, BucketError, Page, http_client
@@ -34,6 +35,7 @@ _LOCK = threading.Lock()  # guards lazy creation
 _OBSTORE_PID = [0]  # the process whose tokio runtime obstore started (0: none yet)
 _REFRESH = timedelta(minutes=5)  # botocore refreshes expiring credentials 15 min ahead: 5-min-old ones stay valid
 _PART_SIZE = 8 * 1024 * 1024  # multipart chunk of the final manifest
+_CUT = 1.0  # seconds past its time limit a request may take to be cut (s3_limits' watchdog ticks)
 
 
 class S3Error(RuntimeError):
@@ -98,8 +100,6 @@ class S3Client:
         must stop, none is started, and one under way gets ``STOP_GRACE`` s (then it is dropped, not retried)."""
         import obstore
 
-        from augment.signals import stopping
-
         if stopping.is_set():
             raise S3Error(f"not reading s3://{bucket}/{key}: the run is stopping")
         try:
@@ -160,15 +160,26 @@ class S3Client:
         """The objects under ``prefix`` (dicts as boto3's ListObjectsV2 gives them: Key, Size, ETag,
         LastModified), a page at a time; the first from ``list_ahead`` when it listed this very prefix."""
         try:
-            first = self._ahead((bucket, prefix, page_size))
+            first = self._first_page(bucket, prefix, page_size)
             yield from self._bucket(bucket).pages(prefix, page_size, first)
         except BucketError as e:
             raise S3Error(self.message(e, "list", f"s3://{bucket}/{prefix}")) from None
 
+    def _first_page(self, bucket: str, prefix: str, page_size: int) -> Page | None:
+        """The page listed ahead of ``prefix``, or None (``pages`` asks for it). A request that failed there
+        was this listing's first try: the page is asked for with the tries left, the error raised when none
+        is (the same wait and message as without ``list_ahead``)."""
+        try:
+            return self._ahead((bucket, prefix, page_size))
+        except BucketError:
+            if self.attempts == 1 or stopping.is_set():  # a request cut by a stop is not tried again
+                raise
+        return S3Client(self.endpoint, self.timeout, self.attempts - 1)._bucket(bucket).page(prefix, page_size)
+
     def list_ahead(self, bucket: str, prefix: str, page_size: int = 1000) -> None:
         """Start listing the first page of ``prefix`` in a background thread (credentials resolved there
         too): the first ``pages`` of the same prefix, store and AWS settings takes it instead of asking
-        again. One try; a failed one is forgotten (``pages`` lists with its own tries and says why)."""
+        again. One try, with this client's time limit: a failed one is the first of ``pages``' tries."""
         key = (_client_key(self.endpoint), bucket, prefix, page_size)
         once = S3Client(self.endpoint, self.timeout, 1)
         with _LOCK:
@@ -176,12 +187,16 @@ class S3Client:
 
     def _ahead(self, key: tuple[str, str, int]) -> Page | None:
         """The page ``list_ahead`` listed for ``key`` (once), waiting for it up to this client's time limit
-        of a request; None when there is none or it failed."""
+        of a request (it started earlier, with that limit); None when there is none, or it could not try (no
+        credentials, a refused endpoint: the run says why) or did not end in time; its BucketError when its
+        request failed."""
         with _LOCK:
             listing = _AHEAD.pop((_client_key(self.endpoint), *key), None)
         try:
-            return listing.result(timeout=self.timeout) if listing is not None else None
-        except Exception:  # noqa: BLE001  (its own error or a time-out: listed again, with this client's tries)
+            return listing.result(timeout=self.timeout + _CUT) if listing is not None else None
+        except BucketError:
+            raise
+        except Exception:  # noqa: BLE001  (listed again, with this client's tries)
             return None
 
     def delete(self, bucket: str, keys: list[str]) -> list[dict[str, Any]]:

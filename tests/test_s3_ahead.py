@@ -203,15 +203,14 @@ def test_the_block_lists_its_source_and_destination_while_its_render_modules_loa
     assert written == 20 + 2  # 10 images, a copy and the original each; the manifest and the report
 
 
-def _run_through(proxy: FaultProxy | LatencyProxy, s3: SlowS3, tmp_path: Path, **env: str) -> tuple[int, str]:
-    """The block on the source s3://BUCKET/raw/ through ``proxy``, into a folder: (exit code, output)."""
-    args = ["--source", f"s3://{BUCKET}/raw/", "--copies", "1", "--out-directory", str(tmp_path / "out")]
-    with proxy:
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "transform.py"), *args, "--workers", "1"],
-            cwd=tmp_path, env=ei_env(s3.direct.env(AWS_ENDPOINT_URL=proxy.url, **env)),
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+def _run_through(proxy: FaultProxy | LatencyProxy, s3: SlowS3, tmp_path: Path, *extra: str, **env: str):
+    """The block on the source s3://BUCKET/raw/ through ``proxy`` (running), into a folder: (exit code, output)."""
+    args = ["--source", f"s3://{BUCKET}/raw/", "--copies", "1", "--out-directory", str(tmp_path / "out"), *extra]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "transform.py"), *args, "--workers", "1"],
+        cwd=tmp_path, env=ei_env(s3.direct.env(**{"AWS_ENDPOINT_URL": proxy.url, **env})),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
     return done.returncode, done.stdout + done.stderr
 
 
@@ -219,8 +218,8 @@ def _run_through(proxy: FaultProxy | LatencyProxy, s3: SlowS3, tmp_path: Path, *
 def test_the_listing_ahead_is_the_first_of_the_runs_tries(seeded: SlowS3, tmp_path: Path, attempts, plan, code):
     """AWS_MAX_ATTEMPTS tries in all, the listing ahead's included: a store that fails them all fails the run
     with the message it had without the listing ahead; a try left lists the page."""
-    proxy = FaultProxy(seeded.direct.ports["s3.port"], plan)
-    returncode, output = _run_through(proxy, seeded, tmp_path, AWS_MAX_ATTEMPTS=attempts)
+    with FaultProxy(seeded.direct.ports["s3.port"], plan) as proxy:
+        returncode, output = _run_through(proxy, seeded, tmp_path, AWS_MAX_ATTEMPTS=attempts)
     assert returncode == code, output
     assert proxy.faults == plan and bytes(proxy.sent).count(b"list-type=2") == int(attempts)
     assert "Traceback" not in output
@@ -233,9 +232,27 @@ def test_a_stalled_listing_ahead_costs_the_run_no_time(seeded: SlowS3, tmp_path:
     """A store that stalls (30 s each way), EDGE_AUGMENT_S3_TIMEOUT=1: the listing ahead is cut at the run's
     time limit and is its first try; the run asks AWS_MAX_ATTEMPTS times in all, then says what it said
     without it (counted, not timed)."""
-    proxy = LatencyProxy(seeded.direct.ports["s3.port"], 30.0)
-    returncode, output = _run_through(proxy, seeded, tmp_path, AWS_MAX_ATTEMPTS=attempts, EDGE_AUGMENT_S3_TIMEOUT="1")
+    with LatencyProxy(seeded.direct.ports["s3.port"], 30.0) as proxy:
+        returncode, output = _run_through(
+            proxy, seeded, tmp_path, AWS_MAX_ATTEMPTS=attempts, EDGE_AUGMENT_S3_TIMEOUT="1"
+        )
     assert returncode == 1, output
     said = f"ERROR: cannot list s3://{BUCKET}/raw/: cannot reach the S3 endpoint {proxy.url} after {attempts} attempts"
     assert said in output and "Traceback" not in output, output
     assert len([e for e in proxy.exchanges if "list-type=2" in e.line]) == int(attempts)
+
+
+@pytest.mark.parametrize("where", ["--s3-endpoint", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"])
+def test_an_endpoint_with_credentials_in_it_is_asked_nothing_ahead(seeded: SlowS3, tmp_path: Path, where: str):
+    """http://user:secret@host: the run refuses it (exit 2) as it did; nothing reaches that host, ahead or
+    not, and the secret is in no output."""
+    with FaultProxy(seeded.direct.ports["s3.port"], []) as proxy:
+        url = proxy.url.replace("://", "://edge:hunter2-secret@")
+        flags = ["--s3-endpoint", url] if where == "--s3-endpoint" else []
+        returncode, output = _run_through(
+            proxy, seeded, tmp_path, *flags, "--dest", f"s3://{BUCKET}/out/", **{where: url}
+        )
+        time.sleep(0.5)  # a listing ahead would have connected by now
+    assert returncode == 2, output
+    assert "credentials inside the URL" in output and "hunter2" not in output
+    assert proxy.sent == b"" and proxy.connections == 0

@@ -55,15 +55,15 @@ def _time_limit() -> float:
 
 def _flags(argv: list[str]) -> dict[str, str]:
     """The last value of each of ``_FLAGS`` (``--flag value`` or ``--flag=value``); nothing for a
-    ``--help`` or ``--version`` run, nor when one of ``_FLAGS`` is abbreviated (argparse takes ``--s3-e``
-    for ``--s3-endpoint``: listed ahead from another store, the credentials would go where the run's do not).
-    Stops at ``--``."""
+    ``--help`` or ``--version`` run, nor when argparse could read a token as an abbreviation of one of those
+    or of ``_FLAGS`` (``--vers``; ``--s3-e``: listed ahead from another store, the credentials would go
+    where the run's do not). Stops at ``--``."""
     found: dict[str, str] = {}
     for i, token in enumerate(argv):
-        if token == "--" or token in _NOT_A_RUN:
-            return {} if token != "--" else found
+        if token == "--":
+            return found
         name, eq, value = token.partition("=")
-        if name not in _FLAGS and name.startswith("--") and any(f.startswith(name) for f in _FLAGS):
+        if token in _NOT_A_RUN or (name.startswith("--") and name not in _FLAGS and _abbreviates(name)):
             return {}
         if name in _FLAGS:
             if eq:
@@ -71,3 +71,7 @@ def _flags(argv: list[str]) -> dict[str, str]:
             elif i + 1 < len(argv):
                 found[name] = argv[i + 1]
     return found
+
+
+def _abbreviates(name: str) -> bool:
+    return any(flag.startswith(name) for flag in (*_FLAGS, *_NOT_A_RUN) if flag.startswith("--"))

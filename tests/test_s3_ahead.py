@@ -132,6 +132,8 @@ def test_a_failed_listing_ahead_is_the_first_of_the_runs_tries_and_it_says_why(a
         (["--source", "s3://edge-list-ahead/raw/", "--s3-endpoint=http://127.0.0.1:9", "--s3=x"], []),
         (["--source", "s3://edge-list-ahead/raw/", "--vers"], []),  # argparse prints the version: no run
         (["--he", "--dest=s3://edge-list-ahead/out/"], []),
+        (["--source", "s3://edge-list-ahead/raw/", "--s3-endpoint"], []),  # argparse: expected one argument
+        (["--dest", "s3://edge-list-ahead/out/", "--s3-endpoint", "--copies", "1"], []),
         (["--", "--source", "s3://edge-list-ahead/raw/"], []),
     ],
 )

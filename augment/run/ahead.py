@@ -57,7 +57,8 @@ def _flags(argv: list[str]) -> dict[str, str]:
     """The last value of each of ``_FLAGS`` (``--flag value`` or ``--flag=value``); nothing for a
     ``--help`` or ``--version`` run, nor when argparse could read a token as an abbreviation of one of those
     or of ``_FLAGS`` (``--vers``; ``--s3-e``: listed ahead from another store, the credentials would go
-    where the run's do not). Stops at ``--``."""
+    where the run's do not), nor when one of ``_FLAGS`` has no value (a trailing ``--s3-endpoint``: argparse
+    refuses the command line, the store ahead would be AWS). Stops at ``--``."""
     found: dict[str, str] = {}
     for i, token in enumerate(argv):
         if token == "--":
@@ -66,12 +67,14 @@ def _flags(argv: list[str]) -> dict[str, str]:
         if token in _NOT_A_RUN or (name.startswith("--") and name not in _FLAGS and _abbreviates(name)):
             return {}
         if name in _FLAGS:
-            if eq:
-                found[name] = value
-            elif i + 1 < len(argv):
-                found[name] = argv[i + 1]
+            if not eq:
+                value = argv[i + 1] if i + 1 < len(argv) else "-"
+                if value.startswith("-"):  # argparse: "expected one argument", no run
+                    return {}
+            found[name] = value
     return found
 
 
 def _abbreviates(name: str) -> bool:
+    """Whether argparse may take ``name`` for one of the flags read here (or for --help, --version)."""
     return any(flag.startswith(name) for flag in (*_FLAGS, *_NOT_A_RUN) if flag.startswith("--"))

@@ -37,6 +37,8 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:  # Ctrl-C outside the phases that note it (listing, planning): nothing half-written
         print("interrupted (SIGINT)")
         return EXIT_SIGINT
+    finally:
+        ahead.forget()  # a run that ended before it planned: a later listing in this process asks the store
 
 
 if __name__ == "__main__":

@@ -260,3 +260,21 @@ def test_an_endpoint_with_credentials_in_it_is_asked_nothing_ahead(seeded: SlowS
     assert returncode == 2, output
     assert "credentials inside the URL" in output and "hunter2" not in output
     assert proxy.sent == b"" and proxy.connections == 0
+
+
+def test_a_run_that_ends_before_it_plans_leaves_no_page_listed_ahead(aws: SlowS3, tmp_path: Path):
+    """``transform.main`` in a process that goes on (a library caller, a notebook): a run refused before it
+    plans (``--copies x``) leaves nothing listed ahead; a later listing of its prefix sees the store as it is."""
+    import transform
+
+    first = len(aws.proxy.exchanges)
+    argv = ["--source", f"s3://{BUCKET}/raw/led/", "--copies", "x", "--out-directory", str(tmp_path / "out")]
+    assert transform.main(argv) == 2
+    deadline = time.monotonic() + 30
+    while not any(e.end > e.start for e in aws.proxy.exchanges[first:]) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the listing ahead answered: the store listed it before the object below
+    aws.direct.client().put_object(Bucket=BUCKET, Key="raw/led/led-later.png", Body=MIXED["led/led-0.png"])
+    try:
+        assert "raw/led/led-later.png" in _keys(S3Client().pages(BUCKET, "raw/led/"))
+    finally:
+        aws.direct.client().delete_object(Bucket=BUCKET, Key="raw/led/led-later.png")

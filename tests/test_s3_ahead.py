@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -278,3 +279,20 @@ def test_a_run_that_ends_before_it_plans_leaves_no_page_listed_ahead(aws: SlowS3
         assert "raw/led/led-later.png" in _keys(S3Client().pages(BUCKET, "raw/led/"))
     finally:
         aws.direct.client().delete_object(Bucket=BUCKET, Key="raw/led/led-later.png")
+
+
+def test_a_process_that_cannot_start_a_thread_lists_nothing_ahead(aws: SlowS3, monkeypatch: pytest.MonkeyPatch):
+    """A thread limit (ulimit -u, a container's pids limit) makes ``Thread.start`` raise RuntimeError: the block
+    starts without listing ahead (its own listing then says what it can), never with a traceback."""
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    first = len(aws.proxy.exchanges)
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    ahead.start(["--source", f"s3://{BUCKET}/raw/", "--dest", f"s3://{BUCKET}/out/"])
+    monkeypatch.undo()
+    for name, value in aws.env().items():
+        monkeypatch.setenv(name, value)
+    assert _listings(aws, first) == []
+    assert _keys(S3Client().pages(BUCKET, "raw/led/")) == sorted("raw/" + k for k in MIXED if k.startswith("led/"))

@@ -35,7 +35,10 @@ def start(argv: list[str]) -> None:
             url = parse_s3_url(text)
         except ValueError:
             continue  # the run says why
-        client.list_ahead(url.bucket, url.prefix)
+        try:
+            client.list_ahead(url.bucket, url.prefix)
+        except RuntimeError:  # no thread can be started (a process or memory limit): the run lists it itself
+            return
 
 
 def forget() -> None:

@@ -70,7 +70,7 @@ class S3Sink(Sink):
         self._present: DiskMap | None = None  # name -> "size etag", once listed
         self._drop: weakref.finalize | None = None
         self._listed: Future[DiskMap] | None = None  # the listing started by ``prefetch``
-        self._background: list[tuple[threading.Thread, list[BaseException]]] = []  # ``later``'s work
+        self._background: list[Future[None]] = []  # ``later``'s work
         self._header: Future[None] | None = None  # the manifest's header going up (``put_header``)
 
     def describe(self) -> str:
@@ -142,10 +142,8 @@ class S3Sink(Sink):
         """Wait for the work ``later`` started (deleting the manifest's journal parts); raise its error."""
         self._header_stored()
         background, self._background = self._background, []
-        for thread, failed in background:
-            thread.join()
-            if failed:
-                raise failed[0]
+        for work in background:
+            work.result()
 
     def version(self, name: str) -> str | None:
         """``name``'s listing entry and its journal parts' (size and ETag each), when this process lists."""
@@ -241,17 +239,7 @@ class S3Sink(Sink):
 
     def later(self, work: Callable[[], None]) -> None:
         """Run ``work`` in a thread; ``settle`` waits for it and raises its error."""
-        failed: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                work()
-            except BaseException as e:  # noqa: BLE001  (raised by ``settle``)
-                failed.append(e)
-
-        thread = threading.Thread(target=run, name="s3-later", daemon=True)
-        thread.start()
-        self._background.append((thread, failed))
+        self._background.append(in_background(work, "s3-later"))
 
     def _note(self, names: list[str], entry: str) -> None:
         """Record what the run just wrote or deleted in the listing (after a listing in progress, so the entry
